@@ -1,0 +1,299 @@
+/**
+ * Durable store of published contents: source files, probe facts, shard maps,
+ * and the registry of accepted shard variants.
+ *
+ * Layout under dataDir:
+ *   tmp/                          uploads in progress (emptied at start)
+ *   contents/<id>/source.<ext>    the uploaded file
+ *   contents/<id>/meta.json       name, dates, probe facts (without per-frame times)
+ *   contents/<id>/map.json        ShardMap snapshot
+ *   contents/<id>/accepted.jsonl  accepted variants since the snapshot, one JSON line each
+ *   contents/.staging-<id>/       a content being published (renamed into place when whole)
+ *
+ * Accepted shards are appended to the log synchronously, so a crash right
+ * after `shard-accepted` loses nothing; snapshots are rewritten lazily and the
+ * log is replayed over them at start.
+ */
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { ProbeFacts } from '../src/shared/media.ts';
+import { parseShardMap, readiness, type ShardMap, type ShardRenditionState } from '../src/shared/shardMap.ts';
+import { readJson, removeTempFiles, writeFileAtomic } from './fsutil.ts';
+
+export type StoredFacts = Omit<ProbeFacts, 'video'> & {
+  video?: Omit<NonNullable<ProbeFacts['video']>, 'frameTimes'> & { frameCount: number };
+};
+
+export interface ContentMeta {
+  id: string;
+  name: string;
+  createdAt: string;
+  sourceFile: string;
+  facts: StoredFacts;
+}
+
+export interface Content {
+  meta: ContentMeta;
+  map: ShardMap;
+}
+
+export type ContentStatus = 'encoding' | 'ready' | 'failed';
+
+export interface ContentSummary {
+  id: string;
+  name: string;
+  status: ContentStatus;
+  duration: number;
+  shards: number;
+  renditions: string[];
+  ready: number;
+  total: number;
+  createdAt: string;
+}
+
+interface AcceptedLine {
+  rendition: string;
+  index: number;
+  sha256: string;
+  size: number;
+  engine?: string;
+}
+
+export function contentStatus(map: ShardMap): ContentStatus {
+  const r = readiness(map);
+  if (r.ready === r.total) return 'ready';
+  if (r.ready + r.failed === r.total) return 'failed';
+  return 'encoding';
+}
+
+export function storedFacts(f: ProbeFacts): StoredFacts {
+  if (!f.video) return { ...f, video: undefined };
+  const { frameTimes, ...video } = f.video;
+  return { ...f, video: { ...video, frameCount: frameTimes.length } };
+}
+
+export class ContentStore {
+  private readonly contents = new Map<string, Content>();
+  private readonly snapshotTimers = new Map<string, NodeJS.Timeout>();
+  readonly contentsDir: string;
+  readonly tmpDir: string;
+
+  constructor(
+    readonly dataDir: string,
+    private readonly snapshotDelayMs = 500,
+  ) {
+    this.contentsDir = path.join(dataDir, 'contents');
+    this.tmpDir = path.join(dataDir, 'tmp');
+  }
+
+  /** Loads every content from disk, replaying accepted-shard logs, and clears leftovers of interrupted work. */
+  async open(): Promise<{ loaded: number; skipped: string[] }> {
+    await fsp.mkdir(this.contentsDir, { recursive: true });
+    await fsp.rm(this.tmpDir, { recursive: true, force: true });
+    await fsp.mkdir(this.tmpDir, { recursive: true });
+    const skipped: string[] = [];
+    for (const name of await fsp.readdir(this.contentsDir)) {
+      const dir = path.join(this.contentsDir, name);
+      if (name.startsWith('.staging-')) {
+        await fsp.rm(dir, { recursive: true, force: true });
+        continue;
+      }
+      try {
+        await removeTempFiles(dir);
+        const meta = (await readJson(path.join(dir, 'meta.json'))) as ContentMeta;
+        const map = parseShardMap(await readJson(path.join(dir, 'map.json')));
+        const replayed = this.replay(dir, map);
+        // Live states (encoding) are meaningless after a restart.
+        for (const s of map.shards)
+          for (const st of Object.values(s.renditions)) if (st.status === 'encoding') st.status = 'pending';
+        this.contents.set(meta.id, { meta, map });
+        if (replayed > 0) this.scheduleSnapshot(meta.id);
+      } catch (e) {
+        skipped.push(`${name}: ${(e as Error).message}`);
+      }
+    }
+    return { loaded: this.contents.size, skipped };
+  }
+
+  private replay(dir: string, map: ShardMap): number {
+    let n = 0;
+    for (const file of ['accepted.jsonl.old', 'accepted.jsonl']) {
+      let text: string;
+      try {
+        text = fs.readFileSync(path.join(dir, file), 'utf8');
+      } catch {
+        continue;
+      }
+      for (const line of text.split('\n')) {
+        if (!line) continue;
+        let a: AcceptedLine;
+        try {
+          a = JSON.parse(line) as AcceptedLine;
+        } catch {
+          continue; // a torn last line from a crash mid-append
+        }
+        const st = map.shards[a.index]?.renditions[a.rendition];
+        if (!st) continue;
+        Object.assign(st, { status: 'ready', sha256: a.sha256, size: a.size, ...(a.engine && { engine: a.engine }) });
+        n++;
+      }
+    }
+    return n;
+  }
+
+  newUploadPath(): string {
+    return path.join(this.tmpDir, `upload-${randomBytes(8).toString('hex')}.part`);
+  }
+
+  newContentId(): string {
+    let id: string;
+    do id = randomBytes(6).toString('base64url').replace(/[-_]/g, 'x');
+    while (this.contents.has(id));
+    return id;
+  }
+
+  /**
+   * Publishes a content: the upload, its meta and map are put together in a
+   * staging directory, which is renamed into place in one step.
+   */
+  async publish(uploadPath: string, meta: ContentMeta, map: ShardMap): Promise<Content> {
+    const staging = path.join(this.contentsDir, `.staging-${meta.id}`);
+    await fsp.mkdir(staging, { recursive: true });
+    try {
+      await fsp.rename(uploadPath, path.join(staging, meta.sourceFile));
+      await writeFileAtomic(path.join(staging, 'meta.json'), JSON.stringify(meta, null, 1));
+      await writeFileAtomic(path.join(staging, 'map.json'), JSON.stringify(map));
+      await fsp.rename(staging, path.join(this.contentsDir, meta.id));
+    } catch (e) {
+      await fsp.rm(staging, { recursive: true, force: true });
+      throw e;
+    }
+    const c = { meta, map };
+    this.contents.set(meta.id, c);
+    return c;
+  }
+
+  get(id: string): Content | undefined {
+    return this.contents.get(id);
+  }
+
+  all(): Content[] {
+    return [...this.contents.values()];
+  }
+
+  sourcePath(c: Content): string {
+    return path.join(this.contentsDir, c.meta.id, c.meta.sourceFile);
+  }
+
+  summary(c: Content): ContentSummary {
+    const r = readiness(c.map);
+    return {
+      id: c.meta.id,
+      name: c.meta.name,
+      status: contentStatus(c.map),
+      duration: c.map.source.duration,
+      shards: c.map.shards.length,
+      renditions: c.map.renditions.map((x) => x.id),
+      ready: r.ready,
+      total: r.total,
+      createdAt: c.meta.createdAt,
+    };
+  }
+
+  /** Records an accepted variant durably before returning. */
+  accept(id: string, rendition: string, index: number, state: Required<Pick<ShardRenditionState, 'sha256' | 'size'>> & { engine?: string }): void {
+    const c = this.contents.get(id);
+    const st = c?.map.shards[index]?.renditions[rendition];
+    if (!c || !st) throw new Error(`no shard ${id}/${rendition}/${index}`);
+    const line: AcceptedLine = { rendition, index, sha256: state.sha256, size: state.size, ...(state.engine && { engine: state.engine }) };
+    fs.appendFileSync(path.join(this.contentsDir, id, 'accepted.jsonl'), JSON.stringify(line) + '\n');
+    Object.assign(st, { status: 'ready', sha256: state.sha256, size: state.size, ...(state.engine && { engine: state.engine }) });
+    this.scheduleSnapshot(id);
+  }
+
+  async delete(id: string): Promise<boolean> {
+    if (!this.contents.has(id)) return false;
+    this.contents.delete(id);
+    clearTimeout(this.snapshotTimers.get(id));
+    this.snapshotTimers.delete(id);
+    const trash = path.join(this.contentsDir, `.staging-deleted-${id}`);
+    await fsp.rename(path.join(this.contentsDir, id), trash);
+    await fsp.rm(trash, { recursive: true, force: true });
+    return true;
+  }
+
+  private scheduleSnapshot(id: string): void {
+    if (this.snapshotTimers.has(id)) return;
+    this.snapshotTimers.set(
+      id,
+      setTimeout(() => {
+        this.snapshotTimers.delete(id);
+        this.snapshot(id).catch((e: unknown) => console.error(`snapshot of ${id} failed:`, e));
+      }, this.snapshotDelayMs),
+    );
+  }
+
+  private readonly snapshotChain = new Map<string, Promise<void>>();
+
+  /** Rewrites map.json and retires the log entries it now contains. Snapshots of one content never overlap. */
+  snapshot(id: string): Promise<void> {
+    const prev = this.snapshotChain.get(id) ?? Promise.resolve();
+    const next = prev.then(() => this.snapshotNow(id));
+    const settled = next.catch(() => undefined);
+    this.snapshotChain.set(id, settled);
+    void settled.then(() => {
+      if (this.snapshotChain.get(id) === settled) this.snapshotChain.delete(id);
+    });
+    return next;
+  }
+
+  private async snapshotNow(id: string): Promise<void> {
+    const c = this.contents.get(id);
+    if (!c) return;
+    const dir = path.join(this.contentsDir, id);
+    const log = path.join(dir, 'accepted.jsonl');
+    const old = `${log}.old`;
+    // Rotate first, synchronously with serialising the map, so that lines
+    // appended while the snapshot is written land in the new log.
+    try {
+      if (fs.existsSync(old)) {
+        // A previous snapshot never finished: fold its lines into the current log.
+        const pending = fs.readFileSync(old, 'utf8');
+        fs.appendFileSync(log, pending);
+        fs.rmSync(old);
+      }
+      if (fs.existsSync(log)) fs.renameSync(log, old);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !this.contents.has(id)) return;
+      throw e;
+    }
+    const json = JSON.stringify(this.persistable(c.map));
+    await writeFileAtomic(path.join(dir, 'map.json'), json);
+    await fsp.rm(old, { force: true });
+  }
+
+  /** The map as it should be on disk: live states (encoding) are not persisted. */
+  private persistable(map: ShardMap): ShardMap {
+    return {
+      ...map,
+      shards: map.shards.map((s) => ({
+        ...s,
+        renditions: Object.fromEntries(
+          Object.entries(s.renditions).map(([k, st]) => [k, st.status === 'encoding' ? { ...st, status: 'pending' as const } : st]),
+        ),
+      })),
+    };
+  }
+
+  /** Writes every pending snapshot now (on shutdown). */
+  async flush(): Promise<void> {
+    const ids = [...this.snapshotTimers.keys()];
+    for (const id of ids) {
+      clearTimeout(this.snapshotTimers.get(id));
+      this.snapshotTimers.delete(id);
+      await this.snapshot(id);
+    }
+  }
+}

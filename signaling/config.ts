@@ -1,0 +1,139 @@
+/**
+ * Every tunable of the server, with its default, in one place. Each can be set
+ * by a command-line flag (`--heartbeat-timeout-ms 5000`) or an environment
+ * variable (`SHARDCAST_HEARTBEAT_TIMEOUT_MS=5000`); PORT and DATA_DIR are also
+ * read without the prefix.
+ */
+import path from 'node:path';
+
+export interface IceServer {
+  urls: string | string[];
+  username?: string;
+  credential?: string;
+}
+
+export interface ServerConfig {
+  /** TCP port for HTTP and WebSocket. 0 picks a free one (tests). */
+  port: number;
+  /** Interface to bind. */
+  host: string;
+  /** Where contents, shard maps, the shard registry and the cache live. */
+  dataDir: string;
+  /** Directory of the built web app (vite build output). */
+  distDir: string;
+  /** Largest accepted upload, bytes. */
+  maxUploadBytes: number;
+  /** Expected heartbeat period of a tab, ms (sent to tabs in `welcome`). */
+  heartbeatMs: number;
+  /** A tab that sends nothing for this long is lost and its work re-queued, ms. */
+  heartbeatTimeoutMs: number;
+  /** Target length of one encoding job (a run of shards), seconds. */
+  jobSeconds: number;
+  /** Jobs never exceed this length, seconds. */
+  jobMaxSeconds: number;
+  /** Audio is encoded in long runs to avoid priming gaps; runs of this length, seconds (whole content if shorter than twice this). */
+  audioJobSeconds: number;
+  /** Time an encoder gets for a job, per second of content, before it is reissued, ms. */
+  jobDeadlineMsPerSecond: number;
+  /** Floor for a job's deadline, ms. */
+  jobDeadlineMinMs: number;
+  /** Tries per job before its shards are marked failed. */
+  maxJobAttempts: number;
+  /** ICE servers handed to tabs (STUN/TURN); empty works on one LAN/host. */
+  iceServers: IceServer[];
+  /** Ask encoders to upload finished shards to the server cache. */
+  cacheEnabled: boolean;
+  /** Debounce for rewriting shard-map snapshots, ms (accepted shards are logged at once regardless). */
+  snapshotDelayMs: number;
+  /** Log to stdout. */
+  log: boolean;
+}
+
+export const DEFAULT_CONFIG: ServerConfig = {
+  port: 8080,
+  host: '0.0.0.0',
+  dataDir: path.resolve('data'),
+  distDir: path.resolve('dist'),
+  maxUploadBytes: 2 * 2 ** 30,
+  heartbeatMs: 2000,
+  heartbeatTimeoutMs: 6000,
+  jobSeconds: 3,
+  jobMaxSeconds: 5,
+  audioJobSeconds: 30,
+  jobDeadlineMsPerSecond: 20_000,
+  jobDeadlineMinMs: 30_000,
+  maxJobAttempts: 4,
+  iceServers: [],
+  cacheEnabled: true,
+  snapshotDelayMs: 500,
+  log: true,
+};
+
+const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+const envName = (k: string) => `SHARDCAST_${kebab(k).replace(/-/g, '_').toUpperCase()}`;
+
+function coerce(key: keyof ServerConfig, raw: string): ServerConfig[keyof ServerConfig] {
+  const def = DEFAULT_CONFIG[key];
+  if (typeof def === 'number') {
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`config ${key}: expected a non-negative number, got "${raw}"`);
+    return n;
+  }
+  if (typeof def === 'boolean') {
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    throw new Error(`config ${key}: expected true or false, got "${raw}"`);
+  }
+  if (Array.isArray(def)) {
+    try {
+      const v: unknown = JSON.parse(raw);
+      if (!Array.isArray(v)) throw new Error('not an array');
+      return v as IceServer[];
+    } catch {
+      throw new Error(`config ${key}: expected a JSON array such as [{"urls":"stun:stun.example.org"}], got "${raw}"`);
+    }
+  }
+  return raw;
+}
+
+/** Builds the config from defaults, then the environment, then flags, then `overrides`. */
+export function loadConfig(
+  argv: readonly string[] = [],
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: Partial<ServerConfig> = {},
+): ServerConfig {
+  const cfg: ServerConfig = { ...DEFAULT_CONFIG };
+  const set = <K extends keyof ServerConfig>(k: K, raw: string) => {
+    (cfg as unknown as Record<string, unknown>)[k] = coerce(k, raw);
+  };
+  if (env.PORT) set('port', env.PORT);
+  if (env.DATA_DIR) set('dataDir', env.DATA_DIR);
+  for (const k of Object.keys(DEFAULT_CONFIG) as (keyof ServerConfig)[]) {
+    const v = env[envName(k)];
+    if (v !== undefined && v !== '') set(k, v);
+  }
+  const byFlag = new Map((Object.keys(DEFAULT_CONFIG) as (keyof ServerConfig)[]).map((k) => [`--${kebab(k)}`, k]));
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const k = byFlag.get(flag);
+    if (!k) throw new Error(`unknown option ${flag}; options: ${[...byFlag.keys()].join(' ')}`);
+    const v = inline ?? argv[++i];
+    if (v === undefined) throw new Error(`option ${flag} needs a value`);
+    set(k, v);
+  }
+  Object.assign(cfg, overrides);
+  cfg.dataDir = path.resolve(cfg.dataDir);
+  cfg.distDir = path.resolve(cfg.distDir);
+  if (cfg.heartbeatTimeoutMs <= cfg.heartbeatMs) {
+    throw new Error(`heartbeatTimeoutMs (${cfg.heartbeatTimeoutMs}) must be larger than heartbeatMs (${cfg.heartbeatMs})`);
+  }
+  return cfg;
+}
+
+/** Lines for `--help`: every option with its environment variable and default. */
+export function configHelp(): string {
+  return (Object.keys(DEFAULT_CONFIG) as (keyof ServerConfig)[])
+    .map((k) => `  --${kebab(k).padEnd(28)} ${envName(k).padEnd(40)} default ${JSON.stringify(DEFAULT_CONFIG[k])}`)
+    .join('\n');
+}

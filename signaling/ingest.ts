@@ -1,0 +1,105 @@
+/**
+ * Upload -> probe -> ShardMap -> published content. The body is streamed to a
+ * temporary file (never held in memory) and only a whole, probed, mapped
+ * upload is renamed into the store; anything else leaves nothing behind.
+ */
+import type { IncomingMessage } from 'node:http';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
+import { buildShardMap, checkShardDuration, ShardMapError } from '../src/shared/shardMap.ts';
+import type { Content, ContentStore } from './ContentStore.ts';
+import { storedFacts } from './ContentStore.ts';
+import { HttpError } from './http.ts';
+import { probeFile, ProbeError } from './media/probe.ts';
+
+const EXT_BY_CONTAINER: Record<string, string> = { mp4: '.mp4', mov: '.mov', webm: '.webm', matroska: '.mkv', mkv: '.mkv' };
+
+/** Keeps a display name readable and harmless. */
+export function cleanName(raw: string | undefined): string {
+  let name = raw ?? '';
+  try {
+    name = decodeURIComponent(name);
+  } catch {
+    /* keep as sent */
+  }
+  name = name.replace(/^.*[\\/]/, '').replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 200);
+  return name || 'untitled';
+}
+
+const PROBE_STATUS: Record<string, number> = {
+  empty: 400,
+  'not-media': 415,
+  'unsupported-codec': 415,
+  'no-tracks': 422,
+  corrupt: 422,
+};
+
+export interface IngestOptions {
+  maxBytes: number;
+  name?: string;
+  shardDuration?: string | undefined;
+}
+
+export async function ingestUpload(req: IncomingMessage, store: ContentStore, opts: IngestOptions): Promise<Content> {
+  let shardDuration: number;
+  try {
+    shardDuration = checkShardDuration(opts.shardDuration ?? undefined);
+  } catch (e) {
+    throw new HttpError(400, (e as ShardMapError).code, (e as Error).message);
+  }
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > opts.maxBytes) {
+    throw new HttpError(413, 'too-large', `upload of ${declared} bytes exceeds the ${opts.maxBytes}-byte limit (server option --max-upload-bytes)`);
+  }
+  const tmp = store.newUploadPath();
+  try {
+    let received = 0;
+    const limiter = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        received += chunk.length;
+        if (received > opts.maxBytes) {
+          cb(new HttpError(413, 'too-large', `upload exceeds the ${opts.maxBytes}-byte limit (server option --max-upload-bytes)`));
+        } else cb(null, chunk);
+      },
+    });
+    try {
+      await pipeline(req, limiter, fs.createWriteStream(tmp, { flags: 'wx' }));
+    } catch (e) {
+      if (e instanceof HttpError) throw e;
+      throw new HttpError(400, 'upload-aborted', `the upload did not arrive whole (${(e as Error).message})`);
+    }
+    if (received === 0) throw new HttpError(400, 'empty', 'the upload is empty: send the media file as the request body');
+
+    let facts;
+    try {
+      facts = await probeFile(tmp);
+    } catch (e) {
+      if (e instanceof ProbeError) throw new HttpError(PROBE_STATUS[e.code] ?? 422, e.code, e.message);
+      throw new HttpError(422, 'corrupt', `the file could not be read as media: ${(e as Error).message}`);
+    }
+    const id = store.newContentId();
+    let map;
+    try {
+      map = buildShardMap({ contentId: id, facts, shardDuration });
+    } catch (e) {
+      if (e instanceof ShardMapError) throw new HttpError(422, e.code, e.message);
+      throw e;
+    }
+    const name = cleanName(opts.name);
+    return await store.publish(
+      tmp,
+      {
+        id,
+        name,
+        createdAt: new Date().toISOString(),
+        sourceFile: `source${EXT_BY_CONTAINER[facts.container] ?? '.bin'}`,
+        facts: storedFacts(facts),
+      },
+      map,
+    );
+  } finally {
+    await fsp.rm(tmp, { force: true });
+  }
+}

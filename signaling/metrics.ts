@@ -1,0 +1,52 @@
+/** GET /metrics in the Prometheus text format. */
+import type { ContentStore } from './ContentStore.ts';
+import type { PoolManager } from './PoolManager.ts';
+
+export function renderMetrics(pool: PoolManager, store: ContentStore): string {
+  const lines: string[] = [];
+  const metric = (name: string, type: 'gauge' | 'counter', help: string, samples: [Record<string, string>, number][]) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, v] of samples) {
+      const l = Object.entries(labels)
+        .map(([k, x]) => `${k}="${x.replace(/["\\\n]/g, '_')}"`)
+        .join(',');
+      lines.push(`${name}${l ? `{${l}}` : ''} ${v}`);
+    }
+  };
+  const peers = [...pool.peers.values()];
+  metric('shardcast_peers', 'gauge', 'Connected tabs by role.', [
+    [{ role: 'encoder' }, peers.filter((p) => p.role === 'encoder').length],
+    [{ role: 'viewer' }, peers.filter((p) => p.role === 'viewer').length],
+  ]);
+  metric('shardcast_jobs_in_flight', 'gauge', 'Jobs assigned and not finished.', [[{}, pool.jobs.size]]);
+  const states = new Map<string, number>();
+  const replicas = new Map<number, number>();
+  for (const c of store.all()) {
+    for (const s of c.map.shards) {
+      for (const [r, st] of Object.entries(s.renditions)) {
+        states.set(st.status, (states.get(st.status) ?? 0) + 1);
+        const n = pool.holders.get(`${c.meta.id}/${r}/${s.index}`)?.size ?? 0;
+        if (st.status === 'ready') replicas.set(Math.min(n, 5), (replicas.get(Math.min(n, 5)) ?? 0) + 1);
+      }
+    }
+  }
+  metric('shardcast_shard_variants', 'gauge', 'Shard variants (shard x rendition) by status.', [...states].map(([k, v]) => [{ status: k }, v]));
+  metric(
+    'shardcast_shards_by_replicas',
+    'gauge',
+    'Ready shard variants by number of live holders (5 means 5 or more).',
+    [...replicas].sort((a, b) => a[0] - b[0]).map(([k, v]) => [{ replicas: String(k) }, v]),
+  );
+  metric('shardcast_contents', 'gauge', 'Published contents.', [[{}, store.all().length]]);
+  const c = pool.counters;
+  metric('shardcast_jobs_assigned_total', 'counter', 'Jobs handed to encoders.', [[{}, c.jobsAssigned]]);
+  metric('shardcast_jobs_completed_total', 'counter', 'Jobs finished.', [[{}, c.jobsCompleted]]);
+  metric('shardcast_requeues_total', 'counter', 'Jobs whose unfinished shards went back to the queue.', [[{}, c.requeues]]);
+  metric('shardcast_shards_accepted_total', 'counter', 'Shard variants accepted.', [[{}, c.shardsAccepted]]);
+  metric('shardcast_shards_rejected_total', 'counter', 'Shard reports rejected.', [[{}, c.shardsRejected]]);
+  metric('shardcast_locate_requests_total', 'counter', 'Holder look-ups by viewers.', [[{}, c.locates]]);
+  metric('shardcast_bad_messages_total', 'counter', 'Invalid WebSocket messages received.', [[{}, c.badMessages]]);
+  const mem = process.memoryUsage();
+  metric('shardcast_process_resident_bytes', 'gauge', 'Resident memory of the server.', [[{}, mem.rss]]);
+  return lines.join('\n') + '\n';
+}

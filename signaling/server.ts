@@ -1,0 +1,230 @@
+/**
+ * One Node process: the web app, the HTTP API, storage and the signalling
+ * WebSocket (/ws), all on one port.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { parseClientMessage, MAX_MESSAGE_BYTES, type ServerMessage } from '../src/shared/protocol.ts';
+import type { ServerConfig } from './config.ts';
+import { ContentStore, contentStatus } from './ContentStore.ts';
+import { baseHeaders, HttpError, Router, sendError, sendJson, serveStatic } from './http.ts';
+import { ingestUpload } from './ingest.ts';
+import { PoolManager, ProtocolError } from './PoolManager.ts';
+import { SliceError, writeSourceSlice } from './media/slice.ts';
+import { renderMetrics } from './metrics.ts';
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  store: ContentStore;
+  pool: PoolManager;
+  config: ServerConfig;
+  close(): Promise<void>;
+}
+
+/** Client-side routes of the single-page app; each is answered with index.html. */
+const PAGE_ROUTES = [/^\/$/, /^\/publish\/?$/, /^\/encode\/?$/, /^\/pool\/?$/, /^\/watch\/[^/]+\/?$/];
+
+/** A connection that keeps sending garbage is closed after this many invalid messages in a row. */
+const MAX_CONSECUTIVE_BAD = 20;
+const HELLO_TIMEOUT_MS = 10_000;
+
+export async function startServer(config: ServerConfig): Promise<RunningServer> {
+  const log = (...a: unknown[]) => {
+    if (config.log) console.log(new Date().toISOString(), ...a);
+  };
+  const store = new ContentStore(config.dataDir, config.snapshotDelayMs);
+  const opened = await store.open();
+  for (const s of opened.skipped) log(`skipped unreadable content ${s}`);
+  const pool = new PoolManager(store, config);
+  pool.on('peer-joined', (e) => log(`${e.role} ${e.peerId} joined`));
+  pool.on('peer-lost', (e) => log(`${e.role} ${e.peerId} lost (${e.reason}); ${e.requeued} shards re-queued`));
+  pool.on('content-complete', (e) => log(`content ${e.contentId} fully encoded`));
+
+  const router = new Router()
+    .add('GET', '/api/health', (_req, res) => sendJson(res, 200, { ok: true, contents: store.all().length, peers: pool.peers.size }))
+    .add('GET', '/api/contents', (_req, res) => sendJson(res, 200, { contents: store.all().map((c) => store.summary(c)) }))
+    .add('POST', '/api/contents', async (req, res, _p, url) => {
+      const c = await ingestUpload(req, store, {
+        maxBytes: config.maxUploadBytes,
+        name: (req.headers['x-filename'] as string | undefined) ?? url.searchParams.get('name') ?? undefined,
+        shardDuration: url.searchParams.get('shardDuration') ?? (req.headers['x-shard-duration'] as string | undefined),
+      });
+      log(`published ${c.meta.id} "${c.meta.name}": ${c.map.shards.length} shards x ${c.map.renditions.length} renditions`);
+      pool.schedule();
+      sendJson(res, 201, { id: c.meta.id, shards: c.map.shards.length, renditions: c.map.renditions.map((r) => r.id) });
+    })
+    .add('GET', '/api/contents/:id', (_req, res, p) => {
+      const c = store.get(p.id!);
+      if (!c) throw new HttpError(404, 'unknown-content', `no content with id ${p.id}`);
+      sendJson(res, 200, { id: c.meta.id, name: c.meta.name, status: contentStatus(c.map), createdAt: c.meta.createdAt, shardMap: c.map });
+    })
+    .add('DELETE', '/api/contents/:id', async (_req, res, p) => {
+      if (!(await store.delete(p.id!))) throw new HttpError(404, 'unknown-content', `no content with id ${p.id}`);
+      pool.forgetContent(p.id!);
+      sendJson(res, 200, { deleted: p.id });
+    })
+    .add('GET', '/api/contents/:id/source', async (req, res, p, url) => {
+      const c = store.get(p.id!);
+      if (!c) throw new HttpError(404, 'unknown-content', `no content with id ${p.id}`);
+      const start = Number(url.searchParams.get('start'));
+      const end = Number(url.searchParams.get('end'));
+      const tracks = url.searchParams.get('tracks') ?? 'both';
+      if (!Number.isFinite(start) || !Number.isFinite(end)) throw new HttpError(400, 'bad-range', 'start and end are required, in seconds: ?start=3.0&end=6.0');
+      if (tracks !== 'video' && tracks !== 'audio' && tracks !== 'both') throw new HttpError(400, 'bad-tracks', 'tracks is video, audio or both');
+      let slice;
+      try {
+        slice = await writeSourceSlice(store.sourcePath(c), { start, end, tracks, timeOrigin: c.meta.facts.timeOrigin });
+      } catch (e) {
+        if (e instanceof SliceError) throw new HttpError(400, e.code, e.message);
+        throw e;
+      }
+      res.writeHead(200, {
+        'Content-Type': 'video/mp4',
+        'Content-Length': slice.bytes.byteLength,
+        'X-Slice-Start': String(slice.sliceStart),
+        'X-Slice-End': String(slice.sliceEnd),
+        'Access-Control-Expose-Headers': 'X-Slice-Start, X-Slice-End',
+        'Cache-Control': 'no-store',
+      });
+      res.end(req.method === 'HEAD' ? undefined : slice.bytes);
+    })
+    .add('GET', '/api/pool', (_req, res) => sendJson(res, 200, pool.snapshot()))
+    .add('GET', '/metrics', (_req, res) => {
+      const text = renderMetrics(pool, store);
+      res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Cache-Control': 'no-store' });
+      res.end(text);
+    });
+
+  const server = http.createServer((req, res) => {
+    void handleRequest(req, res).catch((e: unknown) => {
+      console.error('request failed:', e);
+      sendError(res, 500, 'internal', 'internal error; the server log has details');
+    });
+  });
+
+  async function handleRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    baseHeaders(res);
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      return sendError(res, 400, 'bad-url', 'the request URL could not be parsed');
+    }
+    const match = router.match(req.method ?? 'GET', url.pathname);
+    if (match === 'method-not-allowed') return sendError(res, 405, 'method-not-allowed', `${req.method} is not allowed on ${url.pathname}`);
+    if (match) {
+      try {
+        await match.handler(req, res, match.params, url);
+      } catch (e) {
+        if (e instanceof HttpError) {
+          if (!req.complete) res.setHeader('Connection', 'close');
+          return sendError(res, e.status, e.code, e.message);
+        }
+        throw e;
+      }
+      return;
+    }
+    if (url.pathname.startsWith('/api/')) return sendError(res, 404, 'not-found', `no API endpoint ${url.pathname}`);
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(res, 405, 'method-not-allowed', `${req.method} is not allowed here`);
+    if (await serveStatic(req, res, config.distDir, url.pathname)) return;
+    if (PAGE_ROUTES.some((r) => r.test(url.pathname))) {
+      if (await serveStatic(req, res, config.distDir, '/index.html')) return;
+      return sendError(res, 503, 'not-built', `the web app is not built: run "npm run build" (looked in ${config.distDir})`);
+    }
+    sendError(res, 404, 'not-found', `nothing at ${url.pathname}`);
+  }
+
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
+  server.on('upgrade', (req, socket, head) => {
+    const pathname = (req.url ?? '').split('?')[0];
+    if (pathname !== '/ws') {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => onSocket(ws));
+  });
+
+  function onSocket(ws: WebSocket): void {
+    let peerId: string | undefined;
+    let bad = 0;
+    const conn = {
+      send(msg: ServerMessage) {
+        if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg));
+      },
+      close(code: number, reason: string) {
+        ws.close(code, reason);
+      },
+    };
+    const helloTimer = setTimeout(() => ws.close(4001, 'no hello within 10 s'), HELLO_TIMEOUT_MS);
+    ws.on('message', (data, isBinary) => {
+      try {
+        const raw = isBinary ? new Uint8Array(data as Buffer) : (data as Buffer).toString('utf8');
+        const r = parseClientMessage(raw);
+        if (!r.ok) {
+          pool.counters.badMessages++;
+          conn.send({ type: 'error', code: r.code, message: r.message, ...(r.ref !== undefined && { ref: r.ref }) });
+          if (++bad >= MAX_CONSECUTIVE_BAD) ws.close(1008, 'too many invalid messages');
+          return;
+        }
+        bad = 0;
+        if (!peerId) {
+          if (r.msg.type !== 'hello') {
+            conn.send({ type: 'error', code: 'hello-first', message: 'send hello before anything else', ref: r.msg.type });
+            return;
+          }
+          try {
+            peerId = pool.join(conn, r.msg);
+            clearTimeout(helloTimer);
+          } catch (e) {
+            if (!(e instanceof ProtocolError)) throw e;
+            conn.send({ type: 'error', code: e.code, message: e.message, ref: 'hello' });
+          }
+          return;
+        }
+        pool.handle(peerId, r.msg);
+      } catch (e) {
+        // The server survives any input: a bug here costs one reply, not the process.
+        console.error('websocket message failed:', e);
+        conn.send({ type: 'error', code: 'internal', message: 'internal error handling that message' });
+      }
+    });
+    ws.on('close', () => {
+      clearTimeout(helloTimer);
+      if (peerId) pool.leave(peerId, 'socket closed');
+    });
+    ws.on('error', () => ws.terminate());
+  }
+
+  pool.start();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const shownHost = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+  log(`shardcast listening on http://${shownHost}:${port} (data in ${path.relative(process.cwd(), config.dataDir) || '.'})`);
+
+  let closed = false;
+  return {
+    url: `http://${shownHost}:${port}`,
+    port,
+    store,
+    pool,
+    config,
+    async close() {
+      if (closed) return;
+      closed = true;
+      pool.stop();
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await store.flush();
+    },
+  };
+}

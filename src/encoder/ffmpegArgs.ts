@@ -1,0 +1,133 @@
+/**
+ * ffmpeg command lines for encoder jobs. Pure functions, so the exact flags
+ * are unit-tested and the same lines serve ffmpeg.wasm and the native
+ * referee in benchmarks.
+ *
+ * One exec encodes a whole job (DESIGN.md, "Jobs"): a fixed cost of ~46 ms per
+ * exec makes one exec per 0.3 s shard 2.3x slower.
+ */
+import type { Job } from '../shared/protocol.ts';
+
+export interface VideoEncodeSettings {
+  /** libx264 preset. */
+  preset: string;
+  /** Threads for the encoder; the multi-thread core needs an explicit 2 (DESIGN.md). */
+  threads?: number;
+}
+
+/** Shard boundaries are cut a hair early so float rounding never pushes a key frame one frame late. */
+const BOUNDARY_EPSILON = 0.001;
+
+/** Boundaries of the job's shards relative to the job's start, without the first (0). */
+export function shardBoundaries(job: Pick<Job, 'start' | 'shards'>): number[] {
+  return job.shards.slice(1).map((s) => Math.max(0, s.start - job.start - BOUNDARY_EPSILON));
+}
+
+const fmt = (t: number) => t.toFixed(6).replace(/\.?0+$/, '') || '0';
+
+export const SEGMENT_PATTERN = 'shard_%04d.mp4';
+export const segmentName = (i: number) => `shard_${String(i).padStart(4, '0')}.mp4`;
+
+/**
+ * Encodes a job's source slice into one self-contained fragmented MP4 per
+ * shard: a key frame forced at every shard boundary, the segment muxer cutting
+ * there, no B-frames (without an edit list B-frames put every shard 2 frames
+ * late in MSE), source timestamps kept (variable frame rate survives).
+ */
+export function videoJobArgs(job: Job, sliceStart: number, input: string, settings: VideoEncodeSettings): string[] {
+  const v = job.video;
+  if (!v) throw new Error(`job ${job.id} has no video parameters`);
+  const frames = job.shards.reduce((a, s) => a + s.frames, 0);
+  const cuts = shardBoundaries(job).map(fmt).join(',');
+  const offset = Math.max(0, job.start - sliceStart);
+  const codecArgs =
+    v.codec === 'h264'
+      ? ['-c:v', 'libx264', '-preset', settings.preset, '-profile:v', 'high', '-bf', '0', '-sc_threshold', '0', '-g', '600']
+      : v.codec === 'vp9'
+        ? ['-c:v', 'libvpx-vp9', '-deadline', 'realtime', '-cpu-used', '8', '-row-mt', '1', '-lag-in-frames', '0', '-g', '600']
+        : ['-c:v', 'libaom-av1', '-cpu-used', '8', '-usage', 'realtime', '-g', '600'];
+  const rate = String(v.bitrate);
+  return [
+    '-nostdin',
+    '-y',
+    '-ss',
+    fmt(offset),
+    '-i',
+    input,
+    '-map',
+    '0:v:0',
+    '-an',
+    '-sn',
+    '-dn',
+    '-frames:v',
+    String(frames),
+    '-fps_mode',
+    'passthrough',
+    '-vf',
+    `scale=${v.width}:${v.height}:flags=bicubic,setsar=1`,
+    '-pix_fmt',
+    'yuv420p',
+    ...codecArgs,
+    ...(settings.threads ? ['-threads', String(settings.threads)] : []),
+    '-b:v',
+    rate,
+    '-maxrate',
+    String(Math.round(v.bitrate * 1.5)),
+    '-bufsize',
+    String(Math.round(v.bitrate * 2)),
+    ...(cuts ? ['-force_key_frames', cuts] : []),
+    '-f',
+    'segment',
+    ...(cuts ? ['-segment_times', cuts] : ['-segment_time', '100000']),
+    '-segment_format',
+    'mp4',
+    '-segment_format_options',
+    'movflags=frag_keyframe+empty_moov+default_base_moof',
+    '-reset_timestamps',
+    '1',
+    SEGMENT_PATTERN,
+  ];
+}
+
+/**
+ * Encodes the audio of a whole job (a long run) in one go; it is cut into
+ * shards on the AAC packet grid afterwards, so no shard carries its own
+ * priming samples.
+ */
+export function audioJobArgs(job: Job, sliceStart: number, input: string, output: string): string[] {
+  const a = job.audio;
+  if (!a) throw new Error(`job ${job.id} has no audio parameters`);
+  const offset = Math.max(0, job.start - sliceStart);
+  const samples = job.shards.reduce((n, s) => n + (s.samples ?? 0), 0);
+  return [
+    '-nostdin',
+    '-y',
+    '-ss',
+    fmt(offset),
+    '-i',
+    input,
+    '-map',
+    '0:a:0',
+    '-vn',
+    '-sn',
+    '-dn',
+    // Exactly the run's samples at the output rate (padded with silence if the
+    // source is short), so the packet grid matches the map. Resample first:
+    // -ar alone would resample after the trim, counting input samples.
+    '-af',
+    `aresample=${a.sampleRate},apad=whole_len=${samples},atrim=end_sample=${samples}`,
+    '-c:a',
+    a.codec === 'aac' ? 'aac' : 'libopus',
+    '-b:a',
+    String(a.bitrate),
+    '-ar',
+    String(a.sampleRate),
+    '-ac',
+    String(a.channels),
+    '-f',
+    'mp4',
+    '-movflags',
+    'frag_keyframe+empty_moov+default_base_moof',
+    output,
+  ];
+}

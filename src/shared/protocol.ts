@@ -1,0 +1,234 @@
+/**
+ * The WebSocket protocol between tabs (encoders, viewers) and the pool manager.
+ * One schema module for both sides: the server validates every message it
+ * receives with `parseClientMessage`, and the browser validates what the server
+ * sends with `parseServerMessage`.
+ *
+ * Messages are JSON objects with a `type`. Shard bytes never travel here: they
+ * go over WebRTC data channels (see ./wire.ts) or HTTP.
+ */
+import { z } from 'zod';
+import { renditionIdSchema, sha256Schema, videoSpecSchema, audioSpecSchema } from './shardMap.ts';
+
+export const PROTOCOL_VERSION = 1;
+
+/** Hard cap for one WebSocket message; larger frames are refused before parsing. */
+export const MAX_MESSAGE_BYTES = 256 * 1024;
+
+const id = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/, 'ids are letters, digits, _ and -');
+const contentId = id;
+const index = z.number().int().nonnegative().max(10_000_000);
+const finite = z.number().finite();
+
+export const shardKeySchema = z.object({ contentId, rendition: renditionIdSchema, index }).strict();
+
+export const engineSchema = z
+  .object({
+    /** "ffmpeg-wasm", "webcodecs", ... */
+    name: z.string().min(1).max(32),
+    /** Codecs this engine can produce: "h264", "aac", "vp9", ... */
+    codecs: z.array(z.string().min(1).max(16)).max(16),
+    /** Measured by the join benchmark: seconds of 360p output per wall second. */
+    speed: finite.nonnegative().max(10_000).optional(),
+  })
+  .strict();
+
+export const capabilitiesSchema = z
+  .object({
+    engines: z.array(engineSchema).min(1).max(8),
+    /** Jobs the tab will run at once. */
+    maxJobs: z.number().int().min(1).max(8).default(1),
+    /** Bytes of shards the tab is willing to hold. */
+    storageBytes: z.number().int().nonnegative().max(64 * 2 ** 30).optional(),
+  })
+  .strict();
+
+export const holdingSchema = z
+  .object({ key: shardKeySchema, sha256: sha256Schema, size: z.number().int().positive().max(256 * 2 ** 20) })
+  .strict();
+
+/** Opaque WebRTC signalling payload (SDP or ICE candidate), relayed as is. */
+const signalData = z.record(z.string(), z.unknown());
+
+// ---------------------------------------------------------------- client -> server
+
+export const clientMessageSchema = z.discriminatedUnion('type', [
+  z
+    .object({
+      type: z.literal('hello'),
+      protocol: z.literal(PROTOCOL_VERSION),
+      role: z.enum(['encoder', 'viewer']),
+      /** A peer id from an earlier session, to keep the same identity across reconnects. */
+      peerId: id.optional(),
+      token: z.string().max(512).optional(),
+      capabilities: capabilitiesSchema.optional(),
+      /** Shards an encoder still holds (after a reload or reconnect). */
+      holdings: z.array(holdingSchema).max(100_000).optional(),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('heartbeat'),
+      activeJobs: z.number().int().nonnegative().max(64).optional(),
+      heldBytes: z.number().int().nonnegative().optional(),
+      peers: z.number().int().nonnegative().max(10_000).optional(),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('job-progress'),
+      jobId: id,
+      /** 0..1 of the job. */
+      progress: finite.min(0).max(1),
+      fps: finite.nonnegative().max(100_000).optional(),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('shard-ready'),
+      jobId: id.optional(),
+      key: shardKeySchema,
+      sha256: sha256Schema,
+      size: z.number().int().positive().max(256 * 2 ** 20),
+      engine: z.string().min(1).max(32).optional(),
+    })
+    .strict(),
+  z.object({ type: z.literal('job-done'), jobId: id }).strict(),
+  z.object({ type: z.literal('job-failed'), jobId: id, reason: z.string().max(1000) }).strict(),
+  z
+    .object({
+      type: z.literal('locate'),
+      requestId: z.number().int().nonnegative(),
+      contentId,
+      /** First shard index of interest, and how many. */
+      from: index.default(0),
+      count: z.number().int().min(1).max(10_000).default(100),
+      renditions: z.array(renditionIdSchema).max(16).optional(),
+    })
+    .strict(),
+  z.object({ type: z.literal('signal'), to: id, data: signalData }).strict(),
+  z.object({ type: z.literal('shard-dropped'), key: shardKeySchema }).strict(),
+  z
+    .object({ type: z.literal('report-peer'), peerId: id, key: shardKeySchema, reason: z.string().max(200) })
+    .strict(),
+]);
+
+// ---------------------------------------------------------------- server -> client
+
+export const jobShardSchema = z
+  .object({
+    index,
+    start: finite,
+    duration: finite.positive(),
+    frames: z.number().int().positive(),
+    firstFrame: z.number().int().nonnegative(),
+    /** Audio jobs: exact placement from the map. */
+    samples: z.number().int().positive().optional(),
+  })
+  .strict();
+
+export const jobSchema = z
+  .object({
+    id,
+    contentId,
+    rendition: renditionIdSchema,
+    kind: z.enum(['video', 'audio']),
+    video: videoSpecSchema.optional(),
+    audio: audioSpecSchema.optional(),
+    shards: z.array(jobShardSchema).min(1),
+    /** Where to GET the job's source slice (a stream-copy remux from the previous key frame). */
+    sourceUrl: z.string().max(2048),
+    /** Content-time range the job covers. */
+    start: finite,
+    end: finite,
+    /** Epoch ms after which the pool may give the job to someone else. */
+    deadline: z.number().int(),
+    /** Whether the server wants the shards uploaded to its cache. */
+    upload: z.boolean(),
+  })
+  .strict();
+
+export const holderEntrySchema = z
+  .object({
+    index,
+    rendition: renditionIdSchema,
+    sha256: sha256Schema.optional(),
+    peers: z.array(id),
+    /** True when the server's cache has the shard (the last resort). */
+    cached: z.boolean(),
+  })
+  .strict();
+
+export const serverMessageSchema = z.discriminatedUnion('type', [
+  z
+    .object({
+      type: z.literal('welcome'),
+      protocol: z.literal(PROTOCOL_VERSION),
+      peerId: id,
+      heartbeatMs: z.number().int().positive(),
+      iceServers: z.array(z.object({ urls: z.union([z.string(), z.array(z.string())]), username: z.string().optional(), credential: z.string().optional() })),
+    })
+    .strict(),
+  z.object({ type: z.literal('job'), job: jobSchema }).strict(),
+  z.object({ type: z.literal('job-cancel'), jobId: id, reason: z.string() }).strict(),
+  z
+    .object({ type: z.literal('shard-accepted'), key: shardKeySchema, sha256: sha256Schema })
+    .strict(),
+  z.object({ type: z.literal('shard-rejected'), key: shardKeySchema, reason: z.string() }).strict(),
+  z
+    .object({ type: z.literal('holders'), requestId: z.number().int().nonnegative(), contentId, shards: z.array(holderEntrySchema) })
+    .strict(),
+  z.object({ type: z.literal('signal'), from: id, data: signalData }).strict(),
+  z
+    .object({
+      type: z.literal('error'),
+      code: z.string(),
+      message: z.string(),
+      /** The `type` of the message that caused it, when known. */
+      ref: z.string().optional(),
+    })
+    .strict(),
+]);
+
+export type ShardKeyMsg = z.infer<typeof shardKeySchema>;
+export type Capabilities = z.infer<typeof capabilitiesSchema>;
+export type Holding = z.infer<typeof holdingSchema>;
+export type ClientMessage = z.infer<typeof clientMessageSchema>;
+export type ServerMessage = z.infer<typeof serverMessageSchema>;
+export type Job = z.infer<typeof jobSchema>;
+export type JobShard = z.infer<typeof jobShardSchema>;
+export type HolderEntry = z.infer<typeof holderEntrySchema>;
+
+export type ParseResult<T> = { ok: true; msg: T } | { ok: false; code: string; message: string; ref?: string };
+
+function parseWith<T>(schema: z.ZodType<T>, raw: string | Uint8Array): ParseResult<T> {
+  const size = typeof raw === 'string' ? raw.length : raw.byteLength;
+  if (size > MAX_MESSAGE_BYTES) {
+    return { ok: false, code: 'too-large', message: `message of ${size} bytes exceeds the ${MAX_MESSAGE_BYTES}-byte limit` };
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof raw === 'string' ? raw : new TextDecoder().decode(raw));
+  } catch {
+    return { ok: false, code: 'bad-json', message: 'message is not valid JSON' };
+  }
+  const ref =
+    value && typeof value === 'object' && typeof (value as { type?: unknown }).type === 'string'
+      ? String((value as { type: string }).type).slice(0, 32)
+      : undefined;
+  const r = schema.safeParse(value);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const where = issue && issue.path.length ? `${issue.path.join('.')}: ` : '';
+    return { ok: false, code: 'bad-message', message: `${where}${issue?.message ?? 'invalid message'}`, ...(ref !== undefined && { ref }) };
+  }
+  return { ok: true, msg: r.data };
+}
+
+export function parseClientMessage(raw: string | Uint8Array): ParseResult<ClientMessage> {
+  return parseWith(clientMessageSchema, raw);
+}
+
+export function parseServerMessage(raw: string | Uint8Array): ParseResult<ServerMessage> {
+  return parseWith(serverMessageSchema, raw);
+}

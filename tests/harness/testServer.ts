@@ -1,0 +1,41 @@
+/** Starts a real shardcast server on a free port with its own temporary data directory. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig, type ServerConfig } from '../../signaling/config.ts';
+import { startServer, type RunningServer } from '../../signaling/server.ts';
+
+export interface TestServer extends RunningServer {
+  dataDir: string;
+  /** Stops the server and starts a new one on the same data directory (a restart). */
+  restart(overrides?: Partial<ServerConfig>): Promise<TestServer>;
+  /** Stops the server and removes its data. */
+  destroy(): Promise<void>;
+}
+
+export async function startTestServer(overrides: Partial<ServerConfig> = {}, dataDir?: string): Promise<TestServer> {
+  const dir = dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'shardcast-test-'));
+  const config = loadConfig([], {}, { port: 0, host: '0.0.0.0', dataDir: dir, log: false, snapshotDelayMs: 50, ...overrides });
+  const s = await startServer(config);
+  return Object.assign(s, {
+    dataDir: dir,
+    async restart(more: Partial<ServerConfig> = {}) {
+      await s.close();
+      return startTestServer({ ...overrides, ...more }, dir);
+    },
+    async destroy() {
+      await s.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  });
+}
+
+/** POSTs a file to /api/contents the way the CLI does, returning status and JSON body. */
+export async function upload(base: string, body: Uint8Array, query = '', name = 'clip.mp4'): Promise<{ status: number; json: any }> {
+  const res = await fetch(`${base}/api/contents${query}`, {
+    method: 'POST',
+    body: body as unknown as BodyInit,
+    headers: { 'Content-Type': 'application/octet-stream', 'X-Filename': name },
+  });
+  return { status: res.status, json: await res.json() };
+}

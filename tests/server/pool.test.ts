@@ -1,0 +1,269 @@
+/**
+ * The pool manager against real WebSocket clients playing encoders and viewers.
+ * No shard bytes travel here: encoders report hashes, which is all the pool sees.
+ */
+import fs from 'node:fs';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Job } from '../../src/shared/protocol.ts';
+import type { ShardMap } from '../../src/shared/shardMap.ts';
+import { fixture } from '../harness/fixtures.ts';
+import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
+import { fakeHash, WsPeer } from '../harness/wsPeer.ts';
+
+let clip: Uint8Array;
+let server: TestServer | undefined;
+const peers: WsPeer[] = [];
+
+beforeAll(async () => {
+  clip = fs.readFileSync(await fixture('av-2997'));
+});
+
+afterEach(async () => {
+  for (const p of peers.splice(0)) p.kill();
+  await server?.destroy();
+  server = undefined;
+});
+
+async function start(over: Parameters<typeof startTestServer>[0] = {}) {
+  server = await startTestServer({ heartbeatMs: 100, heartbeatTimeoutMs: 500, ...over });
+  return server;
+}
+
+async function publish(s: TestServer): Promise<string> {
+  const r = await upload(s.url, clip);
+  expect(r.status, JSON.stringify(r.json)).toBe(201);
+  return r.json.id as string;
+}
+
+async function getMap(s: TestServer, id: string): Promise<{ status: string; shardMap: ShardMap }> {
+  const res = await fetch(`${s.url}/api/contents/${id}`);
+  return (await res.json()) as { status: string; shardMap: ShardMap };
+}
+
+const track = <T extends WsPeer>(p: T) => (peers.push(p), p);
+const hashFor = (job: Job, index: number) => fakeHash(`${job.contentId}/${job.rendition}/${index}`);
+
+function finishJob(p: WsPeer, job: Job): void {
+  for (const sh of job.shards) {
+    const key = { contentId: job.contentId, rendition: job.rendition, index: sh.index };
+    p.send({ type: 'shard-ready', jobId: job.id, key, sha256: hashFor(job, sh.index), size: 1000 + sh.index });
+  }
+  p.send({ type: 'job-done', jobId: job.id });
+}
+
+/** Plays an honest encoder: every job it gets is finished at once, until its socket closes. */
+async function autoEncode(p: WsPeer, log: Job[]): Promise<void> {
+  for (;;) {
+    let job: Job;
+    try {
+      job = (await p.next('job', () => true, 60_000)).job;
+    } catch {
+      return;
+    }
+    log.push(job);
+    finishJob(p, job);
+  }
+}
+
+async function waitFor<T>(fn: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 15_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe('pool manager', () => {
+  it('assigns every shard of every rendition once, and all complete', async () => {
+    const s = await start();
+    const id = await publish(s);
+    const jobs: Job[] = [];
+    const a = track(await WsPeer.encoder(s.url));
+    const b = track(await WsPeer.encoder(s.url));
+    void autoEncode(a, jobs);
+    void autoEncode(b, jobs);
+    const done = await waitFor(async () => {
+      const c = await getMap(s, id);
+      return c.status === 'ready' ? c : undefined;
+    }, 'content ready');
+    const map = done.shardMap;
+    // Every variant ready with the hash its encoder reported, and assigned exactly once.
+    const assigned = new Map<string, number>();
+    for (const j of jobs) for (const sh of j.shards) assigned.set(`${j.rendition}/${sh.index}`, (assigned.get(`${j.rendition}/${sh.index}`) ?? 0) + 1);
+    let variants = 0;
+    for (const sh of map.shards) {
+      for (const [r, st] of Object.entries(sh.renditions)) {
+        variants++;
+        expect(st.status).toBe('ready');
+        expect(st.sha256).toBe(fakeHash(`${id}/${r}/${sh.index}`));
+        expect(assigned.get(`${r}/${sh.index}`)).toBe(1);
+      }
+    }
+    expect(assigned.size).toBe(variants);
+    // Both encoders took part.
+    expect(new Set(jobs.map((j) => j.id)).size).toBe(jobs.length);
+    // Video jobs are runs of consecutive shards of about 2-5 s; the 10 s audio is one job.
+    for (const j of jobs) {
+      const idx = j.shards.map((x) => x.index);
+      expect(idx).toEqual(idx.map((_, i) => idx[0]! + i));
+      if (j.kind === 'video') expect(j.end - j.start).toBeLessThanOrEqual(5 + 1e-6);
+    }
+    expect(jobs.filter((j) => j.kind === 'audio')).toHaveLength(1);
+    const audioJob = jobs.find((j) => j.kind === 'audio')!;
+    expect(audioJob.shards.every((x) => x.samples! % 1024 === 0)).toBe(true);
+    // A job's source URL answers with a slice.
+    const job = jobs.find((j) => j.kind === 'video')!;
+    const slice = await fetch(new URL(job.sourceUrl, s.url));
+    expect(slice.status).toBe(200);
+    expect(Number(slice.headers.get('x-slice-start'))).toBeLessThanOrEqual(job.start + 1e-6);
+  });
+
+  it('re-queues exactly the unfinished shards of a killed encoder, and they complete elsewhere', async () => {
+    const s = await start();
+    const id = await publish(s);
+    const e1 = track(await WsPeer.encoder(s.url));
+    const { job } = await e1.next('job');
+    expect(job.shards.length).toBeGreaterThan(4);
+    const finished = job.shards.slice(0, 3).map((x) => x.index);
+    for (const i of finished) {
+      e1.send({ type: 'shard-ready', jobId: job.id, key: { contentId: id, rendition: job.rendition, index: i }, sha256: hashFor(job, i), size: 500 });
+      await e1.next('shard-accepted', (m) => m.key.index === i);
+    }
+    e1.kill();
+    await waitFor(() => (s.pool.peers.size === 0 ? true : undefined), 'encoder lost');
+    const e2 = track(await WsPeer.encoder(s.url));
+    const { job: again } = await e2.next('job');
+    expect(again.rendition).toBe(job.rendition);
+    expect(again.shards.map((x) => x.index)).toEqual(job.shards.slice(3).map((x) => x.index));
+    finishJob(e2, again);
+    await e2.next('job'); // it moves on to other work
+    const { shardMap } = await getMap(s, id);
+    for (const sh of job.shards) {
+      expect(shardMap.shards[sh.index]!.renditions[job.rendition]!.status).toBe('ready');
+    }
+    const events = s.pool.recentEvents.filter((e) => e.type === 'job-requeued');
+    expect(events).toHaveLength(1);
+    expect((events[0]!.detail as { indices: number[] }).indices).toEqual(job.shards.slice(3).map((x) => x.index));
+  });
+
+  it('re-queues the work of an encoder that stops sending heartbeats', async () => {
+    const s = await start();
+    await publish(s);
+    const e1 = track(await WsPeer.encoder(s.url));
+    const { job } = await e1.next('job');
+    e1.silent();
+    const closed = await e1.closed;
+    expect(closed.code).toBe(4000);
+    const e2 = track(await WsPeer.encoder(s.url));
+    const { job: again } = await e2.next('job');
+    expect(again.shards.map((x) => x.index)).toEqual(job.shards.map((x) => x.index));
+  });
+
+  it('a reported failure re-queues the job, and repeated failures mark the shards failed', async () => {
+    const s = await start({ maxJobAttempts: 2 });
+    const id = await publish(s);
+    const e1 = track(await WsPeer.encoder(s.url));
+    const { job } = await e1.next('job');
+    e1.send({ type: 'job-failed', jobId: job.id, reason: 'test failure 1' });
+    const { job: j2 } = await e1.next('job');
+    expect(j2.shards.map((x) => x.index)).toEqual(job.shards.map((x) => x.index));
+    e1.send({ type: 'job-failed', jobId: j2.id, reason: 'test failure 2' });
+    await e1.next('job', (m) => m.job.shards[0]!.index !== job.shards[0]!.index || m.job.rendition !== job.rendition);
+    const { shardMap } = await getMap(s, id);
+    for (const sh of job.shards) expect(shardMap.shards[sh.index]!.renditions[job.rendition]!.status).toBe('failed');
+  });
+
+  it('keeps every published content and accepted shard across a restart; encoders re-announce holdings', async () => {
+    let s = await start();
+    const ids = [await publish(s), await publish(s)];
+    const e1 = track(await WsPeer.encoder(s.url));
+    const { job } = await e1.next('job');
+    const key = { contentId: job.contentId, rendition: job.rendition, index: job.shards[0]!.index };
+    const sha = hashFor(job, key.index);
+    e1.send({ type: 'shard-ready', jobId: job.id, key, sha256: sha, size: 777 });
+    await e1.next('shard-accepted');
+    const before = await Promise.all(ids.map((i) => getMap(s, i)));
+    e1.kill();
+    s = server = await s.restart();
+    const list = (await (await fetch(`${s.url}/api/contents`)).json()) as { contents: { id: string }[] };
+    expect(list.contents.map((c) => c.id).sort()).toEqual([...ids].sort());
+    const after = await Promise.all(ids.map((i) => getMap(s, i)));
+    for (let i = 0; i < ids.length; i++) {
+      const norm = (m: ShardMap) => JSON.stringify(m.shards.map((sh) => Object.values(sh.renditions).map((st) => (st.status === 'ready' ? st.sha256 : 'not-ready'))));
+      expect(norm(after[i]!.shardMap)).toEqual(norm(before[i]!.shardMap));
+    }
+    expect(after[0]!.shardMap.shards[key.index]!.renditions[key.rendition]).toMatchObject({ status: 'ready', sha256: sha, size: 777 });
+    // The encoder comes back with what it holds; a viewer can find it; a false claim is ignored.
+    const back = track(
+      await WsPeer.encoder(s.url, {
+        holdings: [
+          { key, sha256: sha, size: 777 },
+          { key: { ...key, index: key.index + 1 }, sha256: sha, size: 777 },
+        ],
+      }),
+    );
+    const viewer = track(await WsPeer.viewer(s.url));
+    viewer.send({ type: 'locate', requestId: 9, contentId: key.contentId, from: key.index, count: 2, renditions: [key.rendition] });
+    const holders = await viewer.next('holders', (m) => m.requestId === 9);
+    expect(holders.shards.find((x) => x.index === key.index)!.peers).toEqual([back.peerId]);
+    expect(holders.shards.find((x) => x.index === key.index + 1)!.peers).toEqual([]);
+  });
+
+  it('relays WebRTC signals between peers, and refuses unknown targets', async () => {
+    const s = await start();
+    const a = track(await WsPeer.viewer(s.url));
+    const b = track(await WsPeer.encoder(s.url));
+    a.send({ type: 'signal', to: b.peerId, data: { type: 'offer', sdp: 'v=0 test' } });
+    const got = await b.next('signal');
+    expect(got).toEqual({ type: 'signal', from: a.peerId, data: { type: 'offer', sdp: 'v=0 test' } });
+    a.send({ type: 'signal', to: 'nobody', data: {} });
+    expect((await a.next('error')).code).toBe('unknown-peer');
+  });
+
+  it('answers a burst of malformed messages with errors and keeps serving other clients', async () => {
+    const s = await start();
+    const id = await publish(s);
+    const viewer = track(await WsPeer.viewer(s.url));
+    const garbage: (string | Buffer)[] = [
+      '',
+      'null',
+      '{',
+      '[]',
+      '{"type":"hello"}',
+      JSON.stringify({ type: 'shard-ready', key: { contentId: '../../etc', rendition: 'x', index: 1 }, sha256: 'no', size: 1 }),
+      JSON.stringify({ type: 'locate', requestId: -1, contentId: id }),
+      JSON.stringify({ type: 'signal', to: 'x', data: 'not-an-object' }),
+      Buffer.from([0xff, 0xfe, 0x00, 0x01]),
+      'x'.repeat(300_000),
+    ];
+    // Many clients send garbage at once, each before and after joining.
+    const attackers = await Promise.all(Array.from({ length: 10 }, () => WsPeer.connect(s.url)));
+    attackers.forEach((p) => track(p));
+    for (const p of attackers) for (const g of garbage.slice(0, 9)) p.sendRaw(g);
+    await Promise.all(attackers.map((p) => p.next('error', (m) => m.code === 'bad-message')));
+    // Joined clients sending nonsense get errors for each message.
+    const joined = track(await WsPeer.encoder(s.url));
+    joined.send({ type: 'job-done', jobId: 'not-mine' });
+    expect((await joined.next('error', (m) => m.ref === 'job-done')).code).toBe('unknown-job');
+    joined.send({ type: 'shard-ready', key: { contentId: id, rendition: 'zzz', index: 0 }, sha256: 'a'.repeat(64), size: 1 });
+    expect((await joined.next('error', (m) => m.ref === 'shard-ready')).code).toBe('unknown-shard');
+    joined.send({ type: 'hello', protocol: 1, role: 'viewer' });
+    expect((await joined.next('error', (m) => m.ref === 'hello')).code).toBe('already-joined');
+    // An oversized frame closes that one socket, not the server.
+    const big = track(await WsPeer.connect(s.url));
+    big.sendRaw('x'.repeat(300_000));
+    expect((await big.closed).code).toBe(1009);
+    // A client that only sends garbage is disconnected after a while.
+    const spammer = track(await WsPeer.connect(s.url));
+    for (let i = 0; i < 50; i++) spammer.sendRaw('{bad');
+    expect((await spammer.closed).code).toBe(1008);
+    // Everyone else is still served.
+    viewer.send({ type: 'locate', requestId: 1, contentId: id, count: 3 });
+    const h = await viewer.next('holders');
+    expect(h.shards.length).toBeGreaterThan(0);
+    expect((await fetch(`${s.url}/api/health`)).status).toBe(200);
+    expect(s.pool.counters.badMessages).toBeGreaterThanOrEqual(90);
+  });
+});
