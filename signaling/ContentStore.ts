@@ -77,6 +77,7 @@ export function storedFacts(f: ProbeFacts): StoredFacts {
 export class ContentStore {
   private readonly contents = new Map<string, Content>();
   private readonly snapshotTimers = new Map<string, NodeJS.Timeout>();
+  private closed = false;
   readonly contentsDir: string;
   readonly tmpDir: string;
 
@@ -225,7 +226,7 @@ export class ContentStore {
   }
 
   private scheduleSnapshot(id: string): void {
-    if (this.snapshotTimers.has(id)) return;
+    if (this.closed || this.snapshotTimers.has(id)) return;
     this.snapshotTimers.set(
       id,
       setTimeout(() => {
@@ -287,7 +288,14 @@ export class ContentStore {
     };
   }
 
-  /** Writes every pending snapshot now (on shutdown). */
+  /** Writes pending snapshots and stops scheduling new ones (shutdown). */
+  async close(): Promise<void> {
+    await this.flush();
+    this.closed = true;
+    await Promise.all([...this.snapshotChain.values()]);
+  }
+
+  /** Writes every pending snapshot now. */
   async flush(): Promise<void> {
     const ids = [...this.snapshotTimers.keys()];
     for (const id of ids) {

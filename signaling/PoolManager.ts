@@ -14,7 +14,7 @@ import {
 } from '../src/shared/shardMap.ts';
 import type { ServerConfig } from './config.ts';
 import type { Content, ContentStore } from './ContentStore.ts';
-import { TypedEmitter } from './events.ts';
+import { TypedEmitter } from '../src/shared/events.ts';
 import { planRun } from './jobs.ts';
 
 export type Role = 'encoder' | 'viewer';
@@ -446,13 +446,16 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     const map = content.map;
     const r = map.renditions.find((x) => x.id === renditionId)!;
     const keyframes = content.meta.facts.video?.keyframeTimes ?? [];
+    const keyOf = (i: number) => shardKeyString({ contentId: map.contentId, rendition: renditionId, index: i });
+    // Re-queued shards travel together, apart from fresh ones, so a lost job comes back as exactly its unfinished part.
+    const retry = (this.attempts.get(keyOf(first)) ?? 0) > 0;
     const indices = planRun(
       map,
       renditionId,
       first,
       (i) => {
         const st = map.shards[i]!.renditions[renditionId];
-        return st?.status === 'pending' && !this.inFlight.has(shardKeyString({ contentId: map.contentId, rendition: renditionId, index: i }));
+        return st?.status === 'pending' && !this.inFlight.has(keyOf(i)) && (this.attempts.get(keyOf(i)) ?? 0) > 0 === retry;
       },
       keyframes,
       this.config,

@@ -224,7 +224,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      await store.flush();
+      await store.close();
     },
   };
 }

@@ -34,7 +34,7 @@ export const segmentName = (i: number) => `shard_${String(i).padStart(4, '0')}.m
  * there, no B-frames (without an edit list B-frames put every shard 2 frames
  * late in MSE), source timestamps kept (variable frame rate survives).
  */
-export function videoJobArgs(job: Job, sliceStart: number, input: string, settings: VideoEncodeSettings): string[] {
+export function videoJobArgs(job: Job, sliceStart: number, input: string, settings: VideoEncodeSettings, outPattern = SEGMENT_PATTERN): string[] {
   const v = job.video;
   if (!v) throw new Error(`job ${job.id} has no video parameters`);
   const frames = job.shards.reduce((a, s) => a + s.frames, 0);
@@ -85,7 +85,7 @@ export function videoJobArgs(job: Job, sliceStart: number, input: string, settin
     'movflags=frag_keyframe+empty_moov+default_base_moof',
     '-reset_timestamps',
     '1',
-    SEGMENT_PATTERN,
+    outPattern,
   ];
 }
 

@@ -1,0 +1,141 @@
+/**
+ * ffmpeg.wasm behind a watchdog. The FFmpeg class runs the core in its own
+ * worker; the core's .js and .wasm are bundled assets of our own origin.
+ *
+ * - An exec that prints nothing (no log, no progress) for `watchdogMs` is
+ *   killed: the worker is terminated and a fresh core is loaded next time.
+ * - The core is recycled every `recycleAfterExecs` execs, because a loaded
+ *   core crashes after roughly 45-100 execs (DESIGN.md).
+ */
+import { FFmpeg } from '@ffmpeg/ffmpeg';
+import coreURL from '@ffmpeg/core?url';
+import wasmURL from '@ffmpeg/core/wasm?url';
+
+export class WatchdogError extends Error {
+  override name = 'WatchdogError';
+}
+
+export interface ExecResult {
+  /** Output files by name. */
+  files: Map<string, Uint8Array>;
+  /** Wall time of the exec alone, ms. */
+  execMs: number;
+  /** Last lines ffmpeg printed, for error messages. */
+  log: string[];
+}
+
+export interface EngineStats {
+  loads: number;
+  execs: number;
+  execsOnThisCore: number;
+  watchdogKills: number;
+}
+
+export class FfmpegEngine {
+  private ff: FFmpeg | undefined;
+  private loading: Promise<FFmpeg> | undefined;
+  private readonly logTail: string[] = [];
+  private lastActivity = 0;
+  readonly stats: EngineStats = { loads: 0, execs: 0, execsOnThisCore: 0, watchdogKills: 0 };
+  /** Called with 0..1 while an exec runs (ffmpeg's own progress estimate). */
+  onProgress: ((p: number) => void) | undefined;
+  /** Called with every log line (frame=... lines carry fps). */
+  onLog: ((line: string) => void) | undefined;
+
+  constructor(private readonly opts: { watchdogMs: number; recycleAfterExecs: number }) {}
+
+  private async core(): Promise<FFmpeg> {
+    if (this.ff && this.stats.execsOnThisCore >= this.opts.recycleAfterExecs) this.terminate();
+    if (this.ff) return this.ff;
+    if (!this.loading) {
+      this.loading = (async () => {
+        const ff = new FFmpeg();
+        ff.on('log', ({ message }) => {
+          this.lastActivity = performance.now();
+          this.logTail.push(message);
+          if (this.logTail.length > 40) this.logTail.shift();
+          this.onLog?.(message);
+        });
+        ff.on('progress', ({ progress }) => {
+          this.lastActivity = performance.now();
+          if (progress >= 0 && progress <= 1) this.onProgress?.(progress);
+        });
+        await ff.load({ coreURL, wasmURL });
+        this.stats.loads++;
+        this.stats.execsOnThisCore = 0;
+        this.ff = ff;
+        return ff;
+      })().finally(() => {
+        this.loading = undefined;
+      });
+    }
+    return this.loading;
+  }
+
+  /** Loads the core now (the join benchmark does this, and warms it up). */
+  async load(): Promise<void> {
+    await this.core();
+  }
+
+  terminate(): void {
+    this.ff?.terminate();
+    this.ff = undefined;
+  }
+
+  /**
+   * Writes `inputs` into a fresh directory, runs ffmpeg with the arguments
+   * `args(dir)` gives, and reads back every file it wrote there (other than
+   * the inputs). The core's file system is cleaned afterwards.
+   */
+  async exec(args: (dir: string) => string[], inputs: Record<string, Uint8Array>): Promise<ExecResult> {
+    const ff = await this.core();
+    this.logTail.length = 0;
+    const workDir = `/job${this.stats.execs}`;
+    await ff.createDir(workDir);
+    const cleanup = async () => {
+      try {
+        for (const n of await ff.listDir(workDir)) if (!n.isDir) await ff.deleteFile(`${workDir}/${n.name}`);
+        await ff.deleteDir(workDir);
+      } catch {
+        /* the core may be gone (watchdog); a new one starts clean */
+      }
+    };
+    try {
+      for (const [name, data] of Object.entries(inputs)) await ff.writeFile(`${workDir}/${name}`, data);
+      this.lastActivity = performance.now();
+      let timedOut = false;
+      const watchdog = setInterval(() => {
+        if (performance.now() - this.lastActivity > this.opts.watchdogMs) {
+          timedOut = true;
+          this.stats.watchdogKills++;
+          this.terminate(); // rejects the pending exec
+        }
+      }, Math.min(1000, this.opts.watchdogMs / 4));
+      const t0 = performance.now();
+      let code: number;
+      try {
+        code = await ff.exec(args(workDir));
+      } catch (e) {
+        if (timedOut) throw new WatchdogError(`ffmpeg made no progress for ${this.opts.watchdogMs} ms and was killed`);
+        // A crashed core ("memory access out of bounds") is useless: start over next time.
+        this.terminate();
+        throw new Error(`ffmpeg crashed: ${(e as Error).message}`);
+      } finally {
+        clearInterval(watchdog);
+      }
+      const execMs = performance.now() - t0;
+      this.stats.execs++;
+      this.stats.execsOnThisCore++;
+      if (code !== 0) throw new Error(`ffmpeg exited with ${code}: ${this.logTail.slice(-6).join(' | ')}`);
+      const files = new Map<string, Uint8Array>();
+      for (const n of await ff.listDir(workDir)) {
+        if (n.isDir || n.name in inputs) continue;
+        const data = await ff.readFile(`${workDir}/${n.name}`);
+        if (data instanceof Uint8Array) files.set(n.name, data);
+      }
+      return { files, execMs, log: [...this.logTail] };
+    } finally {
+      if (this.ff === ff) await cleanup();
+    }
+  }
+}
