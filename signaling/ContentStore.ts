@@ -59,6 +59,21 @@ interface AcceptedLine {
   sha256: string;
   size: number;
   engine?: string;
+  lead?: number;
+  tail?: number;
+}
+
+export type AcceptedVariant = Pick<AcceptedLine, 'sha256' | 'size' | 'engine' | 'lead' | 'tail'>;
+
+function acceptedFields(a: AcceptedVariant): Partial<ShardRenditionState> {
+  return {
+    status: 'ready',
+    sha256: a.sha256,
+    size: a.size,
+    ...(a.engine !== undefined && { engine: a.engine }),
+    ...(a.lead !== undefined && { lead: a.lead }),
+    ...(a.tail !== undefined && { tail: a.tail }),
+  };
 }
 
 export function contentStatus(map: ShardMap): ContentStatus {
@@ -137,7 +152,7 @@ export class ContentStore {
         }
         const st = map.shards[a.index]?.renditions[a.rendition];
         if (!st) continue;
-        Object.assign(st, { status: 'ready', sha256: a.sha256, size: a.size, ...(a.engine && { engine: a.engine }) });
+        Object.assign(st, acceptedFields(a));
         n++;
       }
     }
@@ -204,13 +219,13 @@ export class ContentStore {
   }
 
   /** Records an accepted variant durably before returning. */
-  accept(id: string, rendition: string, index: number, state: Required<Pick<ShardRenditionState, 'sha256' | 'size'>> & { engine?: string }): void {
+  accept(id: string, rendition: string, index: number, variant: AcceptedVariant): void {
     const c = this.contents.get(id);
     const st = c?.map.shards[index]?.renditions[rendition];
     if (!c || !st) throw new Error(`no shard ${id}/${rendition}/${index}`);
-    const line: AcceptedLine = { rendition, index, sha256: state.sha256, size: state.size, ...(state.engine && { engine: state.engine }) };
+    const line: AcceptedLine = { rendition, index, ...variant };
     fs.appendFileSync(path.join(this.contentsDir, id, 'accepted.jsonl'), JSON.stringify(line) + '\n');
-    Object.assign(st, { status: 'ready', sha256: state.sha256, size: state.size, ...(state.engine && { engine: state.engine }) });
+    Object.assign(st, acceptedFields(variant));
     this.scheduleSnapshot(id);
   }
 

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ClientMessage, Capabilities, Job, ServerMessage, HolderEntry } from '../src/shared/protocol.ts';
 import {
+  AAC_PACKET_SAMPLES,
   effectiveVideoSpec,
   isAudioRendition,
   isVideoRendition,
@@ -18,6 +19,9 @@ import { TypedEmitter } from '../src/shared/events.ts';
 import { planRun } from './jobs.ts';
 
 export type Role = 'encoder' | 'viewer';
+
+/** Extra audio each separately encoded run carries where it meets another run, seconds (DESIGN.md: 100 ms). */
+export const AUDIO_RUN_OVERLAP = 0.1;
 
 export interface PeerConnection {
   send(msg: ServerMessage): void;
@@ -92,6 +96,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     private readonly store: ContentStore,
     private readonly config: ServerConfig,
     private readonly now: () => number = Date.now,
+    /** Whether the server's cache holds a shard variant. */
+    private readonly isCached: (k: ShardKey) => boolean = () => false,
   ) {
     super();
     for (const type of [
@@ -299,7 +305,9 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       this.store.accept(msg.key.contentId, msg.key.rendition, msg.key.index, {
         sha256: msg.sha256,
         size: msg.size,
-        ...(msg.engine && { engine: msg.engine }),
+        ...(msg.engine !== undefined && { engine: msg.engine }),
+        ...(msg.lead !== undefined && { lead: msg.lead }),
+        ...(msg.tail !== undefined && { tail: msg.tail }),
       });
       this.counters.shardsAccepted++;
       peer.shardsEncoded++;
@@ -338,7 +346,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
         const peers = [...(this.holders.get(shardKeyString({ contentId: msg.contentId, rendition: r, index: i })) ?? [])].filter(
           (p) => p !== peer.id,
         );
-        shards.push({ index: i, rendition: r, ...(st.sha256 && { sha256: st.sha256 }), peers, cached: false });
+        shards.push({ index: i, rendition: r, ...(st.sha256 && { sha256: st.sha256 }), peers, cached: this.isCached({ contentId: msg.contentId, rendition: r, index: i }) });
       }
     }
     peer.conn.send({ type: 'holders', requestId: msg.requestId, contentId: msg.contentId, shards });
@@ -479,7 +487,23 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     const kind = isAudioRendition(r) ? 'audio' : 'video';
     const id = randomBytes(8).toString('hex');
     const seconds = end - start;
-    const q = new URLSearchParams({ start: start.toFixed(6), end: end.toFixed(6), tracks: kind });
+    // Audio runs that meet another run carry ~100 ms extra on that side, for the viewer to trim.
+    let leadPackets = 0;
+    let tailPackets = 0;
+    if (isAudioRendition(r)) {
+      const packetSec = AAC_PACKET_SAMPLES / r.audio.sampleRate;
+      const margin = Math.ceil(AUDIO_RUN_OVERLAP / packetSec);
+      const audioStart = content.meta.facts.audio?.start ?? 0;
+      leadPackets = Math.min(margin, Math.max(0, Math.floor((start - audioStart) / packetSec + 1e-6)));
+      const lastAudio = map.shards.findLastIndex((s) => s.renditions[renditionId] !== undefined);
+      tailPackets = last.index < lastAudio ? margin : 0;
+    }
+    const packetSec = isAudioRendition(r) ? AAC_PACKET_SAMPLES / r.audio.sampleRate : 0;
+    const q = new URLSearchParams({
+      start: Math.max(0, start - leadPackets * packetSec).toFixed(6),
+      end: (end + tailPackets * packetSec).toFixed(6),
+      tracks: kind,
+    });
     return {
       id,
       contentId: map.contentId,
@@ -493,6 +517,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       end,
       deadline: this.now() + Math.max(this.config.jobDeadlineMinMs, Math.round(seconds * this.config.jobDeadlineMsPerSecond)),
       upload: this.config.cacheEnabled,
+      ...(kind === 'audio' && { leadPackets, tailPackets }),
     };
   }
 

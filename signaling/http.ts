@@ -140,3 +140,17 @@ export class Router {
     return pathMatched ? 'method-not-allowed' : undefined;
   }
 }
+
+/** Reads a whole request body, refusing more than `max` bytes. */
+export async function readBody(req: IncomingMessage, max: number): Promise<Uint8Array> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > max) throw new HttpError(413, 'too-large', `body of ${declared} bytes exceeds the ${max}-byte limit`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > max) throw new HttpError(413, 'too-large', `body exceeds the ${max}-byte limit`);
+    chunks.push(c);
+  }
+  return new Uint8Array(Buffer.concat(chunks));
+}

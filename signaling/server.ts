@@ -9,7 +9,9 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { parseClientMessage, MAX_MESSAGE_BYTES, type ServerMessage } from '../src/shared/protocol.ts';
 import type { ServerConfig } from './config.ts';
 import { ContentStore, contentStatus } from './ContentStore.ts';
-import { baseHeaders, HttpError, Router, sendError, sendJson, serveStatic } from './http.ts';
+import { baseHeaders, HttpError, readBody, Router, sendError, sendJson, serveStatic } from './http.ts';
+import { ShardCache } from './ShardCache.ts';
+import { renditionIdSchema } from '../src/shared/shardMap.ts';
 import { ingestUpload } from './ingest.ts';
 import { PoolManager, ProtocolError } from './PoolManager.ts';
 import { SliceError, writeSourceSlice } from './media/slice.ts';
@@ -27,6 +29,16 @@ export interface RunningServer {
 /** Client-side routes of the single-page app; each is answered with index.html. */
 const PAGE_ROUTES = [/^\/$/, /^\/publish\/?$/, /^\/encode\/?$/, /^\/pool\/?$/, /^\/watch\/[^/]+\/?$/];
 
+/** Largest shard an encoder may upload to the cache. */
+const MAX_SHARD_UPLOAD = 16 * 2 ** 20;
+
+function shardKeyFrom(p: Record<string, string>) {
+  const index = Number(p.index);
+  if (!/^\d+$/.test(p.index ?? '') || !Number.isSafeInteger(index)) throw new HttpError(400, 'bad-index', 'the shard index is a whole number');
+  if (!renditionIdSchema.safeParse(p.rendition).success) throw new HttpError(400, 'bad-rendition', `bad rendition id "${p.rendition}"`);
+  return { contentId: p.id!, rendition: p.rendition!, index };
+}
+
 /** A connection that keeps sending garbage is closed after this many invalid messages in a row. */
 const MAX_CONSECUTIVE_BAD = 20;
 const HELLO_TIMEOUT_MS = 10_000;
@@ -38,7 +50,9 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const store = new ContentStore(config.dataDir, config.snapshotDelayMs);
   const opened = await store.open();
   for (const s of opened.skipped) log(`skipped unreadable content ${s}`);
-  const pool = new PoolManager(store, config);
+  const cache = new ShardCache(config.dataDir, store);
+  await cache.open();
+  const pool = new PoolManager(store, config, Date.now, (k) => cache.has(k));
   pool.on('peer-joined', (e) => log(`${e.role} ${e.peerId} joined`));
   pool.on('peer-lost', (e) => log(`${e.role} ${e.peerId} lost (${e.reason}); ${e.requeued} shards re-queued`));
   pool.on('content-complete', (e) => log(`content ${e.contentId} fully encoded`));
@@ -64,6 +78,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     .add('DELETE', '/api/contents/:id', async (_req, res, p) => {
       if (!(await store.delete(p.id!))) throw new HttpError(404, 'unknown-content', `no content with id ${p.id}`);
       pool.forgetContent(p.id!);
+      await cache.forgetContent(p.id!);
       sendJson(res, 200, { deleted: p.id });
     })
     .add('GET', '/api/contents/:id/source', async (req, res, p, url) => {
@@ -90,6 +105,19 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         'Cache-Control': 'no-store',
       });
       res.end(req.method === 'HEAD' ? undefined : slice.bytes);
+    })
+    .add('PUT', '/api/contents/:id/shards/:rendition/:index', async (req, res, p) => {
+      const key = shardKeyFrom(p);
+      const bytes = await readBody(req, MAX_SHARD_UPLOAD);
+      await cache.put(key, bytes);
+      sendJson(res, 201, { cached: `${key.contentId}/${key.rendition}/${key.index}` });
+    })
+    .add('GET', '/api/contents/:id/shards/:rendition/:index', async (req, res, p) => {
+      const key = shardKeyFrom(p);
+      const bytes = await cache.read(key);
+      if (!bytes) throw new HttpError(404, 'not-cached', `shard ${key.contentId}/${key.rendition}/${key.index} is not in the cache`);
+      res.writeHead(200, { 'Content-Type': 'video/mp4', 'Content-Length': bytes.byteLength, 'Cache-Control': 'public, max-age=31536000, immutable' });
+      res.end(req.method === 'HEAD' ? undefined : bytes);
     })
     .add('GET', '/api/pool', (_req, res) => sendJson(res, 200, pool.snapshot()))
     .add('GET', '/metrics', (_req, res) => {

@@ -7,6 +7,7 @@
  * exec makes one exec per 0.3 s shard 2.3x slower.
  */
 import type { Job } from '../shared/protocol.ts';
+import { AAC_PACKET_SAMPLES } from '../shared/shardMap.ts';
 
 export interface VideoEncodeSettings {
   /** libx264 preset. */
@@ -97,8 +98,10 @@ export function videoJobArgs(job: Job, sliceStart: number, input: string, settin
 export function audioJobArgs(job: Job, sliceStart: number, input: string, output: string): string[] {
   const a = job.audio;
   if (!a) throw new Error(`job ${job.id} has no audio parameters`);
-  const offset = Math.max(0, job.start - sliceStart);
-  const samples = job.shards.reduce((n, s) => n + (s.samples ?? 0), 0);
+  const lead = (job.leadPackets ?? 0) * AAC_PACKET_SAMPLES;
+  const tail = (job.tailPackets ?? 0) * AAC_PACKET_SAMPLES;
+  const offset = Math.max(0, job.start - lead / a.sampleRate - sliceStart);
+  const samples = lead + job.shards.reduce((n, s) => n + (s.samples ?? 0), 0) + tail;
   return [
     '-nostdin',
     '-y',

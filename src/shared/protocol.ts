@@ -91,6 +91,9 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
       sha256: sha256Schema,
       size: z.number().int().positive().max(256 * 2 ** 20),
       engine: z.string().min(1).max(32).optional(),
+      /** Audio: samples in the file before the shard's start (priming, pre-roll) and after its end. */
+      lead: z.number().int().nonnegative().max(480_000).optional(),
+      tail: z.number().int().nonnegative().max(480_000).optional(),
     })
     .strict(),
   z.object({ type: z.literal('job-done'), jobId: id }).strict(),
@@ -145,6 +148,9 @@ export const jobSchema = z
     deadline: z.number().int(),
     /** Whether the server wants the shards uploaded to its cache. */
     upload: z.boolean(),
+    /** Audio jobs: extra AAC packets to encode before the run's start and after its end, for the viewer to trim where runs meet. */
+    leadPackets: z.number().int().nonnegative().max(100).optional(),
+    tailPackets: z.number().int().nonnegative().max(100).optional(),
   })
   .strict();
 

@@ -70,6 +70,10 @@ export const shardRenditionStateSchema = z.object({
   start: finite.optional(),
   /** Audio only: number of samples, always a whole number of AAC packets. */
   samples: posInt.optional(),
+  /** Audio only, set with the accepted variant: samples in the file before `start` (priming, pre-roll). */
+  lead: nonNegInt.max(10 * 48000).optional(),
+  /** Audio only, set with the accepted variant: samples in the file after the shard's end. */
+  tail: nonNegInt.max(10 * 48000).optional(),
 });
 
 export const shardOverridesSchema = z.record(renditionIdSchema, videoSpecSchema.partial().strict());

@@ -1,0 +1,114 @@
+/**
+ * The server's shard cache: the viewers' last resort, and the copy that
+ * outlives every encoder. Encoders upload finished shards; a shard is kept
+ * only if its bytes hash to the accepted variant and its structure checks out.
+ *
+ * Layout: dataDir/cache/<contentId>/<rendition>/<index>.mp4 (atomic writes).
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { effectiveVideoSpec, isAudioRendition, shardKeyString, type ShardKey } from '../src/shared/shardMap.ts';
+import type { ContentStore } from './ContentStore.ts';
+import { writeFileAtomic } from './fsutil.ts';
+import { HttpError } from './http.ts';
+import { checkShard, ShardCheckError } from './media/validate.ts';
+
+export class ShardCache {
+  private readonly present = new Set<string>();
+  readonly dir: string;
+
+  constructor(
+    dataDir: string,
+    private readonly store: ContentStore,
+  ) {
+    this.dir = path.join(dataDir, 'cache');
+  }
+
+  /** Indexes what is on disk; files of deleted contents or not matching an accepted hash are dropped. */
+  async open(): Promise<void> {
+    await fsp.mkdir(this.dir, { recursive: true });
+    for (const contentId of await fsp.readdir(this.dir)) {
+      const content = this.store.get(contentId);
+      if (!content) {
+        await fsp.rm(path.join(this.dir, contentId), { recursive: true, force: true });
+        continue;
+      }
+      for (const rendition of await fsp.readdir(path.join(this.dir, contentId)).catch(() => [])) {
+        for (const name of await fsp.readdir(path.join(this.dir, contentId, rendition)).catch(() => [])) {
+          const m = /^(\d+)\.mp4$/.exec(name);
+          const file = path.join(this.dir, contentId, rendition, name);
+          if (!m) {
+            await fsp.rm(file, { force: true }); // temp files of interrupted writes
+            continue;
+          }
+          const st = content.map.shards[Number(m[1])]?.renditions[rendition];
+          if (st?.status === 'ready') this.present.add(shardKeyString({ contentId, rendition, index: Number(m[1]) }));
+          else await fsp.rm(file, { force: true });
+        }
+      }
+    }
+  }
+
+  private file(k: ShardKey): string {
+    return path.join(this.dir, k.contentId, k.rendition, `${k.index}.mp4`);
+  }
+
+  has(k: ShardKey): boolean {
+    return this.present.has(shardKeyString(k));
+  }
+
+  get size(): number {
+    return this.present.size;
+  }
+
+  async read(k: ShardKey): Promise<Uint8Array | undefined> {
+    if (!this.has(k)) return undefined;
+    try {
+      return new Uint8Array(await fsp.readFile(this.file(k)));
+    } catch {
+      this.present.delete(shardKeyString(k));
+      return undefined;
+    }
+  }
+
+  /** Checks and stores an uploaded shard. Throws HttpError with the reason when it is refused. */
+  async put(k: ShardKey, bytes: Uint8Array): Promise<void> {
+    const content = this.store.get(k.contentId);
+    const shard = content?.map.shards[k.index];
+    const st = shard?.renditions[k.rendition];
+    const rendition = content?.map.renditions.find((r) => r.id === k.rendition);
+    if (!content || !shard || !st || !rendition) throw new HttpError(404, 'unknown-shard', `no shard ${shardKeyString(k)}`);
+    if (st.status !== 'ready' || !st.sha256) {
+      throw new HttpError(409, 'not-accepted', `shard ${shardKeyString(k)} has no accepted variant yet: report shard-ready first`);
+    }
+    const hash = createHash('sha256').update(bytes).digest('hex');
+    if (hash !== st.sha256) throw new HttpError(409, 'hash-mismatch', `these bytes hash to ${hash}, the accepted variant is ${st.sha256}`);
+    if (this.has(k)) return;
+    try {
+      await checkShard(
+        bytes,
+        isAudioRendition(rendition)
+          ? { kind: 'audio', spec: rendition.audio, samples: st.samples ?? 0, lead: st.lead ?? 0, tail: st.tail ?? 0 }
+          : { kind: 'video', spec: effectiveVideoSpec(content.map, shard, k.rendition), frames: shard.frames, duration: shard.duration },
+      );
+    } catch (e) {
+      if (e instanceof ShardCheckError) throw new HttpError(422, e.code, `shard ${shardKeyString(k)} refused: ${e.message}`);
+      throw e;
+    }
+    await fsp.mkdir(path.dirname(this.file(k)), { recursive: true });
+    await writeFileAtomic(this.file(k), bytes);
+    this.present.add(shardKeyString(k));
+  }
+
+  async forgetContent(contentId: string): Promise<void> {
+    for (const key of [...this.present]) if (key.startsWith(`${contentId}/`)) this.present.delete(key);
+    await fsp.rm(path.join(this.dir, contentId), { recursive: true, force: true });
+  }
+
+  /** Synchronous existence check of the backing file (for tests). */
+  fileExists(k: ShardKey): boolean {
+    return fs.existsSync(this.file(k));
+  }
+}

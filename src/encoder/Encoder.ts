@@ -1,0 +1,337 @@
+/**
+ * The encoder tab's core: joins the pool, runs the jobs it is given one at a
+ * time, keeps what it made, and serves it to peers. The page (src/ui) only
+ * renders `EncoderState` and calls start()/stop().
+ */
+import Peer from 'simple-peer/simplepeer.min.js';
+import { TypedEmitter } from '../shared/events.ts';
+import { PeerManager, type PeerCtor } from '../shared/PeerManager.ts';
+import { PoolClient, poolUrl } from '../shared/PoolClient.ts';
+import type { Job } from '../shared/protocol.ts';
+import { ServeLimiter, ShardTransfer } from '../shared/ShardTransfer.ts';
+import { shardKeyString } from '../shared/shardMap.ts';
+import type { EncoderConfig } from './config.ts';
+import { FfmpegEngine, WatchdogError } from './FfmpegEngine.ts';
+import { runJob } from './JobRunner.ts';
+import { IndexedDbPersistence, ShardStore } from './ShardStore.ts';
+
+export const ENGINE_NAME = 'ffmpeg-wasm';
+
+export interface CurrentJob {
+  id: string;
+  label: string;
+  shards: number;
+  progress: number;
+  fps: number;
+  startedAt: number;
+}
+
+export interface EncoderState {
+  connection: 'connecting' | 'open' | 'closed';
+  peerId: string | undefined;
+  phase: 'loading' | 'benchmark' | 'idle' | 'encoding' | 'stopped' | 'error';
+  /** Seconds of 180p output per wall second in the join benchmark. */
+  benchmarkSpeed: number | undefined;
+  benchmarkFps: number | undefined;
+  current: CurrentJob | undefined;
+  jobsDone: number;
+  jobsFailed: number;
+  shardsEncoded: number;
+  framesEncoded: number;
+  encodeMs: number;
+  shardsHeld: number;
+  bytesHeld: number;
+  peers: number;
+  bytesServed: number;
+  shardsServed: number;
+  hidden: boolean;
+  coreLoads: number;
+  watchdogKills: number;
+  lastError: string | undefined;
+  log: string[];
+}
+
+export interface EncoderEvents {
+  update: EncoderState;
+  'job-finished': { jobId: string; ok: boolean; ms: number; shards: number };
+}
+
+export class Encoder extends TypedEmitter<EncoderEvents> {
+  readonly state: EncoderState = {
+    connection: 'closed',
+    peerId: undefined,
+    phase: 'loading',
+    benchmarkSpeed: undefined,
+    benchmarkFps: undefined,
+    current: undefined,
+    jobsDone: 0,
+    jobsFailed: 0,
+    shardsEncoded: 0,
+    framesEncoded: 0,
+    encodeMs: 0,
+    shardsHeld: 0,
+    bytesHeld: 0,
+    peers: 0,
+    bytesServed: 0,
+    shardsServed: 0,
+    hidden: false,
+    coreLoads: 0,
+    watchdogKills: 0,
+    lastError: undefined,
+    log: [],
+  };
+  private readonly engine: FfmpegEngine;
+  private readonly store: ShardStore;
+  private readonly pool: PoolClient;
+  private readonly peers: PeerManager;
+  private readonly limiter: ServeLimiter;
+  private readonly queue: Job[] = [];
+  private readonly cancelled = new Set<string>();
+  private running = false;
+  private lastProgressSent = 0;
+
+  constructor(
+    private readonly config: EncoderConfig,
+    private readonly base: string = location.origin,
+  ) {
+    super();
+    this.engine = new FfmpegEngine({ watchdogMs: config.watchdogMs, recycleAfterExecs: config.recycleAfterExecs });
+    this.store = new ShardStore(config.storeBudgetBytes, config.persist ? new IndexedDbPersistence() : undefined, (s) => {
+      // Tell the pool before the copy disappears; it decides whether another is needed.
+      this.pool.send({ type: 'shard-dropped', key: s.key });
+    });
+    this.limiter = new ServeLimiter(config.maxConcurrentServes);
+    this.pool = new PoolClient({
+      url: poolUrl(),
+      reconnectMs: config.reconnectMs,
+      hello: () => ({
+        role: 'encoder',
+        capabilities: {
+          engines: [{ name: ENGINE_NAME, codecs: ['h264', 'aac'], ...(this.state.benchmarkSpeed !== undefined && { speed: this.state.benchmarkSpeed }) }],
+          maxJobs: 1,
+          storageBytes: config.storeBudgetBytes,
+        },
+        holdings: this.store.list().map((s) => ({ key: s.key, sha256: s.sha256, size: s.size })),
+      }),
+      heartbeat: () => ({ activeJobs: this.running ? 1 : 0, heldBytes: this.store.usedBytes, peers: this.peers.links.length }),
+    });
+    this.pool.on('state', ({ state }) => {
+      this.state.connection = state;
+      this.state.peerId = this.pool.peerId;
+      if (state === 'closed') {
+        // The pool re-queues our jobs when we drop; do not finish stale ones.
+        for (const j of this.queue.splice(0)) this.cancelled.add(j.id);
+        if (this.state.current) this.cancelled.add(this.state.current.id);
+      }
+      this.changed();
+    });
+    this.pool.on('job', ({ job }) => {
+      this.queue.push(job);
+      void this.pump();
+    });
+    this.pool.on('job-cancel', ({ jobId, reason }) => {
+      this.cancelled.add(jobId);
+      const i = this.queue.findIndex((j) => j.id === jobId);
+      if (i >= 0) this.queue.splice(i, 1);
+      this.logLine(`job ${jobId.slice(0, 6)} cancelled: ${reason}`);
+    });
+    this.pool.on('error', (e) => this.logLine(`pool: ${e.code}: ${e.message}`));
+    this.pool.on('shard-accepted', ({ key }) => this.verdicts.get(shardKeyString(key))?.(true));
+    this.pool.on('shard-rejected', ({ key, reason }) => {
+      this.verdicts.get(shardKeyString(key))?.(false);
+      this.logLine(`pool rejected ${shardKeyString(key)}: ${reason}`);
+    });
+    this.peers = new PeerManager(this.pool, Peer as unknown as PeerCtor, { maxPeers: config.maxPeers });
+    this.peers.on('link', ({ link }) => {
+      const t = new ShardTransfer(link, { get: (k) => this.store.get(k) }, this.limiter);
+      t.on('served', ({ bytes }) => {
+        this.state.bytesServed += bytes;
+        this.state.shardsServed++;
+        this.changed();
+      });
+      link.on('open', () => this.updatePeers());
+      link.on('close', () => this.updatePeers());
+    });
+    this.engine.onProgress = (p) => {
+      if (!this.state.current) return;
+      this.state.current.progress = p;
+      const now = performance.now();
+      if (now - this.lastProgressSent > 500) {
+        this.lastProgressSent = now;
+        this.pool.send({ type: 'job-progress', jobId: this.state.current.id, progress: Math.min(1, Math.max(0, p)), fps: this.state.current.fps });
+        this.changed();
+      }
+    };
+    this.engine.onLog = (line) => {
+      const m = /fps=\s*([\d.]+)/.exec(line);
+      if (m && this.state.current) this.state.current.fps = Number(m[1]);
+    };
+    if (typeof document !== 'undefined') {
+      const vis = () => {
+        this.state.hidden = document.visibilityState === 'hidden';
+        this.changed();
+      };
+      document.addEventListener('visibilitychange', vis);
+      vis();
+    }
+  }
+
+  private updatePeers(): void {
+    this.state.peers = this.peers.links.filter((l) => l.open).length;
+    this.changed();
+  }
+
+  private changed(): void {
+    this.state.shardsHeld = this.store.count;
+    this.state.bytesHeld = this.store.usedBytes;
+    this.state.coreLoads = this.engine.stats.loads;
+    this.state.watchdogKills = this.engine.stats.watchdogKills;
+    this.emit('update', this.state);
+  }
+
+  private logLine(s: string): void {
+    this.state.log.push(`${new Date().toLocaleTimeString()} ${s}`);
+    if (this.state.log.length > 50) this.state.log.shift();
+    this.changed();
+  }
+
+  async start(): Promise<void> {
+    this.state.phase = 'loading';
+    this.changed();
+    const restored = await this.store.restore();
+    if (restored.length) this.logLine(`restored ${restored.length} shards from the previous session`);
+    await this.engine.load();
+    if (this.config.benchmark) {
+      this.state.phase = 'benchmark';
+      this.changed();
+      await this.benchmark();
+    }
+    this.state.phase = 'idle';
+    this.pool.connect();
+    this.changed();
+  }
+
+  /** A short 180p encode: it warms the core up (the first exec is ~2x slower) and measures speed. */
+  private async benchmark(): Promise<void> {
+    const seconds = 2;
+    const r = await this.engine.exec(
+      () => [
+        '-nostdin', '-f', 'lavfi', '-i', `testsrc2=size=320x180:rate=30:duration=${seconds}`,
+        '-c:v', 'libx264', '-preset', this.config.preset, '-bf', '0', '-f', 'null', '-',
+      ],
+      {},
+    );
+    this.state.benchmarkSpeed = seconds / (r.execMs / 1000);
+    this.state.benchmarkFps = (seconds * 30) / (r.execMs / 1000);
+    this.logLine(`benchmark: ${this.state.benchmarkFps.toFixed(0)} fps at 320x180 (${this.state.benchmarkSpeed.toFixed(1)}x real time)`);
+  }
+
+  private async pump(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      for (let job = this.queue.shift(); job; job = this.queue.shift()) {
+        if (!this.cancelled.has(job.id)) await this.run(job);
+      }
+    } finally {
+      this.running = false;
+      if (this.state.phase === 'encoding') this.state.phase = 'idle';
+      this.changed();
+    }
+  }
+
+  private async run(job: Job): Promise<void> {
+    const t0 = performance.now();
+    this.state.phase = 'encoding';
+    const first = job.shards[0]!.index;
+    const last = job.shards[job.shards.length - 1]!.index;
+    this.state.current = {
+      id: job.id,
+      label: `${job.contentId} ${job.rendition} shards ${first}-${last} (${job.start.toFixed(2)}-${job.end.toFixed(2)} s)`,
+      shards: job.shards.length,
+      progress: 0,
+      fps: 0,
+      startedAt: Date.now(),
+    };
+    this.changed();
+    try {
+      const { shards, timings } = await runJob(job, this.engine, { base: this.base, preset: this.config.preset });
+      if (this.cancelled.has(job.id)) return;
+      const verdicts: Promise<boolean>[] = [];
+      for (const s of shards) {
+        const key = { contentId: job.contentId, rendition: job.rendition, index: s.index };
+        await this.store.put(key, s.sha256, s.bytes);
+        verdicts.push(this.verdict(key));
+        this.pool.send({
+          type: 'shard-ready',
+          jobId: job.id,
+          key,
+          sha256: s.sha256,
+          size: s.bytes.byteLength,
+          engine: ENGINE_NAME,
+          ...(s.lead !== undefined && { lead: s.lead }),
+          ...(s.tail !== undefined && { tail: s.tail }),
+        });
+      }
+      const accepted = await Promise.all(verdicts);
+      // Upload only what the pool accepted: the cache checks bytes against the accepted hash.
+      if (job.upload) await this.upload(job, shards.filter((_, i) => accepted[i]));
+      this.pool.send({ type: 'job-done', jobId: job.id });
+      this.state.jobsDone++;
+      this.state.shardsEncoded += shards.length;
+      this.state.framesEncoded += timings.frames;
+      this.state.encodeMs += timings.execMs;
+      this.logLine(`job ${job.id.slice(0, 6)}: ${shards.length} ${job.rendition} shards in ${(timings.totalMs / 1000).toFixed(2)} s (fetch ${timings.fetchMs.toFixed(0)} ms, encode ${timings.execMs.toFixed(0)} ms)`);
+      this.emit('job-finished', { jobId: job.id, ok: true, ms: timings.totalMs, shards: shards.length });
+    } catch (e) {
+      const reason = e instanceof WatchdogError ? `watchdog: ${e.message}` : (e as Error).message;
+      this.state.jobsFailed++;
+      this.state.lastError = reason;
+      this.logLine(`job ${job.id.slice(0, 6)} failed: ${reason}`);
+      if (!this.cancelled.has(job.id)) this.pool.send({ type: 'job-failed', jobId: job.id, reason: reason.slice(0, 900) });
+      this.emit('job-finished', { jobId: job.id, ok: false, ms: performance.now() - t0, shards: 0 });
+    } finally {
+      this.state.current = undefined;
+      this.changed();
+    }
+  }
+
+  private readonly verdicts = new Map<string, (ok: boolean) => void>();
+
+  /** Resolves when the pool answers a shard-ready with shard-accepted (true) or shard-rejected (false). */
+  private verdict(key: { contentId: string; rendition: string; index: number }, timeoutMs = 15_000): Promise<boolean> {
+    const k = shardKeyString(key);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.verdicts.delete(k);
+        resolve(false);
+      }, timeoutMs);
+      this.verdicts.set(k, (ok) => {
+        clearTimeout(timer);
+        this.verdicts.delete(k);
+        resolve(ok);
+      });
+    });
+  }
+
+  /** Uploads to the server cache; a refusal is logged, not fatal: peers still have the shard. */
+  private async upload(job: Job, shards: { index: number; bytes: Uint8Array }[]): Promise<void> {
+    for (const s of shards) {
+      const url = new URL(`/api/contents/${job.contentId}/shards/${job.rendition}/${s.index}`, this.base);
+      try {
+        const res = await fetch(url, { method: 'PUT', body: s.bytes as Uint8Array<ArrayBuffer>, headers: { 'Content-Type': 'video/mp4' } });
+        if (!res.ok) this.logLine(`cache refused ${shardKeyString({ contentId: job.contentId, rendition: job.rendition, index: s.index })}: ${(await res.text()).slice(0, 200)}`);
+      } catch (e) {
+        this.logLine(`cache upload failed: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  stop(): void {
+    this.state.phase = 'stopped';
+    this.pool.close();
+    this.peers.closeAll();
+    this.engine.terminate();
+    this.changed();
+  }
+}
