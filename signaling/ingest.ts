@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
-import { buildShardMap, checkShardDuration, ShardMapError } from '../src/shared/shardMap.ts';
+import { z } from 'zod';
+import { buildShardMap, checkShardDuration, renditionSchema, ShardMapError, type Rendition } from '../src/shared/shardMap.ts';
 import type { Content, ContentStore } from './ContentStore.ts';
 import { storedFacts } from './ContentStore.ts';
 import { HttpError } from './http.ts';
@@ -40,6 +41,24 @@ export interface IngestOptions {
   maxBytes: number;
   name?: string;
   shardDuration?: string | undefined;
+  /** A rendition ladder as JSON, replacing the default one. */
+  renditions?: string | undefined;
+}
+
+function parseLadder(raw: string | undefined): Rendition[] | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    throw new HttpError(400, 'bad-ladder', 'renditions must be a JSON array such as [{"id":"720p","video":{"codec":"h264","width":1280,"height":720,"bitrate":3000000}}]');
+  }
+  const r = z.array(renditionSchema).min(1).max(16).safeParse(v);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new HttpError(400, 'bad-ladder', `renditions: ${i?.path.join('.')}: ${i?.message}`);
+  }
+  return r.data;
 }
 
 export async function ingestUpload(req: IncomingMessage, store: ContentStore, opts: IngestOptions): Promise<Content> {
@@ -49,6 +68,7 @@ export async function ingestUpload(req: IncomingMessage, store: ContentStore, op
   } catch (e) {
     throw new HttpError(400, (e as ShardMapError).code, (e as Error).message);
   }
+  const ladder = parseLadder(opts.renditions);
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > opts.maxBytes) {
     throw new HttpError(413, 'too-large', `upload of ${declared} bytes exceeds the ${opts.maxBytes}-byte limit (server option --max-upload-bytes)`);
@@ -82,7 +102,7 @@ export async function ingestUpload(req: IncomingMessage, store: ContentStore, op
     const id = store.newContentId();
     let map;
     try {
-      map = buildShardMap({ contentId: id, facts, shardDuration });
+      map = buildShardMap({ contentId: id, facts, shardDuration, ...(ladder && { renditions: ladder }) });
     } catch (e) {
       if (e instanceof ShardMapError) throw new HttpError(422, e.code, e.message);
       throw e;

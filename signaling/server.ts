@@ -65,6 +65,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         maxBytes: config.maxUploadBytes,
         name: (req.headers['x-filename'] as string | undefined) ?? url.searchParams.get('name') ?? undefined,
         shardDuration: url.searchParams.get('shardDuration') ?? (req.headers['x-shard-duration'] as string | undefined),
+        renditions: url.searchParams.get('renditions') ?? undefined,
       });
       log(`published ${c.meta.id} "${c.meta.name}": ${c.map.shards.length} shards x ${c.map.renditions.length} renditions`);
       pool.schedule();

@@ -16,12 +16,16 @@ export interface VideoEncodeSettings {
   threads?: number;
 }
 
-/** Shard boundaries are cut a hair early so float rounding never pushes a key frame one frame late. */
-const BOUNDARY_EPSILON = 0.001;
-
-/** Boundaries of the job's shards relative to the job's start, without the first (0). */
-export function shardBoundaries(job: Pick<Job, 'start' | 'shards'>): number[] {
-  return job.shards.slice(1).map((s) => Math.max(0, s.start - job.start - BOUNDARY_EPSILON));
+/**
+ * Shard boundaries as frame numbers within the job (the first frame of every
+ * shard but the first). Cutting by frame number, not by time, is immune to
+ * timestamp rounding: ffmpeg.wasm placed time-based cuts a frame off here.
+ */
+export function shardBoundaryFrames(job: Pick<Job, 'shards'>): number[] {
+  const out: number[] = [];
+  let n = 0;
+  for (const s of job.shards.slice(0, -1)) out.push((n += s.frames));
+  return out;
 }
 
 const fmt = (t: number) => t.toFixed(6).replace(/\.?0+$/, '') || '0';
@@ -39,8 +43,14 @@ export function videoJobArgs(job: Job, sliceStart: number, input: string, settin
   const v = job.video;
   if (!v) throw new Error(`job ${job.id} has no video parameters`);
   const frames = job.shards.reduce((a, s) => a + s.frames, 0);
-  const cuts = shardBoundaries(job).map(fmt).join(',');
-  const offset = Math.max(0, job.start - sliceStart);
+  const cuts = shardBoundaryFrames(job);
+  // The slice starts at a key frame before the job: decode from there and drop the frames before the job
+  // with a trim filter. No input seek (-ss): ffmpeg.wasm's seek into a B-frame source garbled frames here,
+  // while the same command was clean in native ffmpeg. Trim half a frame early, so float rounding never
+  // drops the job's first frame (which would shift every shard boundary by one frame).
+  const halfFrame = job.shards[0]!.duration / job.shards[0]!.frames / 2;
+  const offset = Math.max(0, job.start - sliceStart - halfFrame);
+  const trim = offset > 0 ? `trim=start=${fmt(offset)},setpts=PTS-STARTPTS,` : '';
   const codecArgs =
     v.codec === 'h264'
       ? ['-c:v', 'libx264', '-preset', settings.preset, '-profile:v', 'high', '-bf', '0', '-sc_threshold', '0', '-g', '600']
@@ -51,8 +61,6 @@ export function videoJobArgs(job: Job, sliceStart: number, input: string, settin
   return [
     '-nostdin',
     '-y',
-    '-ss',
-    fmt(offset),
     '-i',
     input,
     '-map',
@@ -65,7 +73,7 @@ export function videoJobArgs(job: Job, sliceStart: number, input: string, settin
     '-fps_mode',
     'passthrough',
     '-vf',
-    `scale=${v.width}:${v.height}:flags=bicubic,setsar=1`,
+    `${trim}scale=${v.width}:${v.height}:flags=bicubic,setsar=1`,
     '-pix_fmt',
     'yuv420p',
     ...codecArgs,
@@ -76,10 +84,10 @@ export function videoJobArgs(job: Job, sliceStart: number, input: string, settin
     String(Math.round(v.bitrate * 1.5)),
     '-bufsize',
     String(Math.round(v.bitrate * 2)),
-    ...(cuts ? ['-force_key_frames', cuts] : []),
+    ...(cuts.length ? ['-force_key_frames', `expr:${cuts.map((n) => `eq(n,${n})`).join('+')}`] : []),
     '-f',
     'segment',
-    ...(cuts ? ['-segment_times', cuts] : ['-segment_time', '100000']),
+    ...(cuts.length ? ['-segment_frames', cuts.join(',')] : ['-segment_time', '100000']),
     '-segment_format',
     'mp4',
     '-segment_format_options',
@@ -102,11 +110,11 @@ export function audioJobArgs(job: Job, sliceStart: number, input: string, output
   const tail = (job.tailPackets ?? 0) * AAC_PACKET_SAMPLES;
   const offset = Math.max(0, job.start - lead / a.sampleRate - sliceStart);
   const samples = lead + job.shards.reduce((n, s) => n + (s.samples ?? 0), 0) + tail;
+  // As for video, a trim filter rather than an input seek (sample-exact, no demuxer seek).
+  const trim = offset > 0 ? `atrim=start=${fmt(offset)},asetpts=PTS-STARTPTS,` : '';
   return [
     '-nostdin',
     '-y',
-    '-ss',
-    fmt(offset),
     '-i',
     input,
     '-map',
@@ -118,7 +126,7 @@ export function audioJobArgs(job: Job, sliceStart: number, input: string, output
     // source is short), so the packet grid matches the map. Resample first:
     // -ar alone would resample after the trim, counting input samples.
     '-af',
-    `aresample=${a.sampleRate},apad=whole_len=${samples},atrim=end_sample=${samples}`,
+    `${trim}aresample=${a.sampleRate},apad=whole_len=${samples},atrim=end_sample=${samples}`,
     '-c:a',
     a.codec === 'aac' ? 'aac' : 'libopus',
     '-b:a',

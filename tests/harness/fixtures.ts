@@ -38,6 +38,8 @@ const RECIPES = {
   'a-only': { ext: 'm4a', args: [...SINE(5), '-c:a', 'aac', '-b:a', '96k', '-ac', '2'] },
   /** 4 s VP9 + Opus in WebM. */
   webm: { ext: 'webm', args: [...TESTSRC('320x180', '30', 4), ...SINE(4), '-c:v', 'libvpx-vp9', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '300k', '-c:a', 'libopus', '-b:a', '64k'] },
+  /** 60 s of tiny video, for runs of many jobs through one tab. */
+  'long-tiny': { ext: 'mp4', args: [...TESTSRC('128x72', '30', 60), ...X264(150)] },
   /** 4 s H.264 + AAC in Matroska. */
   mkv: { ext: 'mkv', args: [...TESTSRC('320x180', '30', 4), ...SINE(4), ...X264(60), '-c:a', 'aac', '-b:a', '96k'] },
 } as const;

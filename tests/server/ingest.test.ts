@@ -110,6 +110,18 @@ describe('publish', () => {
     expect(leftovers()).toEqual([]);
   });
 
+  it('takes a custom rendition ladder, and refuses a bad one', async () => {
+    const clip = fs.readFileSync(await fixture('av-2997'));
+    const ladder = [{ id: 'hq', video: { codec: 'h264', width: 320, height: 180, bitrate: 1_500_000 } }];
+    const ok = await upload(s.url, clip, `?renditions=${encodeURIComponent(JSON.stringify(ladder))}`);
+    expect(ok.status).toBe(201);
+    expect((await getMap(ok.json.id)).renditions).toEqual(ladder);
+    const bad = await upload(s.url, clip, `?renditions=${encodeURIComponent(JSON.stringify([{ id: 'x', video: { codec: 'h264', width: 321, height: 180, bitrate: 1e6 } }]))}`);
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.message).toMatch(/even/);
+    expect(leftovers()).toEqual([]);
+  });
+
   it('answers unknown ids and paths with JSON errors', async () => {
     const res = await fetch(`${s.url}/api/contents/nope`);
     expect(res.status).toBe(404);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { audioJobArgs, shardBoundaries, videoJobArgs } from '../../src/encoder/ffmpegArgs.ts';
+import { audioJobArgs, shardBoundaryFrames, videoJobArgs } from '../../src/encoder/ffmpegArgs.ts';
 import type { Job } from '../../src/shared/protocol.ts';
 
 const fd = 1001 / 30000;
@@ -23,24 +23,32 @@ describe('video job command line', () => {
   const args = videoJobArgs(job, 0, 'in.mp4', { preset: 'veryfast' });
 
   it('seeks to the job start within the slice and encodes exactly the job frames', () => {
-    expect(flag(args, '-ss')).toBe('3.003');
+    // no input seek; a trim half a frame early, so rounding can never drop the job's first frame
+    expect(args).not.toContain('-ss');
+    const trimAt = (a: string[]) => Number(/^trim=start=([\d.]+),setpts=PTS-STARTPTS,/.exec(flag(a, '-vf')!)?.[1]);
+    expect(trimAt(args)).toBeCloseTo(3.003 - fd / 2, 5);
     expect(flag(args, '-frames:v')).toBe('90');
-    expect(videoJobArgs(job, 2.5, 'in.mp4', { preset: 'veryfast' })).toContain('0.503');
+    expect(trimAt(videoJobArgs(job, 2.5, 'in.mp4', { preset: 'veryfast' }))).toBeCloseTo(0.503 - fd / 2, 5);
+    expect(flag(videoJobArgs({ ...job, start: 0.01 }, 0, 'in.mp4', { preset: 'veryfast' }), '-vf')).toMatch(/^scale=/);
   });
 
-  it('forces a key frame at every shard boundary and cuts segments there', () => {
-    const cuts = flag(args, '-force_key_frames')!.split(',').map(Number);
-    expect(cuts).toHaveLength(9);
-    cuts.forEach((c, i) => expect(c).toBeCloseTo((i + 1) * 9 * fd - 0.001, 5));
-    expect(flag(args, '-segment_times')).toBe(flag(args, '-force_key_frames'));
+  it('forces a key frame at every shard boundary and cuts segments there, by frame number', () => {
+    expect(shardBoundaryFrames(job)).toEqual([9, 18, 27, 36, 45, 54, 63, 72, 81]);
+    expect(flag(args, '-force_key_frames')).toBe('expr:eq(n,9)+eq(n,18)+eq(n,27)+eq(n,36)+eq(n,45)+eq(n,54)+eq(n,63)+eq(n,72)+eq(n,81)');
+    expect(flag(args, '-segment_frames')).toBe('9,18,27,36,45,54,63,72,81');
     expect(flag(args, '-segment_format_options')).toBe('movflags=frag_keyframe+empty_moov+default_base_moof');
+  });
+
+  it('follows uneven shard lengths', () => {
+    const uneven = { ...job, shards: [shards[0]!, { ...shards[1]!, frames: 8 }, { ...shards[2]!, frames: 10 }] };
+    expect(shardBoundaryFrames(uneven)).toEqual([9, 17]);
   });
 
   it('uses the rendition parameters, no B-frames, and keeps source timestamps', () => {
     expect(flag(args, '-c:v')).toBe('libx264');
     expect(flag(args, '-bf')).toBe('0');
     expect(flag(args, '-b:v')).toBe('300000');
-    expect(flag(args, '-vf')).toMatch(/^scale=320:180/);
+    expect(flag(args, '-vf')).toMatch(/scale=320:180/);
     expect(flag(args, '-fps_mode')).toBe('passthrough');
     expect(args).not.toContain('-threads');
     expect(flag(videoJobArgs(job, 0, 'in.mp4', { preset: 'ultrafast', threads: 2 }), '-threads')).toBe('2');
@@ -48,7 +56,7 @@ describe('video job command line', () => {
 
   it('a one-shard job has no cuts', () => {
     const one = { ...job, shards: [shards[0]!], end: shards[0]!.start + shards[0]!.duration };
-    expect(shardBoundaries(one)).toEqual([]);
+    expect(shardBoundaryFrames(one)).toEqual([]);
     expect(videoJobArgs(one, 0, 'in.mp4', { preset: 'veryfast' })).not.toContain('-force_key_frames');
   });
 
