@@ -126,6 +126,10 @@ export class Reconstructor {
     }
   }
 
+  has(track: Track): boolean {
+    return this.queues.has(track);
+  }
+
   get initialised(): boolean {
     return this.queues.size > 0;
   }

@@ -16,6 +16,7 @@ import { FetchError, ShardTransfer } from '../shared/ShardTransfer.ts';
 import { AUDIO_RENDITION_ID, isAudioRendition, isVideoRendition, mapEnd, parseShardMap, type ShardMap, type VideoRendition } from '../shared/shardMap.ts';
 import { sha256Hex } from '../shared/wire.ts';
 import type { ViewerConfig } from './config.ts';
+import { aacChannelConfigSupported, holdFragment, silenceFragment } from './conceal.ts';
 import { codecStringOf, Reconstructor, type Placement, type Track } from './Reconstructor.ts';
 
 export type PlayState = 'loading' | 'playing' | 'stalled' | 'ended' | 'error';
@@ -29,6 +30,8 @@ export interface CellState {
   /** Sources tried that failed, with why. */
   failures: string[];
   ms?: number;
+  /** How a skipped shard's hole was covered: a held frame, silence, or a seek over it. */
+  concealed?: 'hold' | 'silence' | 'seek';
 }
 
 export interface ViewerStats {
@@ -56,6 +59,8 @@ interface Fetched {
   bytes: Uint8Array;
   rendition: string;
   source: string;
+  /** The transfer alone, without connecting: what the ABR learns from. */
+  transferMs: number;
 }
 
 export class Viewer extends TypedEmitter<ViewerEvents> {
@@ -94,8 +99,9 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
   private lastLocate = 0;
   private stallStarted: number | undefined;
   private readonly openedAt = performance.now();
-  private totalFetchMs = 0;
   private ended = false;
+  /** The last video shard appended: its keyframe is what a hold fragment shows. */
+  private lastVideo: Fetched | undefined;
   /** Rendition the ABR chose last (for the stats line). */
   currentRendition: string | undefined;
 
@@ -250,7 +256,10 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
         const since = this.firstMissing.get(key) ?? performance.now();
         this.firstMissing.set(key, since);
         const deadline = this.map!.shards[index]!.start - this.video.currentTime;
-        if (performance.now() - since > this.config.missingGraceMs && deadline < 1) {
+        const waited = performance.now() - since;
+        // Before playback starts the playhead does not move, so a shard that blocks the start is given up on by time instead.
+        const blocksStart = this.state === 'loading' && index === this.cells[track].findIndex((c) => c.status === 'pending' || c.status === 'fetching') && waited > this.config.startWaitMs;
+        if ((waited > this.config.missingGraceMs && deadline < 1) || blocksStart) {
           cell.status = 'skipped';
           this.stats.skipped++;
         } else {
@@ -263,9 +272,10 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
         cell.ms = performance.now() - t0;
         this.fetched[track].set(index, result);
         this.stats.bytes += result.bytes.byteLength;
-        this.totalFetchMs += cell.ms;
         this.stats.fetchMs.push(cell.ms);
-        this.stats.throughputBps = (this.stats.bytes * 8) / (this.totalFetchMs / 1000);
+        // A moving average of per-transfer rates: recent transfers count most, and a peer connection's setup is not a rate.
+        const bps = (result.bytes.byteLength * 8) / (Math.max(1, result.transferMs) / 1000);
+        this.stats.throughputBps = this.stats.throughputBps ? 0.7 * this.stats.throughputBps + 0.3 * bps : bps;
         if (result.source === 'cache') this.stats.fromCache++;
         else this.stats.fromPeers++;
       }
@@ -285,8 +295,9 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
       for (const peerId of peers) {
         try {
           const t = await this.transferTo(peerId);
+          const t0 = performance.now();
           const { bytes } = await t.fetch({ contentId: this.contentId, rendition, index }, h.sha256, this.config.fetchTimeoutMs);
-          return { bytes, rendition, source: peerId };
+          return { bytes, rendition, source: peerId, transferMs: performance.now() - t0 };
         } catch (e) {
           const err = e as FetchError;
           cell.failures.push(`${peerId.slice(0, 6)} ${rendition}: ${err.code ?? err.message}`);
@@ -316,6 +327,7 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
       const sha = this.map!.shards[index]!.renditions[rendition]?.sha256 ?? this.holders.get(`${rendition}/${index}`)?.sha256;
       if (!sha) continue;
       try {
+        const t0 = performance.now();
         const res = await fetch(`/api/contents/${encodeURIComponent(this.contentId)}/shards/${rendition}/${index}`);
         if (!res.ok) {
           cell.failures.push(`cache ${rendition}: ${res.status}`);
@@ -327,7 +339,7 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
           cell.failures.push(`cache ${rendition}: hash mismatch`);
           continue;
         }
-        return { bytes, rendition, source: 'cache' };
+        return { bytes, rendition, source: 'cache', transferMs: performance.now() - t0 };
       } catch (e) {
         cell.failures.push(`cache ${rendition}: ${(e as Error).message}`);
       }
@@ -363,13 +375,19 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
           const cell = this.cells[track][i]!;
           const placement = this.placement(track, i, this.fetched[track].get(i)?.rendition);
           if (cell.status === 'skipped') {
-            if (placement) this.recon.skip(track, placement);
+            const how = await this.conceal(track, i);
+            if (how === 'wait') continue;
+            cell.concealed = how;
             this.nextAppend[track]++;
+            this.emit('cell', { track, index: i });
             progressed = true;
           } else if (cell.status === 'ready') {
             const f = this.fetched[track].get(i)!;
             await this.recon.append(track, await this.codecOf(f), f.bytes, placement!);
-            if (track === 'video') this.currentRendition = f.rendition;
+            if (track === 'video') {
+              this.currentRendition = f.rendition;
+              this.lastVideo = f;
+            }
             cell.status = 'appended';
             this.fetched[track].delete(i);
             this.nextAppend[track]++;
@@ -381,6 +399,12 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
       const n = this.map.shards.length;
       if (!this.ended && this.nextAppend.video >= n && this.nextAppend.audio >= n) {
         this.ended = true;
+        if (!this.recon.initialised) {
+          // Not one shard of any track could be had: there is nothing to play.
+          this.setState('ended');
+          this.stop();
+          return;
+        }
         await this.recon.end();
       }
     } catch (e) {
@@ -389,6 +413,49 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
       this.appending = false;
     }
     this.maybePlay();
+  }
+
+  /**
+   * Covers the hole of skipped shard `index` so the element never waits at it
+   * (DESIGN.md: a hole stalls Chromium forever). 'wait' means a frame to hold
+   * may still come, so the track does not move on yet.
+   */
+  private async conceal(track: Track, index: number): Promise<'hold' | 'silence' | 'seek' | 'wait'> {
+    const recon = this.recon!;
+    const map = this.map!;
+    const s = map.shards[index]!;
+    if (track === 'video') {
+      const source = this.lastVideo ?? [...this.fetched.video.values()][0];
+      if (!source) {
+        if (this.cells.video.some((c) => c.status !== 'skipped' && c.status !== 'appended')) return 'wait';
+      } else if (recon.has('video')) {
+        try {
+          const hold = await holdFragment(source.bytes, s.duration);
+          await recon.append('video', hold.codec, hold.bytes, { start: s.start, duration: s.duration });
+          return 'hold';
+        } catch (e) {
+          this.cells.video[index]!.failures.push(`hold: ${(e as Error).message}`);
+        }
+      }
+    } else {
+      const r = map.renditions.find((x) => x.id === AUDIO_RENDITION_ID);
+      const st = s.renditions[AUDIO_RENDITION_ID];
+      if (r && isAudioRendition(r) && st?.start !== undefined && st.samples && r.audio.codec === 'aac' && aacChannelConfigSupported(r.audio.channels) && recon.has('audio')) {
+        const sr = r.audio.sampleRate;
+        const bytes = await silenceFragment(sr, r.audio.channels, st.samples);
+        const covered = Math.ceil(st.samples / 1024) * 1024;
+        await recon.append('audio', await this.audioCodec(), bytes, { start: st.start, duration: st.samples / sr, tail: (covered - st.samples) / sr });
+        return 'silence';
+      }
+    }
+    const at = this.placement(track, index, undefined);
+    if (at) recon.skip(track, at);
+    return 'seek';
+  }
+
+  /** The audio SourceBuffer's codec string: silence must not trigger a changeType. */
+  private async audioCodec(): Promise<string> {
+    return this.codecs.get(AUDIO_RENDITION_ID) ?? 'mp4a.40.2';
   }
 
   private async codecOf(f: Fetched): Promise<string> {

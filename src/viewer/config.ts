@@ -26,6 +26,8 @@ export interface ViewerConfig {
   startBufferSeconds: number;
   /** A shard nobody can provide is retried for this long before it is skipped, ms. */
   missingGraceMs: number;
+  /** Before playback has started, a missing shard that holds up the start is waited for this long, ms. */
+  startWaitMs: number;
 }
 
 export const DEFAULT_VIEWER_CONFIG: ViewerConfig = {
@@ -40,6 +42,7 @@ export const DEFAULT_VIEWER_CONFIG: ViewerConfig = {
   abrInitialBps: 5_000_000,
   startBufferSeconds: 0.6,
   missingGraceMs: 1500,
+  startWaitMs: 10_000,
 };
 
 export function viewerConfigFrom(search: string, base: ViewerConfig = DEFAULT_VIEWER_CONFIG): ViewerConfig {

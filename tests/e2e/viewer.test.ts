@@ -1,0 +1,221 @@
+/**
+ * Viewers end to end: real Chromium playing through MSE, shards over real
+ * WebRTC from real encoder tabs (ffmpeg.wasm), verified by hash.
+ */
+import fs from 'node:fs';
+import type { Browser } from 'playwright';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { shardKeyString, type ShardMap } from '../../src/shared/shardMap.ts';
+import { launchBrowser, newPage, type TrackedPage } from '../harness/browser.ts';
+import { fixture } from '../harness/fixtures.ts';
+import { NodePeer } from '../harness/nodePeer.ts';
+import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
+
+let browser: Browser;
+let server: TestServer | undefined;
+const pages: TrackedPage[] = [];
+const nodePeers: NodePeer[] = [];
+
+beforeAll(async () => {
+  browser = await launchBrowser();
+});
+afterAll(async () => {
+  await browser?.close();
+});
+afterEach(async () => {
+  for (const p of pages.splice(0)) await p.context.close().catch(() => {});
+  for (const p of nodePeers.splice(0)) p.close();
+  await server?.destroy();
+  server = undefined;
+});
+
+async function open(path: string): Promise<TrackedPage> {
+  const t = await newPage(browser);
+  pages.push(t);
+  await t.page.goto(`${server!.url}${path}`);
+  return t;
+}
+
+async function encodeAll(id: string, tabs = 1): Promise<{ map: ShardMap; encoders: TrackedPage[] }> {
+  const encoders: TrackedPage[] = [];
+  for (let i = 0; i < tabs; i++) encoders.push(await open('/encode?persist=0'));
+  const end = Date.now() + 180_000;
+  for (;;) {
+    const c = (await (await fetch(`${server!.url}/api/contents/${id}`)).json()) as { status: string; shardMap: ShardMap };
+    if (c.status === 'ready') return { map: c.shardMap, encoders };
+    if (Date.now() > end) throw new Error('encoding did not finish');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+interface ViewerReport {
+  state: string;
+  error: string | undefined;
+  stats: { fromPeers: number; fromCache: number; skipped: number; hashFailures: number; stalls: number; stallMs: number; firstFrameMs: number; fetchMs: number[] };
+  video: { status: string; source?: string; rendition?: string; concealed?: string }[];
+  audio: { status: string; source?: string; rendition?: string; concealed?: string }[];
+  currentTime: number;
+}
+
+const report = (t: TrackedPage) =>
+  t.page.evaluate(() => {
+    const w = (window as any).shardcastViewer;
+    return { state: w.state, error: w.error, stats: w.stats, video: w.cells.video, audio: w.cells.audio, currentTime: w.video.currentTime };
+  }) as Promise<ViewerReport>;
+
+async function watchToEnd(t: TrackedPage, timeoutMs = 90_000): Promise<ViewerReport> {
+  await t.page.waitForSelector('[data-state="ended"], [data-state="error"]', { timeout: timeoutMs });
+  const r = await report(t);
+  expect(r.error, `viewer error; page problems: ${t.problems.join(' | ')}`).toBeUndefined();
+  expect(r.state).toBe('ended');
+  return r;
+}
+
+describe('viewer', () => {
+  it('plays a content to the end with every shard over WebRTC from two encoder tabs (cache off)', async () => {
+    server = await startTestServer({ cacheEnabled: false });
+    const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
+    const { map, encoders } = await encodeAll(json.id, 2);
+    const ids = await Promise.all(encoders.map((e) => e.page.evaluate(() => (window as any).shardcastEncoder.state.peerId as string)));
+    const v = await open(`/watch/${json.id}?cache=0`);
+    const r = await watchToEnd(v);
+    expect(r.stats.fromCache).toBe(0);
+    expect(r.stats.skipped).toBe(0);
+    expect(r.stats.fromPeers).toBe(map.shards.length * 2);
+    for (const c of [...r.video, ...r.audio]) {
+      expect(c.status).toBe('appended');
+      expect(ids).toContain(c.source);
+    }
+    expect(r.currentTime).toBeGreaterThan(9.9);
+    expect(r.stats.stalls).toBe(0);
+  });
+
+  it('catches a peer serving corrupted bytes by hash, reports it, and still plays to the end', async () => {
+    server = await startTestServer({});
+    const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
+    const { map, encoders } = await encodeAll(json.id, 1);
+    // The honest tab leaves; a liar announces every shard with the accepted hash and serves garbage.
+    await encoders[0]!.context.close();
+    const served = new Map<string, { bytes: Uint8Array; sha256: string }>();
+    const holdings = [];
+    for (const s of map.shards) {
+      for (const [rendition, st] of Object.entries(s.renditions)) {
+        const key = { contentId: json.id, rendition, index: s.index };
+        served.set(shardKeyString(key), { bytes: new Uint8Array(st.size!).fill(0x42), sha256: st.sha256! });
+        holdings.push({ key, sha256: st.sha256!, size: st.size! });
+      }
+    }
+    const liar = await NodePeer.holder(server.url, served, holdings);
+    nodePeers.push(liar);
+    const v = await open(`/watch/${json.id}`);
+    const r = await watchToEnd(v);
+    expect(r.stats.hashFailures).toBeGreaterThan(0);
+    expect(r.stats.fromPeers).toBe(0); // nothing unverified was ever used
+    expect(r.stats.fromCache).toBe(map.shards.length * 2);
+    const reports = server.pool.recentEvents.filter((e) => e.type === 'shard-rejected' && (e.detail as { peerId: string }).peerId === liar.ws.peerId);
+    expect(reports.length).toBeGreaterThan(0);
+  });
+
+  it('falls back to the cache when the encoder holding the rest dies mid-play', async () => {
+    server = await startTestServer({});
+    const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
+    const { encoders } = await encodeAll(json.id, 1);
+    // The viewer is before most of the content when its only holder dies.
+    const v = await open(`/watch/${json.id}?lookAheadSeconds=1`);
+    await v.page.waitForSelector('[data-state="playing"]', { timeout: 30_000 });
+    await encoders[0]!.context.close();
+    const r = await watchToEnd(v);
+    expect(r.stats.fromPeers).toBeGreaterThan(0);
+    expect(r.stats.fromCache).toBeGreaterThan(0);
+    expect(r.stats.skipped).toBe(0);
+    expect([...r.video, ...r.audio].every((c) => c.status === 'appended')).toBe(true);
+  });
+
+  it('when the holder of a range dies: a lower rendition from another peer, and with nothing left, held frames and silence with no stall', async () => {
+    server = await startTestServer({});
+    const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
+    const { map, encoders } = await encodeAll(json.id, 1);
+    await encoders[0]!.context.close();
+    // Real encoder output, taken from the cache, served by Node peers over real WebRTC.
+    const bytes = new Map<string, { bytes: Uint8Array; sha256: string }>();
+    for (const s of map.shards) {
+      for (const [rendition, st] of Object.entries(s.renditions)) {
+        const res = await cached(`${server.url}/api/contents/${json.id}/shards/${rendition}/${s.index}`);
+        bytes.set(shardKeyString({ contentId: json.id, rendition, index: s.index }), { bytes: new Uint8Array(await res.arrayBuffer()), sha256: st.sha256! });
+      }
+    }
+    const [top, low] = map.renditions.filter((r) => 'video' in r).map((r) => r.id);
+    const range = (i: number) => i >= 15 && i < 23; // 4.5 s to 6.9 s
+    const peerWith = async (pick: (rendition: string, index: number) => boolean) => {
+      const served = new Map<string, { bytes: Uint8Array; sha256: string }>();
+      const holdings = [];
+      for (const s of map.shards) {
+        for (const rendition of Object.keys(s.renditions)) {
+          if (!pick(rendition, s.index)) continue;
+          const key = { contentId: json.id, rendition, index: s.index };
+          const b = bytes.get(shardKeyString(key))!;
+          served.set(shardKeyString(key), b);
+          holdings.push({ key, sha256: b.sha256, size: b.bytes.byteLength });
+        }
+      }
+      const p = await NodePeer.holder(server!.url, served, holdings);
+      nodePeers.push(p);
+      return p;
+    };
+
+    // 1. The range's top rendition is on one peer that dies; another peer holds the range lower.
+    const a = await peerWith((r, i) => !range(i) || r !== top);
+    const b = await peerWith((r, i) => range(i) && r === top);
+    const v = await open(`/watch/${json.id}?cache=0&lookAheadSeconds=1`);
+    await v.page.waitForSelector('[data-state="playing"]', { timeout: 30_000 });
+    expect(await v.page.evaluate(() => (window as any).shardcastViewer.video.currentTime)).toBeLessThan(3);
+    b.close();
+    const r = await watchToEnd(v);
+    expect(r.stats.skipped).toBe(0);
+    for (let i = 15; i < 23; i++) expect(r.video[i]).toMatchObject({ status: 'appended', source: a.ws.peerId, rendition: low });
+    expect(r.video.filter((_c, i) => !range(i)).every((c) => c.source === a.ws.peerId)).toBe(true);
+    a.close();
+
+    // 2. The range is on one peer only, in every rendition and the audio; it dies and there is no cache.
+    const a2 = await peerWith((_r, i) => !range(i));
+    const b2 = await peerWith((_r, i) => range(i));
+    const w = await open(`/watch/${json.id}?cache=0&lookAheadSeconds=1&missingGraceMs=300`);
+    await w.page.waitForSelector('[data-state="playing"]', { timeout: 30_000 });
+    expect(await w.page.evaluate(() => (window as any).shardcastViewer.video.currentTime)).toBeLessThan(3);
+    b2.close();
+    const r2 = await watchToEnd(w);
+    for (let i = 0; i < map.shards.length; i++) {
+      if (range(i)) {
+        expect(r2.video[i]).toMatchObject({ status: 'skipped', concealed: 'hold' });
+        expect(r2.audio[i]).toMatchObject({ status: 'skipped', concealed: 'silence' });
+      } else {
+        expect(r2.video[i]).toMatchObject({ status: 'appended', source: a2.ws.peerId });
+      }
+    }
+    expect(r2.stats.skipped).toBe(16);
+    // Concealed, not waited at: the element never stalled, and played the whole length.
+    expect(r2.stats.stalls).toBe(0);
+    expect(r2.currentTime).toBeGreaterThan(9.9);
+    expect(await timelineConcealed(w)).toBe(16);
+  });
+
+  it('with no source for any shard, every shard is skipped and the page still reaches ended', async () => {
+    server = await startTestServer({ cacheEnabled: false });
+    const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
+    const w = await open(`/watch/${json.id}?cache=0&missingGraceMs=300&startWaitMs=500`);
+    const r = await watchToEnd(w, 60_000);
+    expect(r.stats.fromPeers + r.stats.fromCache).toBe(0);
+    expect([...r.video, ...r.audio].every((c) => c.status === 'skipped')).toBe(true);
+  });
+});
+
+/** A shard from the server cache, waiting for the encoder's upload (it follows acceptance). */
+async function cached(url: string): Promise<Response> {
+  for (let i = 0; ; i++) {
+    const res = await fetch(url);
+    if (res.status === 200 || i > 100) return res;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const timelineConcealed = (t: TrackedPage) => t.page.locator('[data-concealed="hold"], [data-concealed="silence"]').count();
