@@ -457,13 +457,16 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     const keyOf = (i: number) => shardKeyString({ contentId: map.contentId, rendition: renditionId, index: i });
     // Re-queued shards travel together, apart from fresh ones, so a lost job comes back as exactly its unfinished part.
     const retry = (this.attempts.get(keyOf(first)) ?? 0) > 0;
+    // One exec encodes one spec: a per-shard override of codec, size or bitrate ends the run.
+    const specOf = (i: number) => (isVideoRendition(r) ? JSON.stringify(effectiveVideoSpec(map, map.shards[i]!, renditionId)) : '');
+    const spec = specOf(first);
     const indices = planRun(
       map,
       renditionId,
       first,
       (i) => {
         const st = map.shards[i]!.renditions[renditionId];
-        return st?.status === 'pending' && !this.inFlight.has(keyOf(i)) && (this.attempts.get(keyOf(i)) ?? 0) > 0 === retry;
+        return st?.status === 'pending' && !this.inFlight.has(keyOf(i)) && (this.attempts.get(keyOf(i)) ?? 0) > 0 === retry && specOf(i) === spec;
       },
       keyframes,
       this.config,

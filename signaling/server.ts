@@ -11,6 +11,7 @@ import type { ServerConfig } from './config.ts';
 import { ContentStore, contentStatus } from './ContentStore.ts';
 import { baseHeaders, HttpError, readBody, Router, sendError, sendJson, serveStatic } from './http.ts';
 import { ShardCache } from './ShardCache.ts';
+import { DEFAULT_EXPORT_LIMITS, exportHandler } from './export.ts';
 import { renditionIdSchema } from '../src/shared/shardMap.ts';
 import { ingestUpload } from './ingest.ts';
 import { PoolManager, ProtocolError } from './PoolManager.ts';
@@ -120,6 +121,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       res.writeHead(200, { 'Content-Type': 'video/mp4', 'Content-Length': bytes.byteLength, 'Cache-Control': 'public, max-age=31536000, immutable' });
       res.end(req.method === 'HEAD' ? undefined : bytes);
     })
+    .add('GET', '/api/contents/:id/export.mp4', exportHandler(store, cache, DEFAULT_EXPORT_LIMITS, log))
     .add('GET', '/api/pool', (_req, res) => sendJson(res, 200, pool.snapshot()))
     .add('GET', '/metrics', (_req, res) => {
       const text = renderMetrics(pool, store);

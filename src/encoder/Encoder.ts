@@ -80,7 +80,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     lastError: undefined,
     log: [],
   };
-  private readonly engine: FfmpegEngine;
+  readonly engine: FfmpegEngine;
   private readonly store: ShardStore;
   private readonly pool: PoolClient;
   private readonly peers: PeerManager;
@@ -107,7 +107,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
       hello: () => ({
         role: 'encoder',
         capabilities: {
-          engines: [{ name: ENGINE_NAME, codecs: ['h264', 'aac'], ...(this.state.benchmarkSpeed !== undefined && { speed: this.state.benchmarkSpeed }) }],
+          engines: [{ name: ENGINE_NAME, codecs: ['h264', 'vp9', 'aac'], ...(this.state.benchmarkSpeed !== undefined && { speed: this.state.benchmarkSpeed }) }],
           maxJobs: 1,
           storageBytes: config.storeBudgetBytes,
         },

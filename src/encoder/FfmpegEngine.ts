@@ -119,7 +119,7 @@ export class FfmpegEngine {
         if (timedOut) throw new WatchdogError(`ffmpeg made no progress for ${this.opts.watchdogMs} ms and was killed`);
         // A crashed core ("memory access out of bounds") is useless: start over next time.
         this.terminate();
-        throw new Error(`ffmpeg crashed: ${(e as Error).message}`);
+        throw new Error(`ffmpeg crashed (${String((e as Error)?.message ?? e)}); its last lines: ${this.logTail.slice(-4).join(' | ')}`);
       } finally {
         clearInterval(watchdog);
       }

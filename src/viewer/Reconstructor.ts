@@ -82,6 +82,8 @@ export class Reconstructor {
   private readonly opened: Promise<void>;
   /** Holes left by skipped shards, per track: [start, end) seconds. */
   readonly holes: { track: Track; start: number; end: number }[] = [];
+  /** changeType calls so far (codec switches). */
+  codecSwitches = 0;
 
   constructor(
     readonly video: HTMLVideoElement,
@@ -144,6 +146,7 @@ export class Reconstructor {
       await q.run(() => {
         q.sb.changeType(mime);
         q.mime = mime;
+        this.codecSwitches++;
       });
     }
     return q;

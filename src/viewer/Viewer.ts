@@ -46,6 +46,9 @@ export interface ViewerStats {
   fromCache: number;
   skipped: number;
   hashFailures: number;
+  /** Video rendition changes between consecutive shards, and codec changes among them (changeType). */
+  renditionSwitches: number;
+  codecSwitches: number;
   firstFrameMs: number | undefined;
   fetchMs: number[];
 }
@@ -79,6 +82,8 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
     fromCache: 0,
     skipped: 0,
     hashFailures: 0,
+    renditionSwitches: 0,
+    codecSwitches: 0,
     firstFrameMs: undefined,
     fetchMs: [],
   };
@@ -385,6 +390,8 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
             const f = this.fetched[track].get(i)!;
             await this.recon.append(track, await this.codecOf(f), f.bytes, placement!);
             if (track === 'video') {
+              if (this.currentRendition !== undefined && this.currentRendition !== f.rendition) this.stats.renditionSwitches++;
+              this.stats.codecSwitches = this.recon.codecSwitches;
               this.currentRendition = f.rendition;
               this.lastVideo = f;
             }

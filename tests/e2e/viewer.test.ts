@@ -39,11 +39,14 @@ async function open(path: string): Promise<TrackedPage> {
 async function encodeAll(id: string, tabs = 1): Promise<{ map: ShardMap; encoders: TrackedPage[] }> {
   const encoders: TrackedPage[] = [];
   for (let i = 0; i < tabs; i++) encoders.push(await open('/encode?persist=0'));
-  const end = Date.now() + 180_000;
+  const end = Date.now() + 120_000;
   for (;;) {
     const c = (await (await fetch(`${server!.url}/api/contents/${id}`)).json()) as { status: string; shardMap: ShardMap };
     if (c.status === 'ready') return { map: c.shardMap, encoders };
-    if (Date.now() > end) throw new Error('encoding did not finish');
+    if (Date.now() > end) {
+      const failed = server!.pool.recentEvents.filter((e) => /fail|reject/.test(e.type)).slice(-5);
+      throw new Error(`encoding did not finish: ${JSON.stringify(failed)}; encoder tab problems: ${encoders.flatMap((e) => e.problems).slice(0, 5).join(' | ')}`);
+    }
     await new Promise((r) => setTimeout(r, 250));
   }
 }
@@ -51,7 +54,7 @@ async function encodeAll(id: string, tabs = 1): Promise<{ map: ShardMap; encoder
 interface ViewerReport {
   state: string;
   error: string | undefined;
-  stats: { fromPeers: number; fromCache: number; skipped: number; hashFailures: number; stalls: number; stallMs: number; firstFrameMs: number; fetchMs: number[] };
+  stats: { codecSwitches: number; fromPeers: number; fromCache: number; skipped: number; hashFailures: number; stalls: number; stallMs: number; firstFrameMs: number; fetchMs: number[] };
   video: { status: string; source?: string; rendition?: string; concealed?: string }[];
   audio: { status: string; source?: string; rendition?: string; concealed?: string }[];
   currentTime: number;
@@ -136,32 +139,9 @@ describe('viewer', () => {
     const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
     const { map, encoders } = await encodeAll(json.id, 1);
     await encoders[0]!.context.close();
-    // Real encoder output, taken from the cache, served by Node peers over real WebRTC.
-    const bytes = new Map<string, { bytes: Uint8Array; sha256: string }>();
-    for (const s of map.shards) {
-      for (const [rendition, st] of Object.entries(s.renditions)) {
-        const res = await cached(`${server.url}/api/contents/${json.id}/shards/${rendition}/${s.index}`);
-        bytes.set(shardKeyString({ contentId: json.id, rendition, index: s.index }), { bytes: new Uint8Array(await res.arrayBuffer()), sha256: st.sha256! });
-      }
-    }
+    const peerWith = await peersServing(json.id, map);
     const [top, low] = map.renditions.filter((r) => 'video' in r).map((r) => r.id);
     const range = (i: number) => i >= 15 && i < 23; // 4.5 s to 6.9 s
-    const peerWith = async (pick: (rendition: string, index: number) => boolean) => {
-      const served = new Map<string, { bytes: Uint8Array; sha256: string }>();
-      const holdings = [];
-      for (const s of map.shards) {
-        for (const rendition of Object.keys(s.renditions)) {
-          if (!pick(rendition, s.index)) continue;
-          const key = { contentId: json.id, rendition, index: s.index };
-          const b = bytes.get(shardKeyString(key))!;
-          served.set(shardKeyString(key), b);
-          holdings.push({ key, sha256: b.sha256, size: b.bytes.byteLength });
-        }
-      }
-      const p = await NodePeer.holder(server!.url, served, holdings);
-      nodePeers.push(p);
-      return p;
-    };
 
     // 1. The range's top rendition is on one peer that dies; another peer holds the range lower.
     const a = await peerWith((r, i) => !range(i) || r !== top);
@@ -199,6 +179,41 @@ describe('viewer', () => {
     expect(await timelineConcealed(w)).toBe(16);
   });
 
+  it('switches rendition mid-play in size and codec (H.264 320x180 <-> VP9 160x90) with no stall', async () => {
+    server = await startTestServer({});
+    const ladder = [
+      { id: 'h264', video: { codec: 'h264', width: 320, height: 180, bitrate: 300_000 } },
+      { id: 'vp9', video: { codec: 'vp9', width: 160, height: 90, bitrate: 120_000 } },
+      { id: 'audio', audio: { codec: 'aac', bitrate: 128_000, sampleRate: 48000, channels: 2 } },
+    ];
+    const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')), `?renditions=${encodeURIComponent(JSON.stringify(ladder))}`);
+    const { map, encoders } = await encodeAll(json.id, 2);
+    for (const e of encoders) await e.context.close();
+    // Availability drives the switches: VP9 only, then H.264 only, then VP9 only again.
+    const h264Range = (i: number) => i >= 12 && i < 23;
+    const peerWith = await peersServing(json.id, map);
+    await peerWith((r, i) => r === 'audio' || (r === 'h264') === h264Range(i));
+    const v = await newPage(browser);
+    pages.push(v);
+    await v.page.addInitScript(() => {
+      const sizes: string[] = ((window as any).__videoSizes = []);
+      document.addEventListener('resize', (e) => {
+        const el = e.target as HTMLVideoElement;
+        if (el instanceof HTMLVideoElement) sizes.push(`${el.videoWidth}x${el.videoHeight}`);
+      }, true);
+    });
+    await v.page.goto(`${server.url}/watch/${json.id}?cache=0`);
+    const r = await watchToEnd(v);
+    for (let i = 0; i < map.shards.length; i++) expect(r.video[i]).toMatchObject({ status: 'appended', rendition: h264Range(i) ? 'h264' : 'vp9' });
+    expect(r.stats.stalls).toBe(0);
+    expect(r.stats.skipped).toBe(0);
+    expect(r.stats.codecSwitches).toBe(2);
+    expect(r.currentTime).toBeGreaterThan(9.9);
+    // The picture really changed size, and back: the element decoded both codecs.
+    const sizes = await v.page.evaluate(() => (window as any).__videoSizes as string[]);
+    expect(sizes).toEqual(['160x90', '320x180', '160x90']);
+  });
+
   it('with no source for any shard, every shard is skipped and the page still reaches ended', async () => {
     server = await startTestServer({ cacheEnabled: false });
     const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
@@ -208,6 +223,37 @@ describe('viewer', () => {
     expect([...r.video, ...r.audio].every((c) => c.status === 'skipped')).toBe(true);
   });
 });
+
+/**
+ * Real encoder output, taken from the server cache, for Node peers that serve
+ * it over real WebRTC: `peerWith(pick)` starts one holding what `pick` selects.
+ */
+async function peersServing(contentId: string, map: ShardMap) {
+  const bytes = new Map<string, { bytes: Uint8Array; sha256: string }>();
+  for (const s of map.shards) {
+    for (const [rendition, st] of Object.entries(s.renditions)) {
+      const res = await cached(`${server!.url}/api/contents/${contentId}/shards/${rendition}/${s.index}`);
+      expect(res.status).toBe(200);
+      bytes.set(shardKeyString({ contentId, rendition, index: s.index }), { bytes: new Uint8Array(await res.arrayBuffer()), sha256: st.sha256! });
+    }
+  }
+  return async (pick: (rendition: string, index: number) => boolean): Promise<NodePeer> => {
+    const served = new Map<string, { bytes: Uint8Array; sha256: string }>();
+    const holdings = [];
+    for (const s of map.shards) {
+      for (const rendition of Object.keys(s.renditions)) {
+        if (!pick(rendition, s.index)) continue;
+        const key = { contentId, rendition, index: s.index };
+        const b = bytes.get(shardKeyString(key))!;
+        served.set(shardKeyString(key), b);
+        holdings.push({ key, sha256: b.sha256, size: b.bytes.byteLength });
+      }
+    }
+    const p = await NodePeer.holder(server!.url, served, holdings);
+    nodePeers.push(p);
+    return p;
+  };
+}
 
 /** A shard from the server cache, waiting for the encoder's upload (it follows acceptance). */
 async function cached(url: string): Promise<Response> {

@@ -8,7 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { aacAudioSpecificConfig, aacSilentFrame, silenceFragment } from '../../src/viewer/conceal.ts';
+import { aacAudioSpecificConfig, aacSilentFrame } from '../../src/shared/aac.ts';
+import { silenceFragment } from '../../src/viewer/conceal.ts';
 
 const run = promisify(execFile);
 

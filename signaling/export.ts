@@ -1,0 +1,104 @@
+/**
+ * GET /api/contents/:id/export.mp4: one ordinary MP4 rebuilt from the shards
+ * in the server's cache (src/shared/exportMp4.ts does the muxing; a browser
+ * can run the same code on shards from peers).
+ *
+ * The file is built in memory (the moov box goes first, so it plays while it
+ * downloads), which is why the size is capped and concurrent builds are
+ * bounded. Requests for the same export while one is being built share it.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { assembleMp4, ExportError, pickVideoRendition, type ExportResult } from '../src/shared/exportMp4.ts';
+import { isAudioRendition, isVideoRendition, readiness } from '../src/shared/shardMap.ts';
+import type { ContentStore } from './ContentStore.ts';
+import { HttpError } from './http.ts';
+import type { ShardCache } from './ShardCache.ts';
+
+export interface ExportLimits {
+  /** Largest total of cached shard bytes an export may be built from. */
+  maxBytes: number;
+  /** Distinct exports built at the same time. */
+  maxConcurrent: number;
+}
+
+export const DEFAULT_EXPORT_LIMITS: ExportLimits = { maxBytes: 1024 * 2 ** 20, maxConcurrent: 2 };
+
+const MiB = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+
+/** Header-safe file name: content ids are already tame, but this never trusts that. */
+const fileName = (id: string) => `${id.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 100) || 'export'}.mp4`;
+
+export function exportHandler(store: ContentStore, cache: ShardCache, limits: ExportLimits = DEFAULT_EXPORT_LIMITS, log: (...a: unknown[]) => void = () => {}) {
+  const building = new Map<string, Promise<ExportResult>>();
+
+  return async (req: IncomingMessage, res: ServerResponse, p: Record<string, string>, url: URL): Promise<void> => {
+    const c = store.get(p.id!);
+    if (!c) throw new HttpError(404, 'unknown-content', `no content with id ${p.id}`);
+    // A private copy: the pool updates the live map while the export is read.
+    const map = structuredClone(c.map);
+    const id = map.contentId;
+    const cached = (rendition: string) => map.shards.filter((s) => s.renditions[rendition] && cache.has({ contentId: id, rendition, index: s.index })).length;
+
+    const asked = url.searchParams.get('rendition');
+    const videoIds = map.renditions.filter(isVideoRendition).map((r) => r.id);
+    if (asked !== null && !videoIds.includes(asked)) {
+      throw new HttpError(400, 'unknown-rendition', `"${asked}" is not a video rendition of ${id}; choose one of: ${videoIds.join(', ') || '(none: leave rendition out)'}`);
+    }
+    const rendition = asked ?? pickVideoRendition(map, cached);
+    const audio = map.renditions.find(isAudioRendition);
+    const used = [rendition, audio?.id].filter((r): r is string => r !== undefined);
+    const count = used.reduce((n, r) => n + cached(r), 0);
+    if (count === 0) {
+      const r = readiness(map);
+      throw new HttpError(
+        409,
+        'not-cached',
+        `content ${id} has no shard${asked ? ` of rendition ${asked}` : ''} in the server cache yet (${r.ready} of ${r.total} shard variants encoded): ` +
+          'keep an /encode tab open until the encoders have uploaded their shards, then try again',
+      );
+    }
+    const bytes = map.shards.reduce((n, s) => n + used.reduce((m, r) => m + (cache.has({ contentId: id, rendition: r, index: s.index }) ? (s.renditions[r]?.size ?? 0) : 0), 0), 0);
+    if (bytes > limits.maxBytes) {
+      throw new HttpError(422, 'export-too-large', `an export is built in memory; ${id}'s cached shards come to ${MiB(bytes)}, above the ${MiB(limits.maxBytes)} limit`);
+    }
+
+    const key = `${id}/${rendition ?? '-'}/${count}`;
+    let job = building.get(key);
+    if (!job) {
+      if (building.size >= limits.maxConcurrent) {
+        res.setHeader('Retry-After', '5');
+        throw new HttpError(503, 'busy', `${building.size} exports are being built; try again in a few seconds`);
+      }
+      const t0 = performance.now();
+      job = assembleMp4(map, (r, index) => cache.read({ contentId: id, rendition: r, index }), rendition !== undefined ? { videoRendition: rendition } : {});
+      building.set(key, job);
+      job
+        .then(
+          (r) => log(`exported ${id} (${r.report.rendition ?? 'audio only'}): ${MiB(r.bytes.byteLength)} in ${(performance.now() - t0).toFixed(0)} ms, ${r.report.held} held, ${r.report.silent} silent`),
+          () => {},
+        )
+        .finally(() => building.delete(key));
+    }
+    let result: ExportResult;
+    try {
+      result = await job;
+    } catch (e) {
+      if (e instanceof ExportError) throw new HttpError(e.code === 'nothing-to-export' ? 409 : 400, e.code, e.message);
+      throw e;
+    }
+    const { report } = result;
+    res.writeHead(200, {
+      'Content-Type': 'video/mp4',
+      'Content-Length': result.bytes.byteLength,
+      'Content-Disposition': `attachment; filename="${fileName(id)}"`,
+      'Cache-Control': 'no-store',
+      'X-Export-Rendition': report.rendition ?? '',
+      'X-Export-Video-Shards': String(report.videoShards),
+      'X-Export-Held': String(report.held),
+      'X-Export-Audio-Shards': String(report.audioShards),
+      'X-Export-Silent': String(report.silent),
+      'Access-Control-Expose-Headers': 'X-Export-Rendition, X-Export-Video-Shards, X-Export-Held, X-Export-Audio-Shards, X-Export-Silent',
+    });
+    res.end(req.method === 'HEAD' ? undefined : result.bytes);
+  };
+}
