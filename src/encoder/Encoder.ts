@@ -9,10 +9,11 @@ import { PeerManager, type PeerCtor } from '../shared/PeerManager.ts';
 import { PoolClient, poolUrl } from '../shared/PoolClient.ts';
 import type { Job } from '../shared/protocol.ts';
 import { ServeLimiter, ShardTransfer } from '../shared/ShardTransfer.ts';
-import { shardKeyString } from '../shared/shardMap.ts';
+import { shardKeyString, type VideoSpec } from '../shared/shardMap.ts';
 import type { EncoderConfig } from './config.ts';
 import { FfmpegEngine, WatchdogError } from './FfmpegEngine.ts';
-import { runJob } from './JobRunner.ts';
+import { engineFor, runJob } from './JobRunner.ts';
+import { webCodecsCodecs } from './WebCodecsEngine.ts';
 import { IndexedDbPersistence, ShardStore } from './ShardStore.ts';
 
 export const ENGINE_NAME = 'ffmpeg-wasm';
@@ -81,6 +82,8 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     log: [],
   };
   readonly engine: FfmpegEngine;
+  /** Video codecs this browser encodes with WebCodecs. */
+  private webCodecs: VideoSpec['codec'][] = [];
   private readonly store: ShardStore;
   private readonly pool: PoolClient;
   private readonly peers: PeerManager;
@@ -107,7 +110,10 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
       hello: () => ({
         role: 'encoder',
         capabilities: {
-          engines: [{ name: ENGINE_NAME, codecs: ['h264', 'vp9', 'aac'], ...(this.state.benchmarkSpeed !== undefined && { speed: this.state.benchmarkSpeed }) }],
+          engines: [
+            { name: ENGINE_NAME, codecs: ['h264', 'aac'], ...(this.state.benchmarkSpeed !== undefined && { speed: this.state.benchmarkSpeed }) },
+            ...(this.webCodecs.length ? [{ name: 'webcodecs', codecs: this.webCodecs }] : []),
+          ],
           maxJobs: 1,
           storageBytes: config.storeBudgetBytes,
         },
@@ -201,6 +207,8 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     const restored = await this.store.restore();
     if (restored.length) this.logLine(`restored ${restored.length} shards from the previous session`);
     await this.engine.load();
+    this.webCodecs = await webCodecsCodecs();
+    if (this.webCodecs.length) this.logLine(`WebCodecs encodes ${this.webCodecs.join(', ')} (ffmpeg.wasm cannot make VP9)`);
     if (this.config.benchmark) {
       this.state.phase = 'benchmark';
       this.changed();
@@ -255,7 +263,11 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     };
     this.changed();
     try {
-      const { shards, timings } = await runJob(job, this.engine, { base: this.base, preset: this.config.preset });
+      const { shards, timings } = await runJob(job, this.engine, {
+        base: this.base,
+        preset: this.config.preset,
+        onProgress: (p) => this.engine.onProgress?.(p),
+      });
       if (this.cancelled.has(job.id)) return;
       const verdicts: Promise<boolean>[] = [];
       for (const s of shards) {
@@ -268,7 +280,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
           key,
           sha256: s.sha256,
           size: s.bytes.byteLength,
-          engine: ENGINE_NAME,
+          engine: engineFor(job),
           ...(s.lead !== undefined && { lead: s.lead }),
           ...(s.tail !== undefined && { tail: s.tail }),
         });

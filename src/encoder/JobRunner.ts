@@ -8,6 +8,7 @@ import { sha256Hex } from '../shared/wire.ts';
 import { cutAudioRun } from './audioCutter.ts';
 import { audioJobArgs, segmentName, videoJobArgs } from './ffmpegArgs.ts';
 import type { FfmpegEngine } from './FfmpegEngine.ts';
+import { encodeVideoJobWebCodecs } from './WebCodecsEngine.ts';
 
 export interface EncodedShard {
   index: number;
@@ -40,10 +41,15 @@ async function fetchSlice(job: Job, base: string, signal?: AbortSignal): Promise
   return { bytes: new Uint8Array(await res.arrayBuffer()), sliceStart };
 }
 
+/** Which engine a job goes to: ffmpeg.wasm for H.264 and audio, WebCodecs for what ffmpeg.wasm cannot make (VP9). */
+export function engineFor(job: Job): 'ffmpeg-wasm' | 'webcodecs' {
+  return job.kind === 'video' && job.video && job.video.codec !== 'h264' ? 'webcodecs' : 'ffmpeg-wasm';
+}
+
 export async function runJob(
   job: Job,
   engine: FfmpegEngine,
-  opts: { base: string; preset: string; threads?: number; signal?: AbortSignal },
+  opts: { base: string; preset: string; threads?: number; signal?: AbortSignal; onProgress?: (p: number) => void },
 ): Promise<{ shards: EncodedShard[]; timings: JobTimings }> {
   const t0 = performance.now();
   const { bytes, sliceStart } = await fetchSlice(job, opts.base, opts.signal);
@@ -51,7 +57,15 @@ export async function runJob(
   const shards: EncodedShard[] = [];
   let execMs: number;
   let frames = 0;
-  if (job.kind === 'video') {
+  if (engineFor(job) === 'webcodecs') {
+    const r = await encodeVideoJobWebCodecs(job, bytes, sliceStart, (done, total) => opts.onProgress?.(done / total));
+    execMs = r.execMs;
+    for (let i = 0; i < job.shards.length; i++) {
+      const out = r.files[i]!;
+      shards.push({ index: job.shards[i]!.index, bytes: out, sha256: await sha256Hex(out) });
+    }
+    frames = job.shards.reduce((a, s) => a + s.frames, 0);
+  } else if (job.kind === 'video') {
     const r = await engine.exec(
       (dir) =>
         videoJobArgs(job, sliceStart, `${dir}/in.mp4`, { preset: opts.preset, ...(opts.threads && { threads: opts.threads }) }, `${dir}/shard_%04d.mp4`),

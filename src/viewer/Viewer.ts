@@ -16,6 +16,7 @@ import { FetchError, ShardTransfer } from '../shared/ShardTransfer.ts';
 import { AUDIO_RENDITION_ID, isAudioRendition, isVideoRendition, mapEnd, parseShardMap, type ShardMap, type VideoRendition } from '../shared/shardMap.ts';
 import { sha256Hex } from '../shared/wire.ts';
 import type { ViewerConfig } from './config.ts';
+import { assembleMp4, type ExportReport } from '../shared/exportMp4.ts';
 import { aacChannelConfigSupported, holdFragment, silenceFragment } from './conceal.ts';
 import { codecStringOf, Reconstructor, type Placement, type Track } from './Reconstructor.ts';
 
@@ -105,6 +106,9 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
   private stallStarted: number | undefined;
   private readonly openedAt = performance.now();
   private ended = false;
+  /** Verified shards as played, kept for the download (rendition/index -> bytes), within a byte budget. */
+  private readonly played = new Map<string, Uint8Array>();
+  private playedBytes = 0;
   /** The last video shard appended: its keyframe is what a hold fragment shows. */
   private lastVideo: Fetched | undefined;
   /** Rendition the ABR chose last (for the stats line). */
@@ -173,7 +177,8 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
     });
     this.video.addEventListener('ended', () => {
       this.setState('ended');
-      this.stop();
+      // Keep the pool and peer links: the download button may still need shards from them.
+      clearInterval(this.timer);
     });
     this.video.addEventListener('error', () => this.fail(`The video element failed: ${this.video.error?.message ?? 'unknown error'}`));
     await this.recon.open();
@@ -397,6 +402,10 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
             }
             cell.status = 'appended';
             this.fetched[track].delete(i);
+            if (this.playedBytes + f.bytes.byteLength <= this.config.keepForDownloadBytes) {
+              this.played.set(`${f.rendition}/${i}`, f.bytes);
+              this.playedBytes += f.bytes.byteLength;
+            }
             this.nextAppend[track]++;
             this.emit('cell', { track, index: i });
             progressed = true;
@@ -420,6 +429,29 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
       this.appending = false;
     }
     this.maybePlay();
+  }
+
+  /**
+   * The reconstructed stream as one MP4 (packets copied, nothing re-encoded),
+   * in the video rendition played most. Shards played in another rendition, or
+   * no longer kept, are fetched again in that rendition the usual way (peers,
+   * then the cache); what cannot be had is held or silent, as in playback.
+   */
+  async download(onProgress?: (done: number, total: number) => void): Promise<{ bytes: Uint8Array; report: ExportReport }> {
+    const map = this.map;
+    if (!map) throw new Error('the shard map is not loaded yet');
+    const counts = new Map<string, number>();
+    for (const c of this.cells.video) if (c.status === 'appended' && c.rendition) counts.set(c.rendition, (counts.get(c.rendition) ?? 0) + 1);
+    const videoRendition = [...counts].sort((a, b) => b[1] - a[1])[0]?.[0];
+    const get = async (rendition: string, index: number): Promise<Uint8Array | undefined> => {
+      const kept = this.played.get(`${rendition}/${index}`);
+      if (kept) return kept;
+      const track: Track = rendition === AUDIO_RENDITION_ID ? 'audio' : 'video';
+      const scratch: CellState = { status: 'fetching', failures: [] };
+      const got = (await this.fromPeers(track, index, [rendition], scratch)) ?? (this.config.cache ? await this.fromCache(index, [rendition], scratch) : undefined);
+      return got?.bytes;
+    };
+    return assembleMp4(map, get, { ...(videoRendition && { videoRendition }), ...(onProgress && { onProgress }) });
   }
 
   /**

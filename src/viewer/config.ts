@@ -26,6 +26,8 @@ export interface ViewerConfig {
   startBufferSeconds: number;
   /** A shard nobody can provide is retried for this long before it is skipped, ms. */
   missingGraceMs: number;
+  /** Verified shards kept after playing, for the download button, bytes; the rest is fetched again. */
+  keepForDownloadBytes: number;
   /** Before playback has started, a missing shard that holds up the start is waited for this long, ms. */
   startWaitMs: number;
 }
@@ -43,6 +45,7 @@ export const DEFAULT_VIEWER_CONFIG: ViewerConfig = {
   startBufferSeconds: 0.6,
   missingGraceMs: 1500,
   startWaitMs: 10_000,
+  keepForDownloadBytes: 256 * 2 ** 20,
 };
 
 export function viewerConfigFrom(search: string, base: ViewerConfig = DEFAULT_VIEWER_CONFIG): ViewerConfig {

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { launchBrowser, newPage, type TrackedPage } from '../harness/browser.ts';
 import { countFrames, ffprobeJson, fixture } from '../harness/fixtures.ts';
+import { decodeErrors, pcm, psnr, silences, streams } from '../harness/referee.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
 
 const run = promisify(execFile);
@@ -45,52 +46,6 @@ async function download(query: string, name: string): Promise<{ file: string; re
   const file = path.join(dir, name);
   fs.writeFileSync(file, bytes);
   return { file, res, ms };
-}
-
-async function streams(file: string) {
-  const j = await ffprobeJson(file, ['-show_streams', '-show_format']);
-  return {
-    video: j.streams.find((s: { codec_type: string }) => s.codec_type === 'video'),
-    audio: j.streams.find((s: { codec_type: string }) => s.codec_type === 'audio'),
-    duration: Number(j.format.duration),
-  };
-}
-
-/** Decodes every frame; native ffmpeg prints nothing at -v error for a clean stream. */
-async function decodeErrors(file: string): Promise<string> {
-  const { stderr } = await run('ffmpeg', ['-v', 'error', '-i', file, '-f', 'null', '-'], { maxBuffer: 16 * 2 ** 20 });
-  return stderr.trim();
-}
-
-async function psnr(exported: string, width: number, height: number): Promise<number> {
-  // Frame-indexed, with the source scaled to the export's size.
-  const graph = `[0:v]setpts=N/TB/30[x];[1:v]scale=${width}:${height}:flags=bicubic,setpts=N/TB/30[y];[x][y]psnr`;
-  const { stderr } = await run('ffmpeg', ['-v', 'info', '-i', exported, '-i', source, '-lavfi', graph, '-f', 'null', '-'], { maxBuffer: 16 * 2 ** 20 });
-  return Number(/PSNR .*average:([\d.]+)/.exec(stderr)?.[1]);
-}
-
-/** Silences of 5 ms or more, as [start, end] in seconds, up to `end` s. */
-async function silences(file: string, end: number): Promise<[number, number][]> {
-  // Only up to the source's own audio end: the last AAC frame of the source is
-  // padded (10 s of tone in 469 frames of 1024 samples), and ffmpeg decodes
-  // that padding as 5.3 ms of silence in the source and the export alike.
-  const { stderr } = await run(
-    'ffmpeg',
-    ['-v', 'info', '-i', file, '-vn', '-af', `atrim=end=${end},silencedetect=noise=-50dB:d=0.005`, '-f', 'null', '-'],
-    { maxBuffer: 16 * 2 ** 20 },
-  );
-  const starts = [...stderr.matchAll(/silence_start: ([\d.]+)/g)].map((m) => Number(m[1]));
-  const ends = [...stderr.matchAll(/silence_end: ([\d.]+)/g)].map((m) => Number(m[1]));
-  return starts.map((s, i) => [s, ends[i] ?? end]);
-}
-
-/** The first audio track decoded to mono float samples at 48 kHz. */
-async function pcm(file: string): Promise<Float32Array> {
-  const { stdout } = await run('ffmpeg', ['-v', 'error', '-i', file, '-vn', '-ac', '1', '-ar', '48000', '-f', 'f32le', '-'], {
-    encoding: 'buffer',
-    maxBuffer: 64 * 2 ** 20,
-  });
-  return new Float32Array(stdout.buffer.slice(stdout.byteOffset, stdout.byteOffset + stdout.byteLength));
 }
 
 function rmsDiff(a: Float32Array, b: Float32Array, from: number, to: number, lag = 0): number {
@@ -180,7 +135,7 @@ describe('export.mp4', () => {
 
     const frames = await countFrames(file);
     expect(Math.abs(frames - (await countFrames(source)))).toBeLessThanOrEqual(1);
-    expect(await psnr(file, 320, 180)).toBeGreaterThanOrEqual(30);
+    expect(await psnr(file, source, 320, 180)).toBeGreaterThanOrEqual(30);
 
     const srcAudio = Number(src.audio.duration);
     expect(Math.abs(Number(out.audio.duration) - srcAudio) / srcAudio).toBeLessThan(0.01);
@@ -188,7 +143,7 @@ describe('export.mp4', () => {
     // The referee itself finds no silence in the source's tone.
     expect(await silences(source, srcAudio)).toEqual([]);
     expect(await silences(file, srcAudio)).toEqual([]);
-    console.log(`export: ${frames} frames, PSNR ${(await psnr(file, 320, 180)).toFixed(2)} dB, audio ${out.audio.duration} s (source ${srcAudio} s)`);
+    console.log(`export: ${frames} frames, PSNR ${(await psnr(file, source, 320, 180)).toFixed(2)} dB, audio ${out.audio.duration} s (source ${srcAudio} s)`);
   });
 
   it('audio is sample-exact, and where encode runs meet it is as clean as anywhere else', async () => {

@@ -3,12 +3,15 @@
  * WebRTC from real encoder tabs (ffmpeg.wasm), verified by hash.
  */
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { Browser } from 'playwright';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { shardKeyString, type ShardMap } from '../../src/shared/shardMap.ts';
 import { launchBrowser, newPage, type TrackedPage } from '../harness/browser.ts';
-import { fixture } from '../harness/fixtures.ts';
+import { countFrames, fixture } from '../harness/fixtures.ts';
 import { NodePeer } from '../harness/nodePeer.ts';
+import { decodeErrors, psnr, silences, streams } from '../harness/referee.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
 
 let browser: Browser;
@@ -75,9 +78,15 @@ async function watchToEnd(t: TrackedPage, timeoutMs = 90_000): Promise<ViewerRep
 }
 
 describe('viewer', () => {
-  it('plays a content to the end with every shard over WebRTC from two encoder tabs (cache off)', async () => {
+  it('plays a content to the end with every shard over WebRTC from two encoder tabs (cache off), and downloads what it played', async () => {
     server = await startTestServer({ cacheEnabled: false });
-    const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
+    // Enough bitrate that PSNR judges the reconstruction (placement, order, frames), not the rate control.
+    const ladder = [
+      { id: '180p', video: { codec: 'h264', width: 320, height: 180, bitrate: 600_000 } },
+      { id: '90p', video: { codec: 'h264', width: 160, height: 90, bitrate: 150_000 } },
+      { id: 'audio', audio: { codec: 'aac', bitrate: 128_000, sampleRate: 48000, channels: 2 } },
+    ];
+    const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')), `?renditions=${encodeURIComponent(JSON.stringify(ladder))}`);
     const { map, encoders } = await encodeAll(json.id, 2);
     const ids = await Promise.all(encoders.map((e) => e.page.evaluate(() => (window as any).shardcastEncoder.state.peerId as string)));
     const v = await open(`/watch/${json.id}?cache=0`);
@@ -91,6 +100,24 @@ describe('viewer', () => {
     }
     expect(r.currentTime).toBeGreaterThan(9.9);
     expect(r.stats.stalls).toBe(0);
+
+    // The download button: the reconstruction this tab played, as one MP4, judged by native ffmpeg.
+    const source = await fixture('av-2997');
+    const [dl] = await Promise.all([v.page.waitForEvent('download', { timeout: 60_000 }), v.page.click('[data-testid="download"]')]);
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'shardcast-dl-')), 'watched.mp4');
+    await dl.saveAs(file);
+    expect(await decodeErrors(file)).toBe('');
+    const out = await streams(file);
+    const src = await streams(source);
+    expect(`${out.video.width}x${out.video.height}`).toBe('320x180');
+    expect(Math.abs((await countFrames(file)) - (await countFrames(source)))).toBeLessThanOrEqual(1);
+    const db = await psnr(file, source, 320, 180);
+    console.log(`viewer download: PSNR ${db.toFixed(2)} dB against the source`);
+    expect(db).toBeGreaterThanOrEqual(30);
+    const srcAudio = Number(src.audio.duration);
+    expect(Math.abs(Number(out.audio.duration) - srcAudio) / srcAudio).toBeLessThan(0.01);
+    expect(await silences(file, srcAudio)).toEqual([]);
+    expect(await v.page.textContent('[data-testid="download-report"]')).toMatch(/34 video shards, 34 audio/);
   });
 
   it('catches a peer serving corrupted bytes by hash, reports it, and still plays to the end', async () => {
