@@ -50,8 +50,12 @@ export interface ViewerStats {
   /** Video rendition changes between consecutive shards, and codec changes among them (changeType). */
   renditionSwitches: number;
   codecSwitches: number;
+  /** From opening the page (navigation start) to the first frame playing, ms. */
   firstFrameMs: number | undefined;
+  /** Per shard: from asking to holding it verified, connecting included, ms. */
   fetchMs: number[];
+  /** Per shard fetched from a peer: the transfer over an open channel alone, ms. */
+  transferMs: number[];
 }
 
 export interface ViewerEvents {
@@ -87,6 +91,7 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
     codecSwitches: 0,
     firstFrameMs: undefined,
     fetchMs: [],
+    transferMs: [],
   };
   private pool: PoolClient | undefined;
   private peers: PeerManager | undefined;
@@ -172,7 +177,7 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
     this.video.addEventListener('playing', () => {
       if (this.stallStarted !== undefined) this.stats.stallMs += performance.now() - this.stallStarted;
       this.stallStarted = undefined;
-      this.stats.firstFrameMs ??= performance.now() - this.openedAt;
+      this.stats.firstFrameMs ??= performance.now();
       this.setState('playing');
     });
     this.video.addEventListener('ended', () => {
@@ -283,6 +288,7 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
         this.fetched[track].set(index, result);
         this.stats.bytes += result.bytes.byteLength;
         this.stats.fetchMs.push(cell.ms);
+        if (result.source !== 'cache') this.stats.transferMs.push(result.transferMs);
         // A moving average of per-transfer rates: recent transfers count most, and a peer connection's setup is not a rate.
         const bps = (result.bytes.byteLength * 8) / (Math.max(1, result.transferMs) / 1000);
         this.stats.throughputBps = this.stats.throughputBps ? 0.7 * this.stats.throughputBps + 0.3 * bps : bps;

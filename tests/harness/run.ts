@@ -19,7 +19,10 @@ import path from 'node:path';
 import { findBrowser, NO_BROWSER_MESSAGE } from './browser.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
-const args = process.argv.slice(2);
+// `npm run bench` reuses all of this with its own program in place of vitest.
+const bench = process.argv[2] === '--bench';
+const args = process.argv.slice(bench ? 3 : 2);
+const label = bench ? 'npm run bench' : 'npm test';
 const isRoot = process.getuid?.() === 0;
 const isDebian = fs.existsSync('/etc/debian_version') && has('apt-get');
 
@@ -34,7 +37,7 @@ function run(cmd: string, argv: string[], opts: SpawnSyncOptions = {}): number {
 }
 
 function fail(msg: string): never {
-  console.error(`\nnpm test: ${msg}\n`);
+  console.error(`\n${label}: ${msg}\n`);
   process.exit(1);
 }
 
@@ -51,7 +54,7 @@ function aptInstall(pkgs: string[]): void {
 // 1. Browser.
 let browser = findBrowser();
 if (!browser && isRoot && isDebian) {
-  console.log('npm test: no Chromium found; installing Debian\'s chromium package');
+  console.log(`${label}: no Chromium found; installing Debian\'s chromium package`);
   aptInstall(['chromium']);
   browser = findBrowser();
 }
@@ -60,7 +63,7 @@ if (!browser) fail(NO_BROWSER_MESSAGE);
 // 2. The referee.
 if (!has('ffmpeg') || !has('ffprobe')) {
   if (isRoot && isDebian) {
-    console.log('npm test: installing Debian\'s ffmpeg for test fixtures');
+    console.log(`${label}: installing Debian\'s ffmpeg for test fixtures`);
     aptInstall(['ffmpeg']);
   } else {
     fail('the tests make their fixtures with native ffmpeg and check outputs with ffprobe: install ffmpeg (apt-get install ffmpeg)');
@@ -74,7 +77,9 @@ if (process.env.SHARDCAST_SKIP_BUILD !== '1') {
 
 // 4. vitest, in a namespace of our own where possible.
 const env: NodeJS.ProcessEnv = { ...process.env, SHARDCAST_CHROMIUM: browser.path ?? '' };
-const vitest = [path.join(root, 'node_modules/.bin/vitest'), 'run', ...args];
+const vitest = bench
+  ? [path.join(root, 'node_modules/tsx/dist/cli.mjs'), path.join(root, 'tests/bench/suite.ts'), ...args]
+  : [path.join(root, 'node_modules/.bin/vitest'), 'run', ...args];
 const NETNS_SETUP = [
   'set -e',
   'ip link set lo up',
@@ -100,7 +105,7 @@ function hostHasRoute(): boolean {
 
 let code: number;
 if (process.env.SHARDCAST_NO_NETNS !== '1' && canUnshare()) {
-  console.log(`npm test: private network namespace (10.213.0.1), browser ${browser.path ?? 'playwright'} (${browser.source})`);
+  console.log(`${label}: private network namespace (10.213.0.1), browser ${browser.path ?? 'playwright'} (${browser.source})`);
   code = run('unshare', ['-n', 'sh', '-c', `${NETNS_SETUP}\nexec "$@"`, 'sh', process.execPath, ...vitest], {
     cwd: root,
     env: { ...env, SHARDCAST_NETNS: '1', SHARDCAST_HOST_IP: '10.213.0.1' },
@@ -112,7 +117,7 @@ if (process.env.SHARDCAST_NO_NETNS !== '1' && canUnshare()) {
         'connection would fail. Run the tests as root (they make a private network namespace), or on a host with a non-loopback interface.',
     );
   }
-  console.log(`npm test: host network (no private namespace: ${isRoot ? 'unshare unavailable' : 'not root'}), browser ${browser.path ?? 'playwright'} (${browser.source})`);
+  console.log(`${label}: host network (no private namespace: ${isRoot ? 'unshare unavailable' : 'not root'}), browser ${browser.path ?? 'playwright'} (${browser.source})`);
   code = run(process.execPath, vitest, { cwd: root, env });
 }
 process.exit(code);

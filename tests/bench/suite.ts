@@ -1,0 +1,296 @@
+/**
+ * `npm run bench`: measurements in real headless Chromium, side by side in one
+ * run, repeated (--runs N, default 3) and reported as median and min/max.
+ * Prints a markdown table and writes tests/bench/RESULTS.md and results.json.
+ *
+ * Run inside the private network namespace by tests/harness/run.ts --bench.
+ * Pick benches with --only delivery,failover. Each bench is a function that
+ * returns rows; add new ones to BENCHES.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Browser } from 'playwright';
+import type { ShardMap } from '../../src/shared/shardMap.ts';
+import { launchBrowser, newPage, type TrackedPage } from '../harness/browser.ts';
+import { fixture } from '../harness/fixtures.ts';
+import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
+
+interface Sample {
+  metric: string;
+  unit: string;
+  value: number;
+  /** Higher is better (for the reader; no thresholds live here). */
+  note?: string;
+}
+
+type Bench = (run: number) => Promise<Sample[]>;
+
+const argv = process.argv.slice(2);
+const opt = (name: string) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const RUNS = Number(opt('runs') ?? 3);
+const ONLY = opt('only')?.split(',');
+const OUT_DIR = import.meta.dirname;
+
+const quantile = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const i = (s.length - 1) * q;
+  const lo = Math.floor(i);
+  return s[lo]! + (s[Math.min(lo + 1, s.length - 1)]! - s[lo]!) * (i - lo);
+};
+
+async function waitReady(server: TestServer, id: string, timeoutMs = 300_000): Promise<ShardMap> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const c = (await (await fetch(`${server.url}/api/contents/${id}`)).json()) as { status: string; shardMap: ShardMap };
+    if (c.status === 'ready') return c.shardMap;
+    if (Date.now() > end) throw new Error(`content ${id} was not encoded in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+async function waitCached(server: TestServer, id: string, map: ShardMap): Promise<void> {
+  for (const s of map.shards) {
+    for (const r of Object.keys(s.renditions)) {
+      for (let i = 0; ; i++) {
+        const res = await fetch(`${server.url}/api/contents/${id}/shards/${r}/${s.index}`, { method: 'HEAD' });
+        if (res.ok) break;
+        if (i > 300) throw new Error(`shard ${r}/${s.index} never reached the cache`);
+        await new Promise((res2) => setTimeout(res2, 100));
+      }
+    }
+  }
+}
+
+async function open(browser: Browser, url: string, pages: TrackedPage[]): Promise<TrackedPage> {
+  const t = await newPage(browser);
+  pages.push(t);
+  await t.page.goto(url);
+  return t;
+}
+
+const viewerStats = (t: TrackedPage) => t.page.evaluate(() => (window as any).shardcastViewer.stats) as Promise<{ firstFrameMs: number; transferMs: number[]; stallMs: number; stalls: number; fromPeers: number; fromCache: number; skipped: number }>;
+
+// ---------------------------------------------------------------- e. delivery
+
+/**
+ * Shards already encoded by an encoder tab in one browser process; a viewer in
+ * another. Time to first frame (from navigation), per-shard transfer latency
+ * over open channels, our protocol's throughput on a 16 MiB shard, and the raw
+ * RTCDataChannel throughput between the same two processes.
+ */
+const delivery: Bench = async () => {
+  const server = await startTestServer({});
+  const encB = await launchBrowser();
+  const viewB = await launchBrowser();
+  const pages: TrackedPage[] = [];
+  try {
+    const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
+    const enc = await open(encB, `${server.url}/encode?persist=0`, pages);
+    await waitReady(server, json.id);
+    const v = await open(viewB, `${server.url}/watch/${json.id}?cache=0`, pages);
+    await v.page.waitForSelector('[data-state="ended"], [data-state="error"]', { timeout: 120_000 });
+    const st = await viewerStats(v);
+    if (st.fromPeers === 0) throw new Error('the viewer got nothing from peers');
+
+    // Our protocol, 16 MiB in one shard: chunked, backpressured, hash-verified at the end.
+    const size = 16 * 2 ** 20;
+    const key = { contentId: 'bench', rendition: 'blob', index: 0 };
+    const sha = await enc.page.evaluate(async ({ key, size }) => {
+      const bytes = new Uint8Array(size);
+      for (let i = 0; i < size; i += 65536) crypto.getRandomValues(bytes.subarray(i, Math.min(size, i + 65536)));
+      const d = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+      const sha = [...d].map((b) => b.toString(16).padStart(2, '0')).join('');
+      await (window as any).shardcastEncoder.store.put(key, sha, bytes);
+      return sha;
+    }, { key, size });
+    const peerId = await enc.page.evaluate(() => (window as any).shardcastEncoder.state.peerId as string);
+    const protoMs = await v.page.evaluate(async ({ key, sha, peerId }) => {
+      const viewer = (window as any).shardcastViewer;
+      const t = await viewer.transferTo(peerId);
+      const t0 = performance.now();
+      await t.fetch(key, sha, 120_000);
+      return performance.now() - t0;
+    }, { key, sha, peerId });
+
+    const rawMBps = await rawDataChannel(encB, viewB, 32 * 2 ** 20, pages);
+    const protoMBps = size / 2 ** 20 / (protoMs / 1000);
+    return [
+      { metric: 'time to first frame (shards encoded, cache off)', unit: 'ms', value: st.firstFrameMs },
+      { metric: 'shard transfer latency over an open channel, median', unit: 'ms', value: quantile(st.transferMs, 0.5) },
+      { metric: 'shard transfer latency over an open channel, p95', unit: 'ms', value: quantile(st.transferMs, 0.95) },
+      { metric: 'shard protocol throughput (16 MiB shard, hash checked)', unit: 'MB/s', value: protoMBps },
+      { metric: 'raw RTCDataChannel throughput (same two processes)', unit: 'MB/s', value: rawMBps },
+      { metric: 'shard protocol / raw data channel', unit: 'ratio', value: protoMBps / rawMBps },
+    ];
+  } finally {
+    for (const p of pages) await p.context.close().catch(() => {});
+    await encB.close();
+    await viewB.close();
+    await server.destroy();
+  }
+};
+
+/**
+ * A bare RTCDataChannel between a page in each browser process, signalled by
+ * this script (no trickle): `bytes` in 64 KiB messages, sends paced on
+ * bufferedAmount. MiB/s as the receiver sees them.
+ */
+async function rawDataChannel(a: Browser, b: Browser, bytes: number, pages: TrackedPage[]): Promise<number> {
+  const pa = await newPage(a);
+  const pb = await newPage(b);
+  pages.push(pa, pb);
+  await pa.page.goto('about:blank');
+  await pb.page.goto('about:blank');
+  const gather = `(pc) => new Promise((r) => { if (pc.iceGatheringState === 'complete') r(); else pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && r()); })`;
+  const offer = await pa.page.evaluate(async (gatherSrc) => {
+    const gather = eval(gatherSrc);
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    const dc = pc.createDataChannel('raw', { ordered: true });
+    (window as any).raw = { pc, dc };
+    await pc.setLocalDescription(await pc.createOffer());
+    await gather(pc);
+    return pc.localDescription!.toJSON();
+  }, gather);
+  const answer = await pb.page.evaluate(async ({ offer, gatherSrc }) => {
+    const gather = eval(gatherSrc);
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    (window as any).raw = { pc };
+    (window as any).received = new Promise<number>((resolve) => {
+      pc.addEventListener('datachannel', ({ channel }) => {
+        let got = 0;
+        let t0 = 0;
+        channel.binaryType = 'arraybuffer';
+        channel.onmessage = (e) => {
+          if (t0 === 0) t0 = performance.now();
+          got += (e.data as ArrayBuffer).byteLength;
+          if (got >= (window as any).want) resolve(performance.now() - t0);
+        };
+      });
+    });
+    await pc.setRemoteDescription(offer);
+    await pc.setLocalDescription(await pc.createAnswer());
+    await gather(pc);
+    return pc.localDescription!.toJSON();
+  }, { offer, gatherSrc: gather });
+  await pb.page.evaluate((n) => ((window as any).want = n), bytes);
+  await pa.page.evaluate(async ({ answer, bytes }) => {
+    const { pc, dc } = (window as any).raw as { pc: RTCPeerConnection; dc: RTCDataChannel };
+    await pc.setRemoteDescription(answer);
+    if (dc.readyState !== 'open') await new Promise((r) => dc.addEventListener('open', r, { once: true }));
+    const chunk = new Uint8Array(65536);
+    dc.bufferedAmountLowThreshold = 1 << 20;
+    for (let sent = 0; sent < bytes; sent += chunk.length) {
+      if (dc.bufferedAmount > 4 << 20) await new Promise((r) => dc.addEventListener('bufferedamountlow', r, { once: true }));
+      dc.send(chunk);
+    }
+  }, { answer, bytes });
+  const ms = await pb.page.evaluate(() => (window as any).received as Promise<number>);
+  return bytes / 2 ** 20 / (ms / 1000);
+}
+
+// ---------------------------------------------------------------- f. failover
+
+/**
+ * One encoder tab holds every shard; the viewer plays from it with the cache
+ * on, and the tab is killed one second in. Stall time as the element reports
+ * it (waiting to playing), with the default look-ahead and with a short one.
+ */
+const failover: Bench = async () => {
+  const out: Sample[] = [];
+  for (const lookAhead of [6, 1]) {
+    const server = await startTestServer({});
+    const encB = await launchBrowser();
+    const viewB = await launchBrowser();
+    const pages: TrackedPage[] = [];
+    try {
+      const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
+      const enc = await open(encB, `${server.url}/encode?persist=0`, pages);
+      const map = await waitReady(server, json.id);
+      await waitCached(server, json.id, map);
+      const v = await open(viewB, `${server.url}/watch/${json.id}?lookAheadSeconds=${lookAhead}`, pages);
+      await v.page.waitForFunction(() => (window as any).shardcastViewer.video.currentTime > 1, null, { timeout: 60_000 });
+      await enc.context.close();
+      await v.page.waitForSelector('[data-state="ended"], [data-state="error"]', { timeout: 120_000 });
+      const st = await viewerStats(v);
+      out.push({ metric: `stall when the only holder dies at 1 s (look-ahead ${lookAhead} s, cache on)`, unit: 'ms', value: st.stallMs, note: `${st.stalls} stalls, ${st.fromCache} shards from cache, ${st.skipped} skipped` });
+    } finally {
+      for (const p of pages) await p.context.close().catch(() => {});
+      await encB.close();
+      await viewB.close();
+      await server.destroy();
+    }
+  }
+  return out;
+};
+
+const BENCHES: Record<string, { title: string; run: Bench }> = {
+  delivery: { title: 'e. Delivery', run: delivery },
+  failover: { title: 'f. Failover', run: failover },
+};
+
+// ---------------------------------------------------------------- report
+
+function machine(): string[] {
+  const chromium = (() => {
+    try {
+      return execFileSync(process.env.SHARDCAST_CHROMIUM || 'chromium', ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      return 'unknown';
+    }
+  })();
+  const pkg = (name: string) => JSON.parse(fs.readFileSync(path.join(import.meta.dirname, '../../node_modules', name, 'package.json'), 'utf8')).version as string;
+  return [
+    `- CPU: ${os.cpus()[0]?.model ?? 'unknown'} × ${os.cpus().length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`,
+    `- ${chromium}; Node ${process.version}; @ffmpeg/core ${pkg('@ffmpeg/core')}; simple-peer ${pkg('simple-peer')}; mediabunny ${pkg('mediabunny')}`,
+    `- ${new Date().toISOString()}, ${RUNS} runs per row`,
+  ];
+}
+
+async function main(): Promise<void> {
+  const results: { bench: string; metric: string; unit: string; values: number[]; notes: string[] }[] = [];
+  for (const [id, b] of Object.entries(BENCHES)) {
+    if (ONLY && !ONLY.includes(id)) continue;
+    for (let run = 0; run < RUNS; run++) {
+      const t0 = Date.now();
+      const samples = await b.run(run);
+      console.log(`${b.title} run ${run + 1}/${RUNS} (${((Date.now() - t0) / 1000).toFixed(0)} s): ${samples.map((s) => `${s.metric} ${s.value.toFixed(2)} ${s.unit}`).join('; ')}`);
+      for (const s of samples) {
+        let r = results.find((x) => x.bench === b.title && x.metric === s.metric);
+        if (!r) results.push((r = { bench: b.title, metric: s.metric, unit: s.unit, values: [], notes: [] }));
+        r.values.push(s.value);
+        if (s.note) r.notes.push(s.note);
+      }
+    }
+  }
+  const fmt = (n: number) => (Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(2));
+  const lines = [
+    '# shardcast benchmark results',
+    '',
+    'Made by `npm run bench` (tests/bench/suite.ts). Figures are medians with min–max over the runs; ratios are taken within one run.',
+    '',
+    ...machine(),
+    '',
+    '| bench | measurement | median | min–max | unit | notes |',
+    '|---|---|---|---|---|---|',
+    ...results.map((r) => `| ${r.bench} | ${r.metric} | ${fmt(quantile(r.values, 0.5))} | ${fmt(Math.min(...r.values))}–${fmt(Math.max(...r.values))} | ${r.unit} | ${r.notes[0] ?? ''} |`),
+    '',
+  ];
+  const md = lines.join('\n');
+  console.log(`\n${md}`);
+  fs.writeFileSync(path.join(OUT_DIR, 'RESULTS.md'), md);
+  fs.writeFileSync(path.join(OUT_DIR, 'results.json'), JSON.stringify({ at: new Date().toISOString(), runs: RUNS, results }, null, 2));
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
