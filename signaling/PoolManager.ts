@@ -17,6 +17,8 @@ import type { ServerConfig } from './config.ts';
 import type { Content, ContentStore } from './ContentStore.ts';
 import { TypedEmitter } from '../src/shared/events.ts';
 import { planRun } from './jobs.ts';
+import { Demand } from './policy/Demand.ts';
+import { Health } from './policy/Health.ts';
 
 export type Role = 'encoder' | 'viewer';
 
@@ -42,7 +44,12 @@ export interface Peer {
   shardsEncoded: number;
   activeJobsReported: number;
   heldBytes: number;
+  /** Transfers the peer is serving now (heartbeat). */
+  serving: number;
 }
+
+/** Why a job was given out: live (near a viewer's playhead), start (of a content), or background (pre-encoding). */
+export type JobClass = 'live' | 'start' | 'background';
 
 export interface ActiveJob {
   job: Job;
@@ -50,18 +57,25 @@ export interface ActiveJob {
   assignedAt: number;
   done: Set<number>;
   progress: number;
+  klass: JobClass;
 }
 
 export interface PoolEvents {
   'peer-joined': { peerId: string; role: Role };
   'peer-lost': { peerId: string; role: Role; reason: string; requeued: number };
-  'job-assigned': { jobId: string; peerId: string; key: string; shards: number };
+  'job-assigned': { jobId: string; peerId: string; key: string; shards: number; klass: JobClass };
   'job-requeued': { jobId: string; peerId: string; indices: number[]; rendition: string; contentId: string; reason: string };
   'job-done': { jobId: string; peerId: string };
   'shard-accepted': { key: ShardKey; peerId: string; sha256: string };
   'shard-rejected': { key: ShardKey; peerId: string; reason: string };
   'shard-failed': { key: ShardKey; attempts: number };
   'content-complete': { contentId: string };
+  'encoder-quarantined': { peerId: string; reason: string; until: number };
+  'replicate': { key: string; peerId: string; from: number; cached: boolean; reason: string };
+  'replica-stored': { key: string; peerId: string };
+  'replica-released': { key: string; peerId: string };
+  'shard-orphaned': { key: string; action: 're-encode' | 'from-cache' };
+  'job-preempted': { jobId: string; peerId: string; for: string };
 }
 
 export interface PoolEventRecord {
@@ -89,7 +103,30 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   /** shard variant key -> failed attempts so far. */
   private readonly attempts = new Map<string, number>();
   readonly recentEvents: PoolEventRecord[] = [];
-  readonly counters = { jobsAssigned: 0, jobsCompleted: 0, requeues: 0, shardsAccepted: 0, shardsRejected: 0, locates: 0, badMessages: 0 };
+  readonly counters = {
+    jobsAssigned: 0,
+    jobsCompleted: 0,
+    requeues: 0,
+    shardsAccepted: 0,
+    shardsRejected: 0,
+    locates: 0,
+    badMessages: 0,
+    replications: 0,
+    releases: 0,
+    quarantines: 0,
+    preemptions: 0,
+    orphans: 0,
+  };
+  readonly health: Health;
+  readonly demand: Demand;
+  /** shard variant key -> peer -> when a `replicate` was sent and not yet answered. */
+  private readonly replicating = new Map<string, Map<string, number>>();
+  /** shard variant key -> peers holding a copy made by replication (releasable). */
+  readonly replicas = new Map<string, Set<string>>();
+  /** shard variant key -> since when its demand has been below the release rate. */
+  private readonly coolSince = new Map<string, number>();
+  /** Reports of bad bytes already counted, "reporter key peer", so one viewer cannot count twice. */
+  private readonly reported = new Set<string>();
   private sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -100,6 +137,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     private readonly isCached: (k: ShardKey) => boolean = () => false,
   ) {
     super();
+    this.health = new Health(config, now);
+    this.demand = new Demand(config, now);
     for (const type of [
       'peer-joined',
       'peer-lost',
@@ -108,6 +147,12 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       'shard-rejected',
       'shard-failed',
       'content-complete',
+      'encoder-quarantined',
+      'replicate',
+      'replica-stored',
+      'replica-released',
+      'shard-orphaned',
+      'job-preempted',
     ] as const) {
       this.on(type, (detail) => {
         this.recentEvents.push({ at: this.now(), type, detail });
@@ -152,8 +197,10 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       shardsEncoded: 0,
       activeJobsReported: 0,
       heldBytes: 0,
+      serving: 0,
     };
     this.peers.set(id, peer);
+    if (hello.role === 'encoder') this.health.benchmark(id, Math.max(0, ...(hello.capabilities?.engines.map((e) => e.speed ?? 0) ?? [0])) || undefined);
     conn.send({ type: 'welcome', protocol: 1, peerId: id, heartbeatMs: this.config.heartbeatMs, iceServers: this.config.iceServers });
     for (const h of hello.holdings ?? []) {
       // Only bytes matching the accepted hash count: a holding is a claim, not proof.
@@ -172,11 +219,9 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     this.peers.delete(peerId);
     let requeued = 0;
     for (const jobId of [...peer.jobs]) requeued += this.requeueJob(jobId, `encoder lost: ${reason}`, false);
-    for (const key of peer.holdings) {
-      const set = this.holders.get(key);
-      set?.delete(peerId);
-      if (set?.size === 0) this.holders.delete(key);
-    }
+    for (const key of peer.holdings) this.removeHolder(peerId, key);
+    for (const pending of this.replicating.values()) pending.delete(peerId);
+    if (peer.role === 'viewer') this.demand.leave(peerId);
     this.emit('peer-lost', { peerId, role: peer.role, reason, requeued });
     this.schedule();
   }
@@ -194,8 +239,11 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       if (aj.job.deadline < now) {
         this.peers.get(aj.peerId)?.conn.send({ type: 'job-cancel', jobId, reason: 'deadline passed' });
         this.requeueJob(jobId, 'deadline passed', true);
+        this.noteFailure(aj.peerId, 'timeout');
       }
     }
+    this.replicationPass();
+    this.health.prune((id) => this.peers.has(id));
     this.schedule();
   }
 
@@ -222,6 +270,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       case 'heartbeat':
         if (msg.activeJobs !== undefined) peer.activeJobsReported = msg.activeJobs;
         if (msg.heldBytes !== undefined) peer.heldBytes = msg.heldBytes;
+        if (msg.serving !== undefined) peer.serving = msg.serving;
         return;
       case 'job-progress': {
         const aj = this.ownJob(peer, msg.jobId);
@@ -238,6 +287,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
           this.requeueJob(msg.jobId, `job reported done with ${missing} shards missing`, true);
         } else {
           peer.completedJobs++;
+          this.health.jobDone(peer.id, aj.job.end - aj.job.start, this.now() - aj.assignedAt);
           this.finishJob(msg.jobId);
           this.emit('job-done', { jobId: msg.jobId, peerId: peer.id });
         }
@@ -248,6 +298,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
         this.ownJob(peer, msg.jobId);
         peer.failedJobs++;
         this.requeueJob(msg.jobId, `encoder failed: ${msg.reason}`, true);
+        this.noteFailure(peer.id, 'failed');
         this.schedule();
         return;
       }
@@ -259,18 +310,27 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
         to.conn.send({ type: 'signal', from: peer.id, data: msg.data });
         return;
       }
-      case 'shard-dropped': {
+      case 'shard-dropped':
+        this.removeHolder(peer.id, shardKeyString(msg.key));
+        this.replicas.get(shardKeyString(msg.key))?.delete(peer.id);
+        return;
+      case 'shard-stored':
+        return this.shardStored(peer, msg);
+      case 'replicate-failed':
+        this.replicating.get(shardKeyString(msg.key))?.delete(peer.id);
+        return;
+      case 'report-peer': {
+        this.emit('shard-rejected', { key: msg.key, peerId: msg.peerId, reason: `reported by ${peer.id}: ${msg.reason}` });
+        // Only a report about a peer that claims the shard counts, and once per reporter and shard.
         const key = shardKeyString(msg.key);
-        peer.holdings.delete(key);
-        const set = this.holders.get(key);
-        set?.delete(peer.id);
-        if (set?.size === 0) this.holders.delete(key);
+        const once = `${peer.id} ${key} ${msg.peerId}`;
+        if (!this.holders.get(key)?.has(msg.peerId) || this.reported.has(once)) return;
+        this.reported.add(once);
+        if (this.reported.size > 100_000) this.reported.clear();
+        this.removeHolder(msg.peerId, key);
+        this.noteInvalid(msg.peerId);
         return;
       }
-      case 'report-peer':
-        // Trust scoring comes with cross-checks; for now the report is recorded as an event.
-        this.emit('shard-rejected', { key: msg.key, peerId: msg.peerId, reason: `reported by ${peer.id}: ${msg.reason}` });
-        return;
     }
   }
 
@@ -301,6 +361,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
         return;
       }
     } else {
+      // A re-encode of an orphaned shard may differ byte for byte from the lost one: the new variant replaces it.
       if (!aj) throw new ProtocolError('not-assigned', `shard ${key} was not assigned to you`);
       this.store.accept(msg.key.contentId, msg.key.rendition, msg.key.index, {
         sha256: msg.sha256,
@@ -322,6 +383,16 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     if (this.isComplete(content)) this.emit('content-complete', { contentId: content.meta.id });
   }
 
+  private removeHolder(peerId: string, key: string): void {
+    this.peers.get(peerId)?.holdings.delete(key);
+    const set = this.holders.get(key);
+    if (!set?.delete(peerId)) return;
+    if (set.size === 0) {
+      this.holders.delete(key);
+      this.orphaned(key);
+    }
+  }
+
   private addHolder(peerId: string, key: string): void {
     const peer = this.peers.get(peerId);
     if (!peer) return;
@@ -335,6 +406,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     const content = this.store.get(msg.contentId);
     if (!content) throw new ProtocolError('unknown-content', `no content ${msg.contentId}`);
     this.counters.locates++;
+    if (peer.role === 'viewer') this.demand.locate(peer.id, msg.contentId, msg.from, Math.min(msg.count, content.map.shards.length - msg.from));
     const renditions = msg.renditions ?? content.map.renditions.map((r) => r.id);
     const shards: HolderEntry[] = [];
     const end = Math.min(content.map.shards.length, msg.from + msg.count);
@@ -343,9 +415,10 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       for (const r of renditions) {
         const st = s.renditions[r];
         if (!st) continue;
-        const peers = [...(this.holders.get(shardKeyString({ contentId: msg.contentId, rendition: r, index: i })) ?? [])].filter(
-          (p) => p !== peer.id,
-        );
+        // Quarantined peers are not offered; the least busy come first.
+        const peers = [...(this.holders.get(shardKeyString({ contentId: msg.contentId, rendition: r, index: i })) ?? [])]
+          .filter((p) => p !== peer.id && !this.health.isQuarantined(p))
+          .sort((a, b) => (this.peers.get(a)?.serving ?? 0) - (this.peers.get(b)?.serving ?? 0));
         shards.push({ index: i, rendition: r, ...(st.sha256 && { sha256: st.sha256 }), peers, cached: this.isCached({ contentId: msg.contentId, rendition: r, index: i }) });
       }
     }
@@ -400,21 +473,60 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     return indices.length;
   }
 
-  /** Gives pending work to encoders with free slots. */
+  /**
+   * Gives pending work to encoders with free slots: the best-scoring encoders
+   * first, the most urgent work first (live, then content starts, then
+   * background pre-encoding, which pauses while live work waits).
+   */
   schedule(): void {
-    const free = [...this.peers.values()].filter(
-      (p) => p.role === 'encoder' && p.jobs.size < (p.capabilities?.maxJobs ?? 1),
-    );
-    if (free.length === 0) return;
-    // Least-loaded first, so work spreads across the pool.
-    free.sort((a, b) => a.jobs.size - b.jobs.size || a.joinedAt - b.joinedAt);
+    const slots = (p: Peer) => Math.min(p.capabilities?.maxJobs ?? 1, this.config.maxJobsPerEncoder) - p.jobs.size;
+    const free = [...this.peers.values()].filter((p) => p.role === 'encoder' && slots(p) > 0 && !this.health.isQuarantined(p.id));
+    const playheads = this.playheadTimes();
+    // Fast, reliable encoders take the most urgent jobs; ties go to the least loaded.
+    free.sort((a, b) => this.health.score(b.id) - this.health.score(a.id) || a.jobs.size - b.jobs.size || a.joinedAt - b.joinedAt);
     for (const peer of free) {
-      while (peer.jobs.size < (peer.capabilities?.maxJobs ?? 1)) {
-        const job = this.nextJob(peer);
-        if (!job) return;
-        this.assign(peer, job);
+      while (slots(peer) > 0) {
+        const pick = this.nextJob(peer, playheads, true);
+        if (!pick) break;
+        this.assign(peer, this.buildJob(pick.content, pick.rendition, pick.index), pick.klass);
       }
     }
+    this.preemptForLive(playheads);
+  }
+
+  /**
+   * When live work waits and every able encoder is busy, one background job
+   * gives way: it is cancelled (not counted as a failure) and its encoder
+   * takes the live job. Background work is short, so little is lost.
+   */
+  private preemptForLive(playheads: Map<string, number[]>): void {
+    if (playheads.size === 0) return;
+    const running = [...this.jobs.values()].filter((aj) => aj.klass === 'background').sort((a, b) => a.progress - b.progress);
+    for (const aj of running) {
+      const peer = this.peers.get(aj.peerId);
+      if (!peer) continue;
+      const live = this.nextJob(peer, playheads, false);
+      if (!live || live.klass !== 'live') return;
+      peer.conn.send({ type: 'job-cancel', jobId: aj.job.id, reason: 'preempted by live demand' });
+      this.requeueJob(aj.job.id, 'preempted by live demand', false);
+      this.counters.preemptions++;
+      this.emit('job-preempted', { jobId: aj.job.id, peerId: peer.id, for: `${live.content.meta.id}/${live.rendition}/${live.index}` });
+      this.assign(peer, this.buildJob(live.content, live.rendition, live.index), 'live');
+      return;
+    }
+  }
+
+  /** Active viewers' playhead times, per content. */
+  private playheadTimes(): Map<string, number[]> {
+    const out = new Map<string, number[]>();
+    for (const p of this.demand.active()) {
+      const s = this.store.get(p.contentId)?.map.shards[p.index];
+      if (!s) continue;
+      let list = out.get(p.contentId);
+      if (!list) out.set(p.contentId, (list = []));
+      list.push(s.start);
+    }
+    return out;
   }
 
   private canEncode(peer: Peer, codec: string): boolean {
@@ -422,32 +534,202 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   }
 
   /**
-   * Picks the next job: re-queued shards first (they have waited longest),
-   * then the earliest pending shard of any content, in publication order.
+   * Picks the next job for `peer`. Per content and rendition the candidates
+   * are the first pending shard at or after each viewer's playhead (live: the
+   * nearer, the sooner), and the first pending shard at all (start, when it is
+   * in the content's first seconds; else background, ordered by predicted
+   * demand). Re-queued shards go before fresh ones of the same class.
    */
-  private nextJob(peer: Peer): Job | undefined {
-    type Candidate = { content: Content; order: number; rendition: string; index: number; retry: boolean };
+  private nextJob(peer: Peer, playheads: Map<string, number[]>, allowBackground: boolean): { content: Content; rendition: string; index: number; klass: JobClass } | undefined {
+    type Candidate = { content: Content; order: number; rendition: string; index: number; klass: JobClass; urgency: number; retry: boolean };
+    const rank = { live: 0, start: 1, background: 2 } as const;
     let best: Candidate | undefined;
     const better = (a: Candidate, b: Candidate) =>
-      a.retry !== b.retry ? a.retry : a.order !== b.order ? a.order < b.order : a.index < b.index;
+      rank[a.klass] !== rank[b.klass]
+        ? rank[a.klass] < rank[b.klass]
+        : a.retry !== b.retry
+          ? a.retry
+          : a.urgency !== b.urgency
+            ? a.urgency < b.urgency
+            : a.order !== b.order
+              ? a.order < b.order
+              : a.index < b.index;
+    let liveWaiting = false;
     this.store.all().forEach((content, order) => {
       const map = content.map;
+      const heads = playheads.get(map.contentId) ?? [];
+      const pendingAt = (r: string, i: number) => {
+        const st = map.shards[i]!.renditions[r];
+        return st?.status === 'pending' && !this.inFlight.has(shardKeyString({ contentId: map.contentId, rendition: r, index: i }));
+      };
       for (const r of map.renditions) {
         const codec = isVideoRendition(r) ? r.video.codec : r.audio.codec;
-        if (!this.canEncode(peer, codec)) continue;
-        for (let i = 0; i < map.shards.length; i++) {
-          const st = map.shards[i]!.renditions[r.id];
-          if (!st || st.status !== 'pending') continue;
-          const key = shardKeyString({ contentId: map.contentId, rendition: r.id, index: i });
-          if (this.inFlight.has(key)) continue;
-          const c: Candidate = { content, order, rendition: r.id, index: i, retry: (this.attempts.get(key) ?? 0) > 0 };
-          if (!best || better(c, best)) best = c;
-          break; // later shards of this rendition come after this one
+        const able = this.canEncode(peer, codec);
+        const consider = (c: Candidate) => {
+          if (c.klass === 'live') liveWaiting = true;
+          if (able && (!best || better(c, best))) best = c;
+        };
+        const retryOf = (i: number) => (this.attempts.get(shardKeyString({ contentId: map.contentId, rendition: r.id, index: i })) ?? 0) > 0;
+        for (const t of heads) {
+          for (let i = 0; i < map.shards.length; i++) {
+            const s = map.shards[i]!;
+            if (s.start + s.duration <= t) continue;
+            if (s.start > t + this.config.liveWindowSeconds) break;
+            if (!pendingAt(r.id, i)) continue;
+            consider({ content, order, rendition: r.id, index: i, klass: 'live', urgency: s.start - t, retry: retryOf(i) });
+            break;
+          }
+        }
+        // Re-queued and fresh shards make separate jobs (see buildJob): the first of each.
+        for (const retry of [true, false]) {
+          const first = map.shards.findIndex((_s, i) => pendingAt(r.id, i) && retryOf(i) === retry);
+          if (first < 0) continue;
+          const s = map.shards[first]!;
+          if (s.start < this.config.startSeconds) consider({ content, order, rendition: r.id, index: first, klass: 'start', urgency: s.start, retry });
+          else consider({ content, order, rendition: r.id, index: first, klass: 'background', urgency: -this.demand.predicted(map.contentId, s.start), retry });
         }
       }
     });
     const pick = best as Candidate | undefined;
-    return pick && this.buildJob(pick.content, pick.rendition, pick.index);
+    if (!pick) return undefined;
+    // Background work pauses while live work waits that this encoder cannot take.
+    if (pick.klass === 'background' && (!allowBackground || liveWaiting)) return undefined;
+    return pick;
+  }
+
+  // ------------------------------------------------------------ health
+
+  private noteFailure(peerId: string, kind: 'failed' | 'timeout'): void {
+    const reason = this.health.jobFailed(peerId, kind);
+    if (reason) this.quarantined(peerId, reason);
+  }
+
+  private noteInvalid(peerId: string): void {
+    const reason = this.health.invalidShard(peerId);
+    if (reason) this.quarantined(peerId, reason);
+  }
+
+  /** A quarantined encoder's jobs go back to the queue and viewers stop being sent to it. */
+  private quarantined(peerId: string, reason: string): void {
+    this.counters.quarantines++;
+    const peer = this.peers.get(peerId);
+    for (const jobId of [...(peer?.jobs ?? [])]) {
+      peer?.conn.send({ type: 'job-cancel', jobId, reason: `quarantined: ${reason}` });
+      this.requeueJob(jobId, `encoder quarantined: ${reason}`, false);
+    }
+    this.emit('encoder-quarantined', { peerId, reason, until: this.health.get(peerId).quarantinedUntil });
+  }
+
+  // ------------------------------------------------------------ replication
+
+  /**
+   * A shard variant's last holder is gone. With a cached copy, an encoder is
+   * asked to take it from the cache; otherwise it is encoded again.
+   */
+  private orphaned(key: string): void {
+    const k = parseKey(key);
+    const content = k && this.store.get(k.contentId);
+    const st = content?.map.shards[k!.index]?.renditions[k!.rendition];
+    if (!k || !st || st.status !== 'ready') return;
+    this.counters.orphans++;
+    if (this.isCached(k)) {
+      this.emit('shard-orphaned', { key, action: 'from-cache' });
+      this.replicateTo(key, st.sha256!, st.size ?? 1, 1, 'last holder left; copy from the cache');
+    } else {
+      this.emit('shard-orphaned', { key, action: 're-encode' });
+      st.status = 'pending';
+      this.schedule();
+    }
+  }
+
+  /** Sends up to `n` `replicate` orders for a key to the least-loaded able encoders. */
+  private replicateTo(key: string, sha256: string, size: number, n: number, reason: string): number {
+    const k = parseKey(key)!;
+    const holders = [...(this.holders.get(key) ?? [])].filter((p) => !this.health.isQuarantined(p));
+    const cached = this.isCached(k);
+    if (holders.length === 0 && !cached) return 0;
+    let pending = this.replicating.get(key);
+    if (!pending) this.replicating.set(key, (pending = new Map()));
+    const targets = [...this.peers.values()]
+      .filter((p) => p.role === 'encoder' && !p.holdings.has(key) && !pending.has(p.id) && !this.health.isQuarantined(p.id))
+      .sort((a, b) => a.serving + a.jobs.size - (b.serving + b.jobs.size) || a.holdings.size - b.holdings.size)
+      .slice(0, n);
+    for (const t of targets) {
+      pending.set(t.id, this.now());
+      t.conn.send({ type: 'replicate', key: k, sha256, size, from: holders.slice(0, 16), cached });
+      this.counters.replications++;
+      this.emit('replicate', { key, peerId: t.id, from: holders.length, cached, reason });
+    }
+    return targets.length;
+  }
+
+  private shardStored(peer: Peer, msg: Extract<ClientMessage, { type: 'shard-stored' }>): void {
+    const key = shardKeyString(msg.key);
+    const asked = this.replicating.get(key)?.delete(peer.id);
+    const st = this.store.get(msg.key.contentId)?.map.shards[msg.key.index]?.renditions[msg.key.rendition];
+    if (!asked) throw new ProtocolError('not-asked', `no replication of ${key} was asked of you`);
+    if (st?.status !== 'ready' || st.sha256 !== msg.sha256) throw new ProtocolError('hash-mismatch', `${key}: the stored copy does not match the accepted hash`);
+    this.addHolder(peer.id, key);
+    let set = this.replicas.get(key);
+    if (!set) this.replicas.set(key, (set = new Set()));
+    set.add(peer.id);
+    this.emit('replica-stored', { key, peerId: peer.id });
+  }
+
+  /**
+   * Runs every sweep: hot shards (or shards whose holders are busy) get
+   * replicas up to their want; replicas of shards cool for long enough are
+   * released; stale replication orders are forgotten.
+   */
+  private replicationPass(): void {
+    const now = this.now();
+    for (const [key, pending] of this.replicating) {
+      for (const [peerId, at] of pending) if (now - at > this.config.replicateTimeoutMs) pending.delete(peerId);
+      if (pending.size === 0) this.replicating.delete(key);
+    }
+    const busy = (id: string) => (this.peers.get(id)?.serving ?? 0) >= this.config.busyServing;
+    for (const { contentId, index, rate } of this.demand.hot(Math.min(this.config.replicateAboveRate, 0.01))) {
+      const content = this.store.get(contentId);
+      const shard = content?.map.shards[index];
+      if (!shard) continue;
+      for (const [rendition, st] of Object.entries(shard.renditions)) {
+        if (st.status !== 'ready' || !st.sha256) continue;
+        const key = shardKeyString({ contentId, rendition, index });
+        const holders = [...(this.holders.get(key) ?? [])];
+        let want = rate >= this.config.replicateAboveRate ? Math.ceil(rate / this.config.perReplicaRate) : 1;
+        if (holders.length > 0 && holders.every(busy)) want = Math.max(want, holders.length + 1);
+        want = Math.min(want, this.config.maxReplicas);
+        const have = holders.length + (this.replicating.get(key)?.size ?? 0);
+        if (want > have && holders.length > 0) this.replicateTo(key, st.sha256, st.size ?? 1, want - have, `demand ${rate.toFixed(1)} req/s`);
+        if (rate < this.config.releaseBelowRate) {
+          if (!this.coolSince.has(key)) this.coolSince.set(key, now);
+        } else this.coolSince.delete(key);
+      }
+    }
+    // Release replicas of shards that stayed cool, never the last copy.
+    for (const [key, set] of this.replicas) {
+      const k = parseKey(key);
+      const rate = k ? this.demand.rate(k.contentId, k.index) : 0;
+      if (rate >= this.config.releaseBelowRate) {
+        this.coolSince.delete(key);
+        continue;
+      }
+      const since = this.coolSince.get(key) ?? now;
+      this.coolSince.set(key, since);
+      if (now - since < this.config.releaseAfterMs) continue;
+      for (const peerId of [...set]) {
+        if ((this.holders.get(key)?.size ?? 0) <= 1) break;
+        set.delete(peerId);
+        this.removeHolder(peerId, key);
+        this.peers.get(peerId)?.conn.send({ type: 'release', key: k!, reason: 'demand has cooled' });
+        this.counters.releases++;
+        this.emit('replica-released', { key, peerId });
+      }
+      if (set.size === 0) {
+        this.replicas.delete(key);
+        this.coolSince.delete(key);
+      }
+    }
   }
 
   private buildJob(content: Content, renditionId: string, first: number): Job {
@@ -524,18 +806,18 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     };
   }
 
-  private assign(peer: Peer, job: Job): void {
+  private assign(peer: Peer, job: Job, klass: JobClass): void {
     const content = this.store.get(job.contentId)!;
     for (const s of job.shards) {
       this.inFlight.set(shardKeyString({ contentId: job.contentId, rendition: job.rendition, index: s.index }), job.id);
       const st = content.map.shards[s.index]!.renditions[job.rendition]!;
       st.status = 'encoding';
     }
-    this.jobs.set(job.id, { job, peerId: peer.id, assignedAt: this.now(), done: new Set(), progress: 0 });
+    this.jobs.set(job.id, { job, peerId: peer.id, assignedAt: this.now(), done: new Set(), progress: 0, klass });
     peer.jobs.add(job.id);
     this.counters.jobsAssigned++;
     peer.conn.send({ type: 'job', job });
-    this.emit('job-assigned', { jobId: job.id, peerId: peer.id, key: `${job.contentId}/${job.rendition}`, shards: job.shards.length });
+    this.emit('job-assigned', { jobId: job.id, peerId: peer.id, key: `${job.contentId}/${job.rendition}`, shards: job.shards.length, klass });
   }
 
   /** Called when a content is deleted: its jobs are cancelled and its holdings forgotten. */
@@ -586,4 +868,10 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       events: this.recentEvents.slice(-50),
     };
   }
+}
+
+/** "content/rendition/index" back to a key. */
+function parseKey(key: string): ShardKey | undefined {
+  const m = /^(.+)\/([^/]+)\/(\d+)$/.exec(key);
+  return m ? { contentId: m[1]!, rendition: m[2]!, index: Number(m[3]) } : undefined;
 }

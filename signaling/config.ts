@@ -47,6 +47,40 @@ export interface ServerConfig {
   snapshotDelayMs: number;
   /** Log to stdout. */
   log: boolean;
+
+  // Pool policies (signaling/policy/*): health, scheduling, replication, pre-encoding.
+  /** Jobs in flight per encoder at most (an encoder may ask for fewer). */
+  maxJobsPerEncoder: number;
+  /** Consecutive failed or timed-out jobs that put an encoder in quarantine. */
+  quarantineAfterFailures: number;
+  /** Shards refused as invalid (bad structure, reported by viewers) that put an encoder in quarantine. */
+  quarantineAfterInvalid: number;
+  /** How long a quarantine lasts, ms; an encoder in quarantine gets no work and is not offered to viewers. */
+  quarantineMs: number;
+  /** Shards this far ahead of a viewer's playhead are live work, scheduled first, seconds. */
+  liveWindowSeconds: number;
+  /** The first seconds of every content come next (viewers start there), seconds. */
+  startSeconds: number;
+  /** Half-life of the per-shard request rate and of view counts, ms. */
+  demandHalfLifeMs: number;
+  /** A viewer is active (its playhead counts) for this long after its last locate, ms. */
+  viewerActiveMs: number;
+  /** A shard requested more often than this (requests/s) gets extra replicas. */
+  replicateAboveRate: number;
+  /** Requests/s one replica is expected to serve: a hot shard wants rate / this replicas. */
+  perReplicaRate: number;
+  /** Replicas of one shard at most (original holders included). */
+  maxReplicas: number;
+  /** A holder serving this many transfers at once is busy: its shards want one more replica. */
+  busyServing: number;
+  /** Extra replicas of shards whose rate stays below this (requests/s) ... */
+  releaseBelowRate: number;
+  /** ... for this long are released, ms. */
+  releaseAfterMs: number;
+  /** A replication not confirmed in this long is given up, ms. */
+  replicateTimeoutMs: number;
+  /** Background (pre-encoding) jobs are given out only while at least this share of encoders is idle and no live work waits. */
+  idleShareForBackground: number;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = {
@@ -67,6 +101,22 @@ export const DEFAULT_CONFIG: ServerConfig = {
   cacheEnabled: true,
   snapshotDelayMs: 500,
   log: true,
+  maxJobsPerEncoder: 2,
+  quarantineAfterFailures: 3,
+  quarantineAfterInvalid: 2,
+  quarantineMs: 120_000,
+  liveWindowSeconds: 10,
+  startSeconds: 5,
+  demandHalfLifeMs: 10_000,
+  viewerActiveMs: 5_000,
+  replicateAboveRate: 3,
+  perReplicaRate: 3,
+  maxReplicas: 4,
+  busyServing: 3,
+  releaseBelowRate: 0.5,
+  releaseAfterMs: 30_000,
+  replicateTimeoutMs: 15_000,
+  idleShareForBackground: 0.25,
 };
 
 const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);

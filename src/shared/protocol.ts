@@ -72,6 +72,8 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
       activeJobs: z.number().int().nonnegative().max(64).optional(),
       heldBytes: z.number().int().nonnegative().optional(),
       peers: z.number().int().nonnegative().max(10_000).optional(),
+      /** Shard transfers being served right now: how busy this holder is. */
+      serving: z.number().int().nonnegative().max(10_000).optional(),
     })
     .strict(),
   z
@@ -111,6 +113,9 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
     .strict(),
   z.object({ type: z.literal('signal'), to: id, data: signalData }).strict(),
   z.object({ type: z.literal('shard-dropped'), key: shardKeySchema }).strict(),
+  /** A replica the pool asked for (`replicate`) is now held, verified against the accepted hash. */
+  z.object({ type: z.literal('shard-stored'), key: shardKeySchema, sha256: sha256Schema, size: z.number().int().positive().max(256 * 2 ** 20) }).strict(),
+  z.object({ type: z.literal('replicate-failed'), key: shardKeySchema, reason: z.string().max(500) }).strict(),
   z
     .object({ type: z.literal('report-peer'), peerId: id, key: shardKeySchema, reason: z.string().max(200) })
     .strict(),
@@ -185,6 +190,23 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
     .object({ type: z.literal('holders'), requestId: z.number().int().nonnegative(), contentId, shards: z.array(holderEntrySchema) })
     .strict(),
   z.object({ type: z.literal('signal'), from: id, data: signalData }).strict(),
+  /**
+   * Copy a shard and hold it: from one of `from` (peer ids, over WebRTC), or
+   * failing them from the server cache when `cached`. Verify against `sha256`,
+   * then answer `shard-stored` (or `replicate-failed`).
+   */
+  z
+    .object({
+      type: z.literal('replicate'),
+      key: shardKeySchema,
+      sha256: sha256Schema,
+      size: z.number().int().positive(),
+      from: z.array(id).max(16),
+      cached: z.boolean(),
+    })
+    .strict(),
+  /** Drop this replica: demand has cooled and the pool has enough copies. */
+  z.object({ type: z.literal('release'), key: shardKeySchema, reason: z.string() }).strict(),
   z
     .object({
       type: z.literal('error'),

@@ -138,6 +138,11 @@ describe('pool manager', () => {
     expect(again.rendition).toBe(job.rendition);
     expect(again.shards.map((x) => x.index)).toEqual(job.shards.slice(3).map((x) => x.index));
     finishJob(e2, again);
+    // The finished shards' only holder left and there is no cache copy: they are encoded again.
+    const { job: lost } = await e2.next('job');
+    expect(lost.rendition).toBe(job.rendition);
+    expect(lost.shards.map((x) => x.index)).toEqual(finished);
+    finishJob(e2, lost);
     await e2.next('job'); // it moves on to other work
     const { shardMap } = await getMap(s, id);
     for (const sh of job.shards) {

@@ -82,6 +82,9 @@ describe('audio job command line', () => {
     const args = audioJobArgs(a, 0, 'in.mp4', 'out.mp4');
     expect(flag(args, '-af')).toBe('aresample=48000,apad=whole_len=28672,atrim=end_sample=28672');
     expect(flag(args, '-c:a')).toBe('aac');
+    // constant quality, so separately encoded runs agree where they meet (a constant bitrate clicks there)
+    expect(flag(args, '-q:a')).toBe('1.00');
+    expect(args).not.toContain('-b:a');
     expect(args[args.length - 1]).toBe('out.mp4');
   });
 });
