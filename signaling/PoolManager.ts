@@ -839,6 +839,26 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     this.schedule();
   }
 
+  /**
+   * Per content, per rendition: one character per shard for its state
+   * (r ready, e encoding, p pending, f failed) and its live holder count, for
+   * the /pool heat map.
+   */
+  heat() {
+    return this.store.all().map((c) => ({
+      id: c.meta.id,
+      name: c.meta.name,
+      shards: c.map.shards.length,
+      renditions: c.map.renditions.map((r) => ({
+        id: r.id,
+        status: c.map.shards.map((s) => (s.renditions[r.id]?.status ?? '-')[0]).join(''),
+        holders: c.map.shards.map((s) => this.holders.get(shardKeyString({ contentId: c.meta.id, rendition: r.id, index: s.index }))?.size ?? 0),
+        cached: c.map.shards.map((s) => (this.isCached({ contentId: c.meta.id, rendition: r.id, index: s.index }) ? '1' : '0')).join(''),
+      })),
+      demand: c.map.shards.map((s) => Number(this.demand.rate(c.meta.id, s.index).toFixed(2))),
+    }));
+  }
+
   /** A snapshot for /pool and /metrics. */
   snapshot() {
     return {
@@ -853,7 +873,25 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
         failedJobs: p.failedJobs,
         shardsEncoded: p.shardsEncoded,
         engines: p.capabilities?.engines ?? [],
+        serving: p.serving,
+        heldBytes: p.heldBytes,
+        ...(p.role === 'encoder' && {
+          health: (() => {
+            const h = this.health.get(p.id);
+            return {
+              score: Number(this.health.score(p.id).toFixed(3)),
+              speed: Number(h.speed.toFixed(3)),
+              ok: h.ok,
+              failed: h.failed,
+              timedOut: h.timedOut,
+              invalid: h.invalid,
+              quarantinedUntil: h.quarantinedUntil > this.now() ? h.quarantinedUntil : 0,
+              ...(h.quarantinedUntil > this.now() && h.quarantineReason && { quarantineReason: h.quarantineReason }),
+            };
+          })(),
+        }),
       })),
+      viewers: this.demand.active().map((v) => ({ contentId: v.contentId, index: v.index })),
       jobs: [...this.jobs.values()].map((aj) => ({
         id: aj.job.id,
         peerId: aj.peerId,
@@ -863,7 +901,9 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
         done: aj.done.size,
         progress: aj.progress,
         deadline: aj.job.deadline,
+        klass: aj.klass,
       })),
+      contents: this.heat(),
       counters: { ...this.counters },
       events: this.recentEvents.slice(-50),
     };

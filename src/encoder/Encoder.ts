@@ -7,7 +7,8 @@ import Peer from 'simple-peer/simplepeer.min.js';
 import { TypedEmitter } from '../shared/events.ts';
 import { PeerManager, type PeerCtor } from '../shared/PeerManager.ts';
 import { PoolClient, poolUrl } from '../shared/PoolClient.ts';
-import type { Job } from '../shared/protocol.ts';
+import type { Job, ServerMessage } from '../shared/protocol.ts';
+import { sha256Hex } from '../shared/wire.ts';
 import { ServeLimiter, ShardTransfer } from '../shared/ShardTransfer.ts';
 import { shardKeyString, type VideoSpec } from '../shared/shardMap.ts';
 import type { EncoderConfig } from './config.ts';
@@ -37,6 +38,8 @@ export interface EncoderState {
   current: CurrentJob | undefined;
   jobsDone: number;
   jobsFailed: number;
+  /** Shards copied from other holders because the pool asked (replication). */
+  replicasTaken: number;
   shardsEncoded: number;
   framesEncoded: number;
   encodeMs: number;
@@ -67,6 +70,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     current: undefined,
     jobsDone: 0,
     jobsFailed: 0,
+    replicasTaken: 0,
     shardsEncoded: 0,
     framesEncoded: 0,
     encodeMs: 0,
@@ -119,7 +123,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
         },
         holdings: this.store.list().map((s) => ({ key: s.key, sha256: s.sha256, size: s.size })),
       }),
-      heartbeat: () => ({ activeJobs: this.running ? 1 : 0, heldBytes: this.store.usedBytes, peers: this.peers.links.length }),
+      heartbeat: () => ({ activeJobs: this.running ? 1 : 0, heldBytes: this.store.usedBytes, peers: this.peers.links.length, serving: this.limiter.busy }),
     });
     this.pool.on('state', ({ state }) => {
       this.state.connection = state;
@@ -142,6 +146,11 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
       this.logLine(`job ${jobId.slice(0, 6)} cancelled: ${reason}`);
     });
     this.pool.on('error', (e) => this.logLine(`pool: ${e.code}: ${e.message}`));
+    this.pool.on('replicate', (m) => void this.replicate(m));
+    this.pool.on('release', ({ key, reason }) => {
+      void this.store.delete(key).then(() => this.changed());
+      this.logLine(`released ${shardKeyString(key)} (${reason})`);
+    });
     this.pool.on('shard-accepted', ({ key }) => this.verdicts.get(shardKeyString(key))?.(true));
     this.pool.on('shard-rejected', ({ key, reason }) => {
       this.verdicts.get(shardKeyString(key))?.(false);
@@ -306,6 +315,45 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
       this.state.current = undefined;
       this.changed();
     }
+  }
+
+  /**
+   * The pool asks for a copy of a shard (it is hot, or its last holder left):
+   * fetch it from a holder over WebRTC, or else from the server cache, verify
+   * it against the accepted hash, keep it, and say so.
+   */
+  private async replicate(m: Extract<ServerMessage, { type: 'replicate' }>): Promise<void> {
+    const k = shardKeyString(m.key);
+    let bytes: Uint8Array | undefined;
+    const tried: string[] = [];
+    for (const peerId of m.from) {
+      try {
+        const link = await this.peers.connect(peerId);
+        bytes = (await new ShardTransfer(link, undefined, undefined).fetch(m.key, m.sha256, this.config.replicateTimeoutMs)).bytes;
+        break;
+      } catch (e) {
+        tried.push(`${peerId.slice(0, 6)}: ${(e as Error).message}`);
+      }
+    }
+    if (!bytes && m.cached) {
+      try {
+        const res = await fetch(new URL(`/api/contents/${encodeURIComponent(m.key.contentId)}/shards/${encodeURIComponent(m.key.rendition)}/${m.key.index}`, this.base));
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        const got = new Uint8Array(await res.arrayBuffer());
+        if ((await sha256Hex(got)) !== m.sha256) throw new Error('hash mismatch');
+        bytes = got;
+      } catch (e) {
+        tried.push(`cache: ${(e as Error).message}`);
+      }
+    }
+    if (!bytes) {
+      this.pool.send({ type: 'replicate-failed', key: m.key, reason: tried.join('; ').slice(0, 500) || 'no source' });
+      return;
+    }
+    await this.store.put(m.key, m.sha256, bytes);
+    this.state.replicasTaken++;
+    this.pool.send({ type: 'shard-stored', key: m.key, sha256: m.sha256, size: bytes.byteLength });
+    this.logLine(`replicated ${k} (${bytes.byteLength} bytes)`);
   }
 
   private readonly verdicts = new Map<string, (ok: boolean) => void>();

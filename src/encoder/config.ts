@@ -26,6 +26,8 @@ export interface EncoderConfig {
   benchmark: boolean;
   /** Delay between reconnect attempts to the pool, ms. */
   reconnectMs: number;
+  /** Give up copying a shard from one holder after this long, ms. */
+  replicateTimeoutMs: number;
 }
 
 export const DEFAULT_ENCODER_CONFIG: EncoderConfig = {
@@ -38,6 +40,7 @@ export const DEFAULT_ENCODER_CONFIG: EncoderConfig = {
   persist: true,
   benchmark: true,
   reconnectMs: 1000,
+  replicateTimeoutMs: 10_000,
 };
 
 /** Reads overrides from a query string; unknown or malformed values are ignored with a warning. */

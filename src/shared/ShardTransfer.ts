@@ -15,22 +15,23 @@ export interface ShardSource {
 
 /** Bounds the transfers a tab serves at once, over all its links. */
 export class ServeLimiter {
-  private active = 0;
+  private running = 0;
   private readonly queue: (() => void)[] = [];
   constructor(private readonly max: number) {}
   async acquire(): Promise<() => void> {
-    if (this.active >= this.max) await new Promise<void>((r) => this.queue.push(r));
-    this.active++;
+    if (this.running >= this.max) await new Promise<void>((r) => this.queue.push(r));
+    this.running++;
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      this.active--;
+      this.running--;
       this.queue.shift()?.();
     };
   }
+  /** Transfers being served now, and waiting to be: how busy this holder is (reported in heartbeats). */
   get busy(): number {
-    return this.active;
+    return this.running + this.queue.length;
   }
 }
 

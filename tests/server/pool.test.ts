@@ -8,6 +8,7 @@ import type { Job } from '../../src/shared/protocol.ts';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { fixture } from '../harness/fixtures.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
+import { autoEncode, finishJob, hashFor, waitFor } from '../harness/poolKit.ts';
 import { fakeHash, WsPeer } from '../harness/wsPeer.ts';
 
 let clip: Uint8Array;
@@ -41,40 +42,6 @@ async function getMap(s: TestServer, id: string): Promise<{ status: string; shar
 }
 
 const track = <T extends WsPeer>(p: T) => (peers.push(p), p);
-const hashFor = (job: Job, index: number) => fakeHash(`${job.contentId}/${job.rendition}/${index}`);
-
-function finishJob(p: WsPeer, job: Job): void {
-  for (const sh of job.shards) {
-    const key = { contentId: job.contentId, rendition: job.rendition, index: sh.index };
-    p.send({ type: 'shard-ready', jobId: job.id, key, sha256: hashFor(job, sh.index), size: 1000 + sh.index });
-  }
-  p.send({ type: 'job-done', jobId: job.id });
-}
-
-/** Plays an honest encoder: every job it gets is finished at once, until its socket closes. */
-async function autoEncode(p: WsPeer, log: Job[]): Promise<void> {
-  for (;;) {
-    let job: Job;
-    try {
-      job = (await p.next('job', () => true, 60_000)).job;
-    } catch {
-      return;
-    }
-    log.push(job);
-    finishJob(p, job);
-  }
-}
-
-async function waitFor<T>(fn: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 describe('pool manager', () => {
   it('assigns every shard of every rendition once, and all complete', async () => {
     const s = await start();
