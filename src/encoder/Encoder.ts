@@ -158,7 +158,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     });
     this.peers = new PeerManager(this.pool, Peer as unknown as PeerCtor, { maxPeers: config.maxPeers });
     this.peers.on('link', ({ link }) => {
-      const t = new ShardTransfer(link, { get: (k) => this.store.get(k) }, this.limiter);
+      const t = ShardTransfer.of(link, { get: (k) => this.store.get(k) }, this.limiter);
       t.on('served', ({ bytes }) => {
         this.state.bytesServed += bytes;
         this.state.shardsServed++;
@@ -329,7 +329,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     for (const peerId of m.from) {
       try {
         const link = await this.peers.connect(peerId);
-        bytes = (await new ShardTransfer(link, undefined, undefined).fetch(m.key, m.sha256, this.config.replicateTimeoutMs)).bytes;
+        bytes = (await ShardTransfer.of(link).fetch(m.key, m.sha256, this.config.replicateTimeoutMs)).bytes;
         break;
       } catch (e) {
         tried.push(`${peerId.slice(0, 6)}: ${(e as Error).message}`);

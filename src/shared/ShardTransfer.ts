@@ -59,18 +59,41 @@ interface Pending {
   timer: ReturnType<typeof setTimeout>;
 }
 
+/** The one transfer of each link. */
+const byLink = new WeakMap<PeerLink, ShardTransfer>();
+
+/**
+ * The shard protocol over one link, both ways. There must be exactly one per
+ * link: two would both read every frame, and a response meant for one
+ * request would be taken by another with the same id (seen here as hash
+ * mismatches between honest peers). Get it with `ShardTransfer.of(link)`.
+ */
 export class ShardTransfer extends TypedEmitter<TransferEvents> {
-  private nextId = 1;
+  /** Request ids start at a random point, so a stale answer from an earlier session never matches. */
+  private nextId = 1 + Math.floor(Math.random() * 2 ** 30);
   private readonly pending = new Map<number, Pending>();
   private readonly serving = new Map<number, { cancelled: boolean }>();
   bytesServed = 0;
 
-  constructor(
+  /** The link's transfer, made on first use; a source given later (to serve) is attached to it. */
+  static of(link: PeerLink, source?: ShardSource, limiter?: ServeLimiter): ShardTransfer {
+    let t = byLink.get(link);
+    if (!t) {
+      t = new ShardTransfer(link, source, limiter);
+    } else if (source && !t.source) {
+      t.source = source;
+      t.limiter = limiter;
+    }
+    return t;
+  }
+
+  private constructor(
     readonly link: PeerLink,
-    private readonly source: ShardSource | undefined,
-    private readonly limiter: ServeLimiter | undefined,
+    private source: ShardSource | undefined,
+    private limiter: ServeLimiter | undefined,
   ) {
     super();
+    byLink.set(link, this);
     link.on('frame', ({ frame }) => this.onFrame(frame));
     link.on('close', () => {
       for (const p of this.pending.values()) {

@@ -145,13 +145,17 @@ export function bandLayout(shards: number, width: number, minPitch = 7): { colum
   return { columns, bands };
 }
 
-/** An SVG path (viewBox 0 0 columns 1) of one bar per shard, height = value / max. */
+/**
+ * An SVG path (viewBox 0 0 columns 1) of one bar per shard. Heights are on a
+ * square-root scale of value / max, so a lone viewer's trail stays visible
+ * next to a hot spot.
+ */
 export function barsPath(values: readonly number[], start: number, end: number, max: number): string {
   let d = '';
   for (let i = start; i < end; i++) {
     const v = values[i] ?? 0;
     if (!(v > 0) || !(max > 0)) continue;
-    const h = Math.max(0.06, Math.min(1, v / max));
+    const h = Math.max(0.06, Math.min(1, Math.sqrt(v / max)));
     const x = i - start;
     d += `M${x + 0.1} 1V${(1 - h).toFixed(3)}H${x + 0.9}V1Z`;
   }
@@ -242,8 +246,11 @@ export function eventText(ev: PoolEvent, names: ReadonlyMap<string, string>): st
       const until = num(d.until);
       return `encoder ${str(d.peerId)} quarantined${until ? ` for ${durationText(until - ev.at)}` : ''}: ${str(d.reason, 'no reason')}`;
     }
-    case 'replicate':
-      return `${str(d.peerId)} asked to copy ${shard(d.key)} from ${plural(num(d.from), 'holder')}${d.cached ? ' or the cache' : ''} — ${str(d.reason, 'no reason')}`;
+    case 'replicate': {
+      const from = num(d.from);
+      const source = from === 0 ? (d.cached ? 'the cache' : 'nowhere') : `${plural(from, 'holder')}${d.cached ? ' or the cache' : ''}`;
+      return `${str(d.peerId)} asked to copy ${shard(d.key)} from ${source} — ${str(d.reason, 'no reason')}`;
+    }
     case 'replica-stored':
       return `${str(d.peerId)} now holds a replica of ${shard(d.key)}`;
     case 'replica-released':

@@ -316,7 +316,7 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
           return { bytes, rendition, source: peerId, transferMs: performance.now() - t0 };
         } catch (e) {
           const err = e as FetchError;
-          cell.failures.push(`${peerId.slice(0, 6)} ${rendition}: ${err.code ?? err.message}`);
+          cell.failures.push(`${peerId.slice(0, 6)} ${rendition}: ${err.code ? `${err.code} (${err.message.slice(0, 100)})` : err.message}`);
           if (err.code === 'hash-mismatch') {
             this.stats.hashFailures++;
             this.pool?.send({ type: 'report-peer', peerId, key: { contentId: this.contentId, rendition, index }, reason: 'hash mismatch' });
@@ -333,7 +333,7 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
     let t = this.transfers.get(peerId);
     if (t && !t.link.closed) return t;
     const link = await this.peers!.connect(peerId);
-    t = new ShardTransfer(link, undefined, undefined);
+    t = ShardTransfer.of(link);
     this.transfers.set(peerId, t);
     return t;
   }

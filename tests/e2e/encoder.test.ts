@@ -215,7 +215,7 @@ describe('encoder tabs', () => {
     const entry = h.shards.find((e) => e.peers.length > 0)!;
     expect(entry).toBeDefined();
     const link = await mgr.connect(entry.peers[0]!);
-    const got = await new ShardTransfer(link, undefined, undefined).fetch({ contentId: id, rendition: entry.rendition, index: entry.index }, entry.sha256, 10_000);
+    const got = await ShardTransfer.of(link).fetch({ contentId: id, rendition: entry.rendition, index: entry.index }, entry.sha256, 10_000);
     expect(got.sha256).toBe(map.shards[entry.index]!.renditions[entry.rendition]!.sha256);
     mgr.closeAll();
     viewer.close();

@@ -241,6 +241,24 @@ describe('viewer', () => {
     expect(sizes).toEqual(['160x90', '320x180', '160x90']);
   });
 
+  it('replicates shards a viewer is playing onto an idle encoder tab, which copies them over WebRTC and serves them', async () => {
+    server = await startTestServer({ cacheEnabled: false, replicateAboveRate: 0.5, perReplicaRate: 0.4, maxReplicas: 2, demandHalfLifeMs: 2000 });
+    const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
+    const { encoders } = await encodeAll(json.id, 1);
+    const idle = await open('/encode?persist=0');
+    await idle.page.waitForFunction(() => (window as any).shardcastEncoder?.state?.connection === 'open', null, { timeout: 30_000 });
+    const idleId = await idle.page.evaluate(() => (window as any).shardcastEncoder.state.peerId as string);
+    const v = await open(`/watch/${json.id}?cache=0`);
+    await watchToEnd(v);
+    const taken = await idle.page.evaluate(() => (window as any).shardcastEncoder.state.replicasTaken as number);
+    expect(taken).toBeGreaterThan(0);
+    const heldByIdle = [...server.pool.holders.entries()].filter(([, set]) => set.has(idleId));
+    expect(heldByIdle.length).toBe(taken);
+    const origin = await encoders[0]!.page.evaluate(() => (window as any).shardcastEncoder.state.peerId as string);
+    expect(server.pool.recentEvents.some((e) => e.type === 'replica-stored' && (e.detail as { peerId: string }).peerId === idleId)).toBe(true);
+    for (const [, set] of heldByIdle) expect(set.has(origin)).toBe(true);
+  });
+
   it('with no source for any shard, every shard is skipped and the page still reaches ended', async () => {
     server = await startTestServer({ cacheEnabled: false });
     const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));

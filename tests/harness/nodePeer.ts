@@ -37,7 +37,7 @@ export class NodePeer {
     readonly ws: WsPeer,
     readonly peers: PeerManager,
   ) {
-    peers.on('link', ({ link }) => this.transfers.push(new ShardTransfer(link, { get: (k) => this.served.get(shardKeyString(k)) }, undefined)));
+    peers.on('link', ({ link }) => this.transfers.push(ShardTransfer.of(link, { get: (k) => this.served.get(shardKeyString(k)) })));
   }
 
   /** Joins as an encoder that announces `holdings` and serves `served` for them. */
@@ -55,7 +55,7 @@ export class NodePeer {
 
   async fetch(peerId: string, key: ShardKey, sha256: string | undefined, timeoutMs = 10_000) {
     const link = await this.peers.connect(peerId);
-    return new ShardTransfer(link, undefined, undefined).fetch(key, sha256, timeoutMs);
+    return ShardTransfer.of(link).fetch(key, sha256, timeoutMs);
   }
 
   close(): void {

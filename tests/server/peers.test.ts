@@ -55,12 +55,12 @@ describe('peer shard transfer', () => {
     const limiter = new ServeLimiter(2);
     const holderMgr = new PeerManager(transport(holder), SimplePeer, { maxPeers: 4, wrtc });
     const transfers: ShardTransfer[] = [];
-    holderMgr.on('link', ({ link }) => transfers.push(new ShardTransfer(link, { get: (k) => held.get(shardKeyString(k)) }, limiter)));
+    holderMgr.on('link', ({ link }) => transfers.push(ShardTransfer.of(link, { get: (k) => held.get(shardKeyString(k)) }, limiter)));
     const viewerMgr = new PeerManager(transport(viewer), SimplePeer, { maxPeers: 4, wrtc });
     const t0 = performance.now();
     const link = await viewerMgr.connect(holder.peerId);
     const connectMs = performance.now() - t0;
-    const xfer = new ShardTransfer(link, undefined, undefined);
+    const xfer = ShardTransfer.of(link);
 
     const got = await xfer.fetch(k0, sha(good), 10_000);
     expect(got.sha256).toBe(sha(good));
