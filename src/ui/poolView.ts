@@ -233,8 +233,8 @@ export function eventText(ev: PoolEvent, names: ReadonlyMap<string, string>): st
       return `${shortJob(d.jobId)} done by ${str(d.peerId)}`;
     case 'job-requeued': {
       const idx = Array.isArray(d.indices) ? (d.indices as number[]) : [];
-      const range = idx.length === 0 ? 'no shards left' : idx.length === 1 ? `shard ${idx[0]}` : `${idx.length} shards (${idx[0]}–${idx[idx.length - 1]})`;
-      return `${shortJob(d.jobId)} from ${str(d.peerId)} re-queued: ${range} of ${str(d.rendition)} ${content(d.contentId)} — ${str(d.reason, 'no reason')}`;
+      const range = idx.length === 0 ? 'nothing left' : idx.length === 1 ? `shard ${idx[0]}` : `${idx.length} shards (${idx[0]}–${idx[idx.length - 1]})`;
+      return `${shortJob(d.jobId)} from ${str(d.peerId)} re-queued: ${range} ${str(d.rendition)} of ${content(d.contentId)} — ${str(d.reason, 'no reason')}`;
     }
     case 'shard-rejected':
       return `${shard(d.key)} from ${str(d.peerId)} rejected: ${str(d.reason, 'no reason')}`;
@@ -262,4 +262,49 @@ export function eventText(ev: PoolEvent, names: ReadonlyMap<string, string>): st
     default:
       return `${ev.type} ${JSON.stringify(ev.detail)}`;
   }
+}
+
+export interface EventLine {
+  /** The newest event of the group. */
+  ev: PoolEvent;
+  text: string;
+  /** Events in the group (1 for most). */
+  count: number;
+  /** Lowest and highest shard index of a group of shard events. */
+  lo?: number;
+  hi?: number;
+}
+
+/**
+ * Events (newest first) as lines, with bursts folded: events of the same type
+ * saying the same thing of different shards within a few seconds (an encoder
+ * leaving orphans hundreds; a hot spot asks for dozens of replicas) make one
+ * line, placed where its newest event is.
+ */
+export function eventLines(events: readonly PoolEvent[], names: ReadonlyMap<string, string>, windowMs = 3000): EventLine[] {
+  const out: EventLine[] = [];
+  const open = new Map<string, EventLine>();
+  for (const ev of events) {
+    const text = eventText(ev, names);
+    const d = (ev.detail && typeof ev.detail === 'object' ? ev.detail : {}) as Record<string, unknown>;
+    const k = parseKey(d.key);
+    if (!k) {
+      out.push({ ev, text, count: 1 });
+      continue;
+    }
+    const index = k.index;
+    // The same sentence but for numbers (shard index, rates) and whether the cache also has it.
+    const key = `${ev.type} ${k.contentId} ${text.replace(/ or the cache/g, '').replace(/\d+(\.\d+)?/g, '#')}`;
+    const group = open.get(key);
+    if (group && group.ev.at - ev.at <= windowMs) {
+      group.count++;
+      group.lo = Math.min(group.lo ?? index, index);
+      group.hi = Math.max(group.hi ?? index, index);
+      continue;
+    }
+    const line: EventLine = { ev, text, count: 1, lo: index, hi: index };
+    open.set(key, line);
+    out.push(line);
+  }
+  return out;
 }

@@ -7,7 +7,7 @@
  * Pick benches with --only delivery,failover. Each bench is a function that
  * returns rows; add new ones to BENCHES.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +16,7 @@ import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { launchBrowser, newPage, type TrackedPage } from '../harness/browser.ts';
 import { fixture } from '../harness/fixtures.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
+import { formatReport, runChurn } from '../sim/churn.ts';
 
 interface Sample {
   metric: string;
@@ -229,9 +230,202 @@ const failover: Bench = async () => {
   return out;
 };
 
+// ---------------------------------------------------------------- g. churn
+
+/**
+ * The pool manager at scale, no browsers: the real server process driven by
+ * 200 simulated encoders and 500 simulated viewers over 4 contents for two
+ * minutes (tests/sim/churn.ts), with 20%/min random departures (half of them
+ * silent), reloads, joins, and a quarter of the pool leaving at once at 60 s.
+ * Heartbeats at the server's defaults. The full table goes to the console.
+ */
+const churn: Bench = async (run) => {
+  const r = await runChurn({
+    encoders: 200,
+    viewers: 500,
+    contents: 4,
+    seconds: 120,
+    settleSeconds: 30,
+    viewerRamp: 30,
+    batchAt: 60,
+    heartbeatMs: 2000,
+    heartbeatTimeoutMs: 6000,
+    seed: run + 1,
+  });
+  console.log(formatReport(r));
+  const kicked = `${r.requeue.departures.kicked} live encoders dropped for missed heartbeats`;
+  return [
+    { metric: 'completion: every variant of every content ready', unit: 's', value: r.completionSeconds ?? NaN, note: r.completionSeconds === null ? 'never complete' : undefined },
+    { metric: 'shards lost at the end', unit: 'shards', value: r.lost.atEnd, note: `${r.lost.orphanedDuringRun} orphaned during the run, ${r.lost.recovered} recovered` },
+    { metric: 're-queue delay (departure to reassigned), median', unit: 'ms', value: r.requeue.reassignMs.median, note: `${r.requeue.reassignMs.n} shards; ${kicked}` },
+    { metric: 're-queue delay (departure to reassigned), p95', unit: 'ms', value: r.requeue.reassignMs.p95 },
+    { metric: 'silent tab noticed after (timeout 6000 ms), p95', unit: 'ms', value: r.requeue.silentDetectMs.p95 },
+    { metric: 'busiest holder load', unit: 'req/s', value: r.load.busiestRps, note: `mean ${r.load.meanRps.toFixed(2)} req/s` },
+    { metric: 'busiest holder / mean holder', unit: 'ratio', value: r.load.busiestToMean },
+    { metric: 'viewer shards missed (skipped)', unit: 'shards', value: r.viewers.missesUnencoded + r.viewers.missesNoHolder, note: `of ${r.viewers.fromPeers + r.viewers.fromCache} fetched` },
+    { metric: 'locate round trip, p95', unit: 'ms', value: r.viewers.locateRttMs.p95 },
+    { metric: 'server CPU over the run', unit: 's', value: r.server.cpuSeconds, note: `peak ${r.server.peakCpuPercent.toFixed(0)}% of a core in one second` },
+    { metric: 'server peak RSS', unit: 'MB', value: r.server.rssPeakMB },
+    { metric: 'WebSocket messages through the server', unit: 'msg/s', value: r.server.messagesPerSecond },
+  ];
+};
+
+// ---------------------------------------------------------------- a-d. encoding
+
+const run = (args: string[]) => execFileSync('ffmpeg', ['-v', 'error', '-y', ...args], { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+
+/** x264 settings of a video job (src/encoder/ffmpegArgs.ts), parameterised by size, rate control and key frames. */
+function x264Args(w: number, h: number, rate: string[], keys: string[]): string[] {
+  return ['-vf', `scale=${w}:${h}:flags=bicubic,setsar=1`, '-pix_fmt', 'yuv420p', '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-bf', '0', '-sc_threshold', '0', ...rate, ...keys];
+}
+
+/** An encoder tab on an empty server (so it takes no jobs), ready to run execs. */
+async function benchTab(browser: Browser, server: TestServer, pages: TrackedPage[]): Promise<TrackedPage> {
+  const t = await open(browser, `${server.url}/encode?persist=0`, pages);
+  await t.page.waitForFunction(() => (window as any).shardcastEncoder?.state?.phase === 'idle', null, { timeout: 120_000 });
+  return t;
+}
+
+/** Runs one ffmpeg.wasm exec in the tab on `input`; returns exec ms and the named outputs. */
+async function tabExec(t: TrackedPage, input: Uint8Array, args: string[], outputs: string[]): Promise<{ ms: number; files: Record<string, Uint8Array> }> {
+  const r = await t.page.evaluate(
+    async ({ b64, args, outputs }) => {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const e = (window as any).shardcastEncoder.engine;
+      const res = await e.exec((d: string) => args.map((a: string) => a.replace('$IN', `${d}/in.mp4`).replace('$OUT', `${d}/`)), { 'in.mp4': bytes });
+      const files: Record<string, string> = {};
+      for (const o of outputs) {
+        const f = res.files.get(o);
+        if (!f) throw new Error(`no output ${o}: ${[...res.files.keys()].join(',')}`);
+        let bin = '';
+        for (let i = 0; i < f.length; i += 0x8000) bin += String.fromCharCode(...f.subarray(i, i + 0x8000));
+        files[o] = btoa(bin);
+      }
+      return { ms: res.execMs as number, files };
+    },
+    { b64: Buffer.from(input).toString('base64'), args, outputs },
+  );
+  return { ms: r.ms, files: Object.fromEntries(Object.entries(r.files).map(([k, v]) => [k, new Uint8Array(Buffer.from(v, 'base64'))])) };
+}
+
+function psnr(file: string, source: string, w: number, h: number): number {
+  const r = spawnSync('ffmpeg', ['-v', 'info', '-i', file, '-i', source, '-lavfi', `[1:v]scale=${w}:${h}:flags=bicubic[ref];[0:v][ref]psnr`, '-f', 'null', '-'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  return Number(/average:([\d.]+)/.exec(r.stderr)?.[1]);
+}
+
+/**
+ * a. One tab's x264 throughput at 640x360 and 1280x720 against native ffmpeg
+ * with the same settings (default threads, and one thread), on the same slice.
+ * d. What 0.3 s and 0.5 s key frame spacing cost in bytes at equal quality
+ * (CRF 23, PSNR shown) against a 2 s GOP, encoded by the tab's ffmpeg.wasm.
+ */
+const encoding: Bench = async () => {
+  const source = await fixture('bench-720p');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-enc-'));
+  const server = await startTestServer({});
+  const browser = await launchBrowser();
+  const pages: TrackedPage[] = [];
+  const out: Sample[] = [];
+  try {
+    const input = new Uint8Array(fs.readFileSync(source));
+    const t = await benchTab(browser, server, pages);
+    const frames = 600;
+    for (const [w, h, rate] of [[640, 360, '800k'], [1280, 720, '2500k']] as const) {
+      const args = x264Args(w, h, ['-b:v', rate, '-maxrate', rate, '-bufsize', rate], ['-g', '600']);
+      const tab = await tabExec(t, input, ['-nostdin', '-i', '$IN', '-an', ...args, '-f', 'null', '-'], []);
+      const timeNative = (threads: string[]) => {
+        const t0 = performance.now();
+        run(['-i', source, '-an', ...args, ...threads, '-f', 'null', '-']);
+        return performance.now() - t0;
+      };
+      const native = timeNative([]);
+      const native1 = timeNative(['-threads', '1']);
+      const fps = frames / (tab.ms / 1000);
+      out.push(
+        { metric: `tab ffmpeg.wasm x264 fps, ${w}x${h}`, unit: 'fps', value: fps },
+        { metric: `native ffmpeg x264 fps, ${w}x${h} (2 threads)`, unit: 'fps', value: frames / (native / 1000) },
+        { metric: `tab / native (2 threads), ${w}x${h}`, unit: 'ratio', value: native / tab.ms },
+        { metric: `tab / native (1 thread), ${w}x${h}`, unit: 'ratio', value: native1 / tab.ms },
+      );
+    }
+    // d. Key frame spacing at equal quality, in the tab.
+    const variants = [
+      ['2 s GOP', ['-g', '60', '-keyint_min', '60']],
+      ['0.5 s key frames', ['-force_key_frames', 'expr:gte(t,n_forced*0.5)', '-g', '600']],
+      ['0.3 s key frames', ['-force_key_frames', 'expr:gte(t,n_forced*0.3)', '-g', '600']],
+    ] as const;
+    const sizes: Record<string, number> = {};
+    for (const [name, keys] of variants) {
+      const r = await tabExec(t, input, ['-nostdin', '-i', '$IN', '-an', ...x264Args(640, 360, ['-crf', '23'], [...keys]), '-f', 'mp4', '$OUTv.mp4'], ['v.mp4']);
+      const file = path.join(dir, `${name.replace(/\W+/g, '_')}.mp4`);
+      fs.writeFileSync(file, r.files['v.mp4']!);
+      sizes[name] = r.files['v.mp4']!.byteLength;
+      out.push({ metric: `CRF 23 640x360, ${name}: PSNR`, unit: 'dB', value: psnr(file, source, 640, 360) });
+    }
+    out.push(
+      { metric: 'bytes, 0.5 s key frames / 2 s GOP (CRF 23)', unit: 'ratio', value: sizes['0.5 s key frames']! / sizes['2 s GOP']! },
+      { metric: 'bytes, 0.3 s key frames / 2 s GOP (CRF 23)', unit: 'ratio', value: sizes['0.3 s key frames']! / sizes['2 s GOP']! },
+    );
+    return out;
+  } finally {
+    for (const p of pages) await p.context.close().catch(() => {});
+    await browser.close();
+    await server.destroy();
+  }
+};
+
+/**
+ * b. Sharding overhead: one tab encodes the 20 s clip through the pool (0.3 s
+ * shards, one 360p rendition), against the same tab encoding it in one exec.
+ * c. Scaling: the same with two tabs.
+ */
+const pool: Bench = async () => {
+  const source = await fixture('bench-720p');
+  const ladder = [{ id: '360p', video: { codec: 'h264', width: 640, height: 360, bitrate: 800_000 } }];
+  const out: Sample[] = [];
+  const poolRun = async (tabs: number): Promise<{ ms: number; jobs: number; mono?: number }> => {
+    const server = await startTestServer({});
+    const browser = await launchBrowser();
+    const pages: TrackedPage[] = [];
+    try {
+      const ts: TrackedPage[] = [];
+      for (let i = 0; i < tabs; i++) ts.push(await benchTab(browser, server, pages));
+      const t0 = performance.now();
+      const { json } = await upload(server.url, fs.readFileSync(source), `?renditions=${encodeURIComponent(JSON.stringify(ladder))}`);
+      await waitReady(server, json.id);
+      const ms = performance.now() - t0;
+      const jobs = server.pool.counters.jobsCompleted;
+      if (tabs > 1) return { ms, jobs };
+      // The same tab, the whole clip in one exec with the same settings (fetch of the whole file included, as the pool's slices are).
+      const m0 = performance.now();
+      const input = new Uint8Array(await (await fetch(`${server.url}/api/contents/${json.id}/source?start=0&end=20&tracks=video`)).arrayBuffer());
+      await tabExec(ts[0]!, input, ['-nostdin', '-i', '$IN', '-an', ...x264Args(640, 360, ['-b:v', '800000', '-maxrate', '1200000', '-bufsize', '1600000'], ['-g', '600']), '-f', 'mp4', '$OUTv.mp4'], []);
+      return { ms, jobs, mono: performance.now() - m0 };
+    } finally {
+      for (const p of pages) await p.context.close().catch(() => {});
+      await browser.close();
+      await server.destroy();
+    }
+  };
+  const one = await poolRun(1);
+  const two = await poolRun(2);
+  out.push(
+    { metric: 'pool, 1 tab: 20 s 360p clip, wall time', unit: 's', value: one.ms / 1000 },
+    { metric: 'pool, 1 tab: seconds per job (~3 s of content)', unit: 's', value: one.ms / 1000 / one.jobs },
+    { metric: 'same tab, one exec for the whole clip', unit: 's', value: one.mono! / 1000 },
+    { metric: 'sharding overhead: pool / one exec', unit: 'ratio', value: one.ms / one.mono! },
+    { metric: 'pool, 2 tabs: wall time', unit: 's', value: two.ms / 1000 },
+    { metric: 'speed-up, 2 tabs / 1 tab', unit: 'ratio', value: one.ms / two.ms },
+  );
+  return out;
+};
+
 const BENCHES: Record<string, { title: string; run: Bench }> = {
+  encoding: { title: 'a/d. Encoding', run: encoding },
+  pool: { title: 'b/c. Pool', run: pool },
   delivery: { title: 'e. Delivery', run: delivery },
   failover: { title: 'f. Failover', run: failover },
+  churn: { title: 'g. Churn (simulated pool)', run: churn },
 };
 
 // ---------------------------------------------------------------- report

@@ -69,8 +69,15 @@ const report = (t: TrackedPage) =>
     return { state: w.state, error: w.error, stats: w.stats, video: w.cells.video, audio: w.cells.audio, currentTime: w.video.currentTime };
   }) as Promise<ViewerReport>;
 
-async function watchToEnd(t: TrackedPage, timeoutMs = 90_000): Promise<ViewerReport> {
-  await t.page.waitForSelector('[data-state="ended"], [data-state="error"]', { timeout: timeoutMs });
+async function watchToEnd(t: TrackedPage, timeoutMs = 120_000): Promise<ViewerReport> {
+  try {
+    await t.page.waitForSelector('[data-state="ended"], [data-state="error"]', { timeout: timeoutMs });
+  } catch (e) {
+    // Say where it stuck: state, playhead, counters and the cells that never got appended.
+    const r = await report(t).catch(() => undefined);
+    const stuck = r && [...r.video.entries(), ...r.audio.entries()].filter(([, c]) => c.status !== 'appended' && c.status !== 'skipped').slice(0, 6);
+    throw new Error(`${(e as Error).message.split('\n')[0]}; viewer: ${JSON.stringify({ state: r?.state, t: r?.currentTime, stats: r && { ...r.stats, fetchMs: undefined }, stuck })}; problems: ${t.problems.slice(0, 3).join(' | ')}`);
+  }
   const r = await report(t);
   expect(r.error, `viewer error; page problems: ${t.problems.join(' | ')}`).toBeUndefined();
   expect(r.state).toBe('ended');
@@ -304,7 +311,7 @@ async function peersServing(contentId: string, map: ShardMap) {
 async function cached(url: string): Promise<Response> {
   for (let i = 0; ; i++) {
     const res = await fetch(url);
-    if (res.status === 200 || i > 100) return res;
+    if (res.status === 200 || i > 300) return res;
     await new Promise((r) => setTimeout(r, 200));
   }
 }

@@ -40,6 +40,8 @@ const RECIPES = {
   webm: { ext: 'webm', args: [...TESTSRC('320x180', '30', 4), ...SINE(4), '-c:v', 'libvpx-vp9', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '300k', '-c:a', 'libopus', '-b:a', '64k'] },
   /** 60 s of tiny video, for runs of many jobs through one tab. */
   'long-tiny': { ext: 'mp4', args: [...TESTSRC('128x72', '30', 60), ...X264(150)] },
+  /** Benchmarks: 20 s of 720p30 with a tone (key frame every 2 s), the source for throughput and compression figures. */
+  'bench-720p': { ext: 'mp4', args: [...TESTSRC('1280x720', '30', 20), ...SINE(20), ...X264(60), '-crf', '18', '-c:a', 'aac', '-b:a', '128k', '-ac', '2'] },
   /** 4 s H.264 + AAC in Matroska. */
   mkv: { ext: 'mkv', args: [...TESTSRC('320x180', '30', 4), ...SINE(4), ...X264(60), '-c:a', 'aac', '-b:a', '96k'] },
 } as const;
