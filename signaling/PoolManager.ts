@@ -121,6 +121,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   readonly demand: Demand;
   /** shard variant key -> peer -> when a `replicate` was sent and not yet answered. */
   private readonly replicating = new Map<string, Map<string, number>>();
+  /** peer -> until when it is not asked to replicate (it let an order time out, or failed one). */
+  private readonly replicateBackoff = new Map<string, number>();
   /** shard variant key -> peers holding a copy made by replication (releasable). */
   readonly replicas = new Map<string, Set<string>>();
   /** shard variant key -> since when its demand has been below the release rate. */
@@ -128,6 +130,9 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   /** Reports of bad bytes already counted, "reporter key peer", so one viewer cannot count twice. */
   private readonly reported = new Set<string>();
   private sweepTimer: NodeJS.Timeout | undefined;
+  private sweepPeriod = 1000;
+  private lastSweep = 0;
+  private scheduleQueued = false;
 
   constructor(
     private readonly store: ContentStore,
@@ -163,6 +168,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
 
   start(): void {
     const period = Math.max(100, Math.min(1000, this.config.heartbeatTimeoutMs / 4));
+    this.sweepPeriod = period;
     this.sweepTimer = setInterval(() => this.sweep(), period);
     this.sweepTimer.unref();
   }
@@ -205,10 +211,14 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     for (const h of hello.holdings ?? []) {
       // Only bytes matching the accepted hash count: a holding is a claim, not proof.
       const st = this.store.get(h.key.contentId)?.map.shards[h.key.index]?.renditions[h.key.rendition];
-      if (st?.status === 'ready' && st.sha256 === h.sha256) this.addHolder(id, shardKeyString(h.key));
+      if (!st || st.sha256 !== h.sha256) continue;
+      // A reloaded tab brings back a shard orphaned while it was away: no need to encode it again.
+      if (st.status === 'pending') st.status = 'ready';
+      if (st.status === 'ready') this.addHolder(id, shardKeyString(h.key));
     }
     this.emit('peer-joined', { peerId: id, role: hello.role });
-    this.schedule();
+    // A viewer brings no capacity and no work: nothing to schedule.
+    if (hello.role === 'encoder') this.schedule();
     return id;
   }
 
@@ -221,13 +231,19 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     for (const jobId of [...peer.jobs]) requeued += this.requeueJob(jobId, `encoder lost: ${reason}`, false);
     for (const key of peer.holdings) this.removeHolder(peerId, key);
     for (const pending of this.replicating.values()) pending.delete(peerId);
+    this.replicateBackoff.delete(peerId);
     if (peer.role === 'viewer') this.demand.leave(peerId);
     this.emit('peer-lost', { peerId, role: peer.role, reason, requeued });
-    this.schedule();
+    if (peer.role === 'encoder') this.schedule();
   }
 
   private sweep(): void {
-    const cutoff = this.now() - this.config.heartbeatTimeoutMs;
+    // When the server itself is behind (a long task), the sweep runs late and messages wait unread:
+    // allow for that lateness, or a busy server would drop healthy tabs and feed itself more work.
+    const now0 = this.now();
+    const late = this.lastSweep ? Math.max(0, now0 - this.lastSweep - this.sweepPeriod) : 0;
+    this.lastSweep = now0;
+    const cutoff = now0 - this.config.heartbeatTimeoutMs - late;
     for (const p of [...this.peers.values()]) {
       if (p.lastSeen < cutoff) {
         p.conn.close(4000, 'missed heartbeats');
@@ -318,6 +334,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
         return this.shardStored(peer, msg);
       case 'replicate-failed':
         this.replicating.get(shardKeyString(msg.key))?.delete(peer.id);
+        this.replicateBackoff.set(peer.id, this.now() + this.config.replicateTimeoutMs);
         return;
       case 'report-peer': {
         this.emit('shard-rejected', { key: msg.key, peerId: msg.peerId, reason: `reported by ${peer.id}: ${msg.reason}` });
@@ -477,21 +494,43 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
    * Gives pending work to encoders with free slots: the best-scoring encoders
    * first, the most urgent work first (live, then content starts, then
    * background pre-encoding, which pauses while live work waits).
+   *
+   * The candidate list is built once per call (not once per encoder): with
+   * hundreds of encoders and viewers the per-encoder scan was the server's
+   * main cost. After each assignment only that content and rendition's
+   * candidates are rebuilt.
    */
   schedule(): void {
     const slots = (p: Peer) => Math.min(p.capabilities?.maxJobs ?? 1, this.config.maxJobsPerEncoder) - p.jobs.size;
     const free = [...this.peers.values()].filter((p) => p.role === 'encoder' && slots(p) > 0 && !this.health.isQuarantined(p.id));
     const playheads = this.playheadTimes();
-    // Fast, reliable encoders take the most urgent jobs; ties go to the least loaded.
-    free.sort((a, b) => this.health.score(b.id) - this.health.score(a.id) || a.jobs.size - b.jobs.size || a.joinedAt - b.joinedAt);
-    for (const peer of free) {
-      while (slots(peer) > 0) {
-        const pick = this.nextJob(peer, playheads, true);
-        if (!pick) break;
-        this.assign(peer, this.buildJob(pick.content, pick.rendition, pick.index), pick.klass);
+    const list = this.candidates(playheads);
+    if (free.length > 0 && list.length > 0) {
+      // Fast, reliable encoders take the most urgent jobs; ties go to the least loaded.
+      free.sort((a, b) => this.health.score(b.id) - this.health.score(a.id) || a.jobs.size - b.jobs.size || a.joinedAt - b.joinedAt);
+      for (const peer of free) {
+        while (slots(peer) > 0) {
+          const i = list.findIndex((c) => this.canEncode(peer, c.codec));
+          const pick = list[i];
+          if (!pick) break;
+          // Background work pauses while live work waits.
+          if (pick.klass === 'background' && list.some((c) => c.klass === 'live')) break;
+          this.assign(peer, this.buildJob(pick.content, pick.rendition, pick.index), pick.klass);
+          this.refresh(list, pick, playheads);
+        }
       }
     }
-    this.preemptForLive(playheads);
+    this.preemptForLive(list, playheads);
+  }
+
+  /** Coalesces many schedule requests from one burst of events into one pass. */
+  private scheduleSoon(): void {
+    if (this.scheduleQueued) return;
+    this.scheduleQueued = true;
+    setImmediate(() => {
+      this.scheduleQueued = false;
+      this.schedule();
+    });
   }
 
   /**
@@ -499,102 +538,97 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
    * gives way: it is cancelled (not counted as a failure) and its encoder
    * takes the live job. Background work is short, so little is lost.
    */
-  private preemptForLive(playheads: Map<string, number[]>): void {
-    if (playheads.size === 0) return;
-    const running = [...this.jobs.values()].filter((aj) => aj.klass === 'background').sort((a, b) => a.progress - b.progress);
+  private preemptForLive(list: Candidate[], playheads: Map<string, number[]>): void {
+    const live = list.filter((c) => c.klass === 'live');
+    if (live.length === 0) return;
+    // The job with the least work done gives way: least progress, and among jobs too short to report any, the newest.
+    const running = [...this.jobs.values()].filter((aj) => aj.klass === 'background').sort((a, b) => a.progress - b.progress || b.assignedAt - a.assignedAt);
     for (const aj of running) {
       const peer = this.peers.get(aj.peerId);
-      if (!peer) continue;
-      const live = this.nextJob(peer, playheads, false);
-      if (!live || live.klass !== 'live') return;
+      const pick = peer && live.find((c) => this.canEncode(peer, c.codec));
+      if (!peer || !pick) continue;
       peer.conn.send({ type: 'job-cancel', jobId: aj.job.id, reason: 'preempted by live demand' });
       this.requeueJob(aj.job.id, 'preempted by live demand', false);
       this.counters.preemptions++;
-      this.emit('job-preempted', { jobId: aj.job.id, peerId: peer.id, for: `${live.content.meta.id}/${live.rendition}/${live.index}` });
-      this.assign(peer, this.buildJob(live.content, live.rendition, live.index), 'live');
+      this.emit('job-preempted', { jobId: aj.job.id, peerId: peer.id, for: `${pick.content.meta.id}/${pick.rendition}/${pick.index}` });
+      this.assign(peer, this.buildJob(pick.content, pick.rendition, pick.index), 'live');
+      this.refresh(list, pick, playheads);
       return;
     }
   }
 
-  /** Active viewers' playhead times, per content. */
+  /** Active viewers' playhead times, per content, one per distinct shard. */
   private playheadTimes(): Map<string, number[]> {
-    const out = new Map<string, number[]>();
+    const out = new Map<string, Set<number>>();
     for (const p of this.demand.active()) {
-      const s = this.store.get(p.contentId)?.map.shards[p.index];
-      if (!s) continue;
-      let list = out.get(p.contentId);
-      if (!list) out.set(p.contentId, (list = []));
-      list.push(s.start);
+      let set = out.get(p.contentId);
+      if (!set) out.set(p.contentId, (set = new Set()));
+      set.add(p.index);
     }
-    return out;
+    const times = new Map<string, number[]>();
+    for (const [id, set] of out) {
+      const shards = this.store.get(id)?.map.shards;
+      if (shards) times.set(id, [...set].flatMap((i) => (shards[i] ? [shards[i].start] : [])));
+    }
+    return times;
   }
 
   private canEncode(peer: Peer, codec: string): boolean {
     return peer.capabilities?.engines.some((e) => e.codecs.includes(codec)) ?? false;
   }
 
-  /**
-   * Picks the next job for `peer`. Per content and rendition the candidates
-   * are the first pending shard at or after each viewer's playhead (live: the
-   * nearer, the sooner), and the first pending shard at all (start, when it is
-   * in the content's first seconds; else background, ordered by predicted
-   * demand). Re-queued shards go before fresh ones of the same class.
-   */
-  private nextJob(peer: Peer, playheads: Map<string, number[]>, allowBackground: boolean): { content: Content; rendition: string; index: number; klass: JobClass } | undefined {
-    type Candidate = { content: Content; order: number; rendition: string; index: number; klass: JobClass; urgency: number; retry: boolean };
-    const rank = { live: 0, start: 1, background: 2 } as const;
-    let best: Candidate | undefined;
-    const better = (a: Candidate, b: Candidate) =>
-      rank[a.klass] !== rank[b.klass]
-        ? rank[a.klass] < rank[b.klass]
-        : a.retry !== b.retry
-          ? a.retry
-          : a.urgency !== b.urgency
-            ? a.urgency < b.urgency
-            : a.order !== b.order
-              ? a.order < b.order
-              : a.index < b.index;
-    let liveWaiting = false;
+  /** Every content and rendition's candidates, most urgent first. */
+  private candidates(playheads: Map<string, number[]>): Candidate[] {
+    const out: Candidate[] = [];
     this.store.all().forEach((content, order) => {
-      const map = content.map;
-      const heads = playheads.get(map.contentId) ?? [];
-      const pendingAt = (r: string, i: number) => {
-        const st = map.shards[i]!.renditions[r];
-        return st?.status === 'pending' && !this.inFlight.has(shardKeyString({ contentId: map.contentId, rendition: r, index: i }));
-      };
-      for (const r of map.renditions) {
-        const codec = isVideoRendition(r) ? r.video.codec : r.audio.codec;
-        const able = this.canEncode(peer, codec);
-        const consider = (c: Candidate) => {
-          if (c.klass === 'live') liveWaiting = true;
-          if (able && (!best || better(c, best))) best = c;
-        };
-        const retryOf = (i: number) => (this.attempts.get(shardKeyString({ contentId: map.contentId, rendition: r.id, index: i })) ?? 0) > 0;
-        for (const t of heads) {
-          for (let i = 0; i < map.shards.length; i++) {
-            const s = map.shards[i]!;
-            if (s.start + s.duration <= t) continue;
-            if (s.start > t + this.config.liveWindowSeconds) break;
-            if (!pendingAt(r.id, i)) continue;
-            consider({ content, order, rendition: r.id, index: i, klass: 'live', urgency: s.start - t, retry: retryOf(i) });
-            break;
-          }
-        }
-        // Re-queued and fresh shards make separate jobs (see buildJob): the first of each.
-        for (const retry of [true, false]) {
-          const first = map.shards.findIndex((_s, i) => pendingAt(r.id, i) && retryOf(i) === retry);
-          if (first < 0) continue;
-          const s = map.shards[first]!;
-          if (s.start < this.config.startSeconds) consider({ content, order, rendition: r.id, index: first, klass: 'start', urgency: s.start, retry });
-          else consider({ content, order, rendition: r.id, index: first, klass: 'background', urgency: -this.demand.predicted(map.contentId, s.start), retry });
-        }
-      }
+      for (const r of content.map.renditions) out.push(...this.candidatesOf(content, order, r.id, playheads));
     });
-    const pick = best as Candidate | undefined;
-    if (!pick) return undefined;
-    // Background work pauses while live work waits that this encoder cannot take.
-    if (pick.klass === 'background' && (!allowBackground || liveWaiting)) return undefined;
-    return pick;
+    return out.sort(compareCandidates);
+  }
+
+  /** After an assignment: that content and rendition's candidates again, in place. */
+  private refresh(list: Candidate[], pick: Candidate, playheads: Map<string, number[]>): void {
+    for (let i = list.length - 1; i >= 0; i--) if (list[i]!.content === pick.content && list[i]!.rendition === pick.rendition) list.splice(i, 1);
+    for (const c of this.candidatesOf(pick.content, pick.order, pick.rendition, playheads)) {
+      const at = list.findIndex((x) => compareCandidates(c, x) < 0);
+      list.splice(at < 0 ? list.length : at, 0, c);
+    }
+  }
+
+  /**
+   * One content and rendition's candidates: the first pending shard at or
+   * after each viewer's playhead (live: the nearer, the sooner), and the first
+   * pending shard at all, re-queued and fresh apart (start, when it is in the
+   * content's first seconds; else background, by predicted demand).
+   */
+  private candidatesOf(content: Content, order: number, renditionId: string, playheads: Map<string, number[]>): Candidate[] {
+    const map = content.map;
+    const r = map.renditions.find((x) => x.id === renditionId)!;
+    const codec = isVideoRendition(r) ? r.video.codec : r.audio.codec;
+    const keyOf = (i: number) => shardKeyString({ contentId: map.contentId, rendition: renditionId, index: i });
+    const pendingAt = (i: number) => map.shards[i]!.renditions[renditionId]?.status === 'pending' && !this.inFlight.has(keyOf(i));
+    const retryOf = (i: number) => (this.attempts.get(keyOf(i)) ?? 0) > 0;
+    const out: Candidate[] = [];
+    const base = { content, order, rendition: renditionId, codec };
+    for (const t of playheads.get(map.contentId) ?? []) {
+      for (let i = 0; i < map.shards.length; i++) {
+        const s = map.shards[i]!;
+        if (s.start + s.duration <= t) continue;
+        if (s.start > t + this.config.liveWindowSeconds) break;
+        if (!pendingAt(i)) continue;
+        if (!out.some((c) => c.index === i)) out.push({ ...base, index: i, klass: 'live', urgency: s.start - t, retry: retryOf(i) });
+        break;
+      }
+    }
+    for (const retry of [true, false]) {
+      const first = map.shards.findIndex((_s, i) => pendingAt(i) && retryOf(i) === retry);
+      if (first < 0) continue;
+      const s = map.shards[first]!;
+      if (out.some((c) => c.index === first)) continue;
+      if (s.start < this.config.startSeconds) out.push({ ...base, index: first, klass: 'start', urgency: s.start, retry });
+      else out.push({ ...base, index: first, klass: 'background', urgency: -this.demand.predicted(map.contentId, s.start), retry });
+    }
+    return out;
   }
 
   // ------------------------------------------------------------ health
@@ -638,7 +672,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     } else {
       this.emit('shard-orphaned', { key, action: 're-encode' });
       st.status = 'pending';
-      this.schedule();
+      // One leave can orphan hundreds of shards: schedule once, after it.
+      this.scheduleSoon();
     }
   }
 
@@ -651,7 +686,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     let pending = this.replicating.get(key);
     if (!pending) this.replicating.set(key, (pending = new Map()));
     const targets = [...this.peers.values()]
-      .filter((p) => p.role === 'encoder' && !p.holdings.has(key) && !pending.has(p.id) && !this.health.isQuarantined(p.id))
+      .filter((p) => p.role === 'encoder' && !p.holdings.has(key) && !pending.has(p.id) && !this.health.isQuarantined(p.id) && (this.replicateBackoff.get(p.id) ?? 0) <= this.now())
       .sort((a, b) => a.serving + a.jobs.size - (b.serving + b.jobs.size) || a.holdings.size - b.holdings.size)
       .slice(0, n);
     for (const t of targets) {
@@ -684,7 +719,12 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   private replicationPass(): void {
     const now = this.now();
     for (const [key, pending] of this.replicating) {
-      for (const [peerId, at] of pending) if (now - at > this.config.replicateTimeoutMs) pending.delete(peerId);
+      for (const [peerId, at] of pending) {
+        if (now - at <= this.config.replicateTimeoutMs) continue;
+        // An encoder that lets orders lapse is not asked again for a while (it may be overloaded or broken).
+        pending.delete(peerId);
+        this.replicateBackoff.set(peerId, now + 4 * this.config.replicateTimeoutMs);
+      }
       if (pending.size === 0) this.replicating.delete(key);
     }
     const busy = (id: string) => (this.peers.get(id)?.serving ?? 0) >= this.config.busyServing;
@@ -914,4 +954,30 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
 function parseKey(key: string): ShardKey | undefined {
   const m = /^(.+)\/([^/]+)\/(\d+)$/.exec(key);
   return m ? { contentId: m[1]!, rendition: m[2]!, index: Number(m[3]) } : undefined;
+}
+
+interface Candidate {
+  content: Content;
+  /** Publication order of the content. */
+  order: number;
+  rendition: string;
+  codec: string;
+  index: number;
+  klass: JobClass;
+  /** Lower is sooner: seconds to a playhead (live), start time (start), minus predicted demand (background). */
+  urgency: number;
+  retry: boolean;
+}
+
+const CLASS_RANK: Record<JobClass, number> = { live: 0, start: 1, background: 2 };
+
+/** Live before start before background; within a class re-queued work first, then urgency, content order, position. */
+function compareCandidates(a: Candidate, b: Candidate): number {
+  return (
+    CLASS_RANK[a.klass] - CLASS_RANK[b.klass] ||
+    Number(b.retry) - Number(a.retry) ||
+    a.urgency - b.urgency ||
+    a.order - b.order ||
+    a.index - b.index
+  );
 }
