@@ -18,7 +18,12 @@ export function renderMetrics(pool: PoolManager, store: ContentStore): string {
     [{ role: 'encoder' }, peers.filter((p) => p.role === 'encoder').length],
     [{ role: 'viewer' }, peers.filter((p) => p.role === 'viewer').length],
   ]);
-  metric('shardcast_jobs_in_flight', 'gauge', 'Jobs assigned and not finished.', [[{}, pool.jobs.size]]);
+  metric('shardcast_encoders_quarantined', 'gauge', 'Encoders in quarantine (no work, not offered to viewers).', [
+    [{}, peers.filter((p) => p.role === 'encoder' && pool.health.isQuarantined(p.id)).length],
+  ]);
+  const byClass = new Map<string, number>([['live', 0], ['start', 0], ['background', 0]]);
+  for (const aj of pool.jobs.values()) byClass.set(aj.klass, (byClass.get(aj.klass) ?? 0) + 1);
+  metric('shardcast_jobs_in_flight', 'gauge', 'Jobs assigned and not finished, by class (live: near a playhead; start; background pre-encoding).', [...byClass].map(([k, v]) => [{ class: k }, v]));
   const states = new Map<string, number>();
   const replicas = new Map<number, number>();
   for (const c of store.all()) {
@@ -46,6 +51,12 @@ export function renderMetrics(pool: PoolManager, store: ContentStore): string {
   metric('shardcast_shards_rejected_total', 'counter', 'Shard reports rejected.', [[{}, c.shardsRejected]]);
   metric('shardcast_locate_requests_total', 'counter', 'Holder look-ups by viewers.', [[{}, c.locates]]);
   metric('shardcast_bad_messages_total', 'counter', 'Invalid WebSocket messages received.', [[{}, c.badMessages]]);
+  metric('shardcast_shard_requests_total', 'counter', 'Shards asked for by viewers (each locate counts its window).', [[{}, pool.demand.requests]]);
+  metric('shardcast_replications_total', 'counter', 'Replicate orders sent (hot shards, busy holders, orphans with a cached copy).', [[{}, c.replications]]);
+  metric('shardcast_replica_releases_total', 'counter', 'Replicas released after demand cooled.', [[{}, c.releases]]);
+  metric('shardcast_preemptions_total', 'counter', 'Background jobs cancelled for live work.', [[{}, c.preemptions]]);
+  metric('shardcast_quarantines_total', 'counter', 'Encoders put in quarantine.', [[{}, c.quarantines]]);
+  metric('shardcast_orphaned_shards_total', 'counter', 'Shard variants whose last holder left.', [[{}, c.orphans]]);
   const mem = process.memoryUsage();
   metric('shardcast_process_resident_bytes', 'gauge', 'Resident memory of the server.', [[{}, mem.rss]]);
   return lines.join('\n') + '\n';
