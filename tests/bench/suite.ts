@@ -234,9 +234,9 @@ const failover: Bench = async () => {
 
 /**
  * The pool manager at scale, no browsers: the real server process driven by
- * 200 simulated encoders and 500 simulated viewers over 4 contents for two
- * minutes (tests/sim/churn.ts), with 20%/min random departures (half of them
- * silent), reloads, joins, and a quarter of the pool leaving at once at 60 s.
+ * 200 simulated encoders and 500 simulated viewers over 4 contents for 90 s
+ * (tests/sim/churn.ts), with 20%/min random departures (half of them
+ * silent), reloads, joins, and a quarter of the pool leaving at once at 45 s.
  * Heartbeats at the server's defaults. The full table goes to the console.
  */
 const churn: Bench = async (run) => {
@@ -244,10 +244,10 @@ const churn: Bench = async (run) => {
     encoders: 200,
     viewers: 500,
     contents: 4,
-    seconds: 120,
-    settleSeconds: 30,
-    viewerRamp: 30,
-    batchAt: 60,
+    seconds: 90,
+    settleSeconds: 20,
+    viewerRamp: 20,
+    batchAt: 45,
     heartbeatMs: 2000,
     heartbeatTimeoutMs: 6000,
     seed: run + 1,

@@ -39,7 +39,25 @@ async function open(path: string): Promise<TrackedPage> {
   return t;
 }
 
-async function encodeAll(id: string, tabs = 1): Promise<{ map: ShardMap; encoders: TrackedPage[] }> {
+/**
+ * Opens `tabs` encoder tabs and waits until the content is encoded, and with
+ * `cached`, until every shard is in the server cache too: a tab uploads after
+ * the pool accepts a shard, so closing it at once could lose uploads.
+ */
+async function encodeAll(id: string, tabs = 1, cached = false): Promise<{ map: ShardMap; encoders: TrackedPage[] }> {
+  const r = await encodeOnly(id, tabs);
+  if (cached) {
+    for (const s of r.map.shards) {
+      for (const rendition of Object.keys(s.renditions)) {
+        const res = await cachedShard(`${server!.url}/api/contents/${id}/shards/${rendition}/${s.index}`);
+        expect(res.status, `shard ${rendition}/${s.index} never reached the cache`).toBe(200);
+      }
+    }
+  }
+  return r;
+}
+
+async function encodeOnly(id: string, tabs: number): Promise<{ map: ShardMap; encoders: TrackedPage[] }> {
   const encoders: TrackedPage[] = [];
   for (let i = 0; i < tabs; i++) encoders.push(await open('/encode?persist=0'));
   const end = Date.now() + 120_000;
@@ -130,7 +148,7 @@ describe('viewer', () => {
   it('catches a peer serving corrupted bytes by hash, reports it, and still plays to the end', async () => {
     server = await startTestServer({});
     const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
-    const { map, encoders } = await encodeAll(json.id, 1);
+    const { map, encoders } = await encodeAll(json.id, 1, true);
     // The honest tab leaves; a liar announces every shard with the accepted hash and serves garbage.
     await encoders[0]!.context.close();
     const served = new Map<string, { bytes: Uint8Array; sha256: string }>();
@@ -156,7 +174,7 @@ describe('viewer', () => {
   it('falls back to the cache when the encoder holding the rest dies mid-play', async () => {
     server = await startTestServer({});
     const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
-    const { encoders } = await encodeAll(json.id, 1);
+    const { encoders } = await encodeAll(json.id, 1, true);
     // The viewer is before most of the content when its only holder dies.
     const v = await open(`/watch/${json.id}?lookAheadSeconds=1`);
     await v.page.waitForSelector('[data-state="playing"]', { timeout: 30_000 });
@@ -171,7 +189,7 @@ describe('viewer', () => {
   it('when the holder of a range dies: a lower rendition from another peer, and with nothing left, held frames and silence with no stall', async () => {
     server = await startTestServer({});
     const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
-    const { map, encoders } = await encodeAll(json.id, 1);
+    const { map, encoders } = await encodeAll(json.id, 1, true);
     await encoders[0]!.context.close();
     const peerWith = await peersServing(json.id, map);
     const [top, low] = map.renditions.filter((r) => 'video' in r).map((r) => r.id);
@@ -221,7 +239,7 @@ describe('viewer', () => {
       { id: 'audio', audio: { codec: 'aac', bitrate: 128_000, sampleRate: 48000, channels: 2 } },
     ];
     const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')), `?renditions=${encodeURIComponent(JSON.stringify(ladder))}`);
-    const { map, encoders } = await encodeAll(json.id, 2);
+    const { map, encoders } = await encodeAll(json.id, 2, true);
     for (const e of encoders) await e.context.close();
     // Availability drives the switches: VP9 only, then H.264 only, then VP9 only again.
     const h264Range = (i: number) => i >= 12 && i < 23;
@@ -249,7 +267,8 @@ describe('viewer', () => {
   });
 
   it('replicates shards a viewer is playing onto an idle encoder tab, which copies them over WebRTC and serves them', async () => {
-    server = await startTestServer({ cacheEnabled: false, replicateAboveRate: 0.5, perReplicaRate: 0.4, maxReplicas: 2, demandHalfLifeMs: 2000 });
+    // One viewer asks for each shard about once (it buffers ahead), so "hot" is set low here.
+    server = await startTestServer({ cacheEnabled: false, replicateAboveRate: 0.2, perReplicaRate: 0.1, maxReplicas: 2, demandHalfLifeMs: 2000 });
     const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
     const { encoders } = await encodeAll(json.id, 1);
     const idle = await open('/encode?persist=0');
@@ -284,7 +303,7 @@ async function peersServing(contentId: string, map: ShardMap) {
   const bytes = new Map<string, { bytes: Uint8Array; sha256: string }>();
   for (const s of map.shards) {
     for (const [rendition, st] of Object.entries(s.renditions)) {
-      const res = await cached(`${server!.url}/api/contents/${contentId}/shards/${rendition}/${s.index}`);
+      const res = await cachedShard(`${server!.url}/api/contents/${contentId}/shards/${rendition}/${s.index}`);
       expect(res.status).toBe(200);
       bytes.set(shardKeyString({ contentId, rendition, index: s.index }), { bytes: new Uint8Array(await res.arrayBuffer()), sha256: st.sha256! });
     }
@@ -308,7 +327,7 @@ async function peersServing(contentId: string, map: ShardMap) {
 }
 
 /** A shard from the server cache, waiting for the encoder's upload (it follows acceptance). */
-async function cached(url: string): Promise<Response> {
+async function cachedShard(url: string): Promise<Response> {
   for (let i = 0; ; i++) {
     const res = await fetch(url);
     if (res.status === 200 || i > 300) return res;
