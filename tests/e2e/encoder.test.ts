@@ -249,6 +249,8 @@ describe('one tab, many jobs', () => {
     expect(r.json.shards).toBe(120);
     const t = await openEncoder('?recycleAfterExecs=20&persist=0');
     await waitReady(r.json.id, 280_000);
+    // The content is ready at the last acceptance; the tab counts the job a moment later (after its cache upload).
+    await t.page.waitForFunction(() => (window as any).shardcastEncoder.state.jobsDone + (window as any).shardcastEncoder.state.jobsFailed >= 120, null, { timeout: 30_000 });
     const st = await encoderState(t);
     expect(st.jobsDone).toBe(120);
     expect(st.jobsFailed).toBe(0);
