@@ -20,6 +20,7 @@ import { AAC_PACKET_SAMPLES, buildShardMap, isAudioRendition, isVideoRendition, 
 import { probeFile } from '../../signaling/media/probe.ts';
 import { AUDIO_RUN_OVERLAP } from '../../signaling/PoolManager.ts';
 import { countFrames, ffprobeJson, fixture } from '../harness/fixtures.ts';
+import { decodeErrors, silences } from '../harness/referee.ts';
 
 const run = promisify(execFile);
 const LADDER: Rendition[] = [
@@ -89,20 +90,6 @@ async function exportWith(name: string, get: (key: string) => Uint8Array | undef
   const file = path.join(dir, name);
   fs.writeFileSync(file, r.bytes);
   return { file, report: r.report };
-}
-
-async function decodeErrors(file: string): Promise<string> {
-  const { stderr } = await run('ffmpeg', ['-v', 'error', '-i', file, '-f', 'null', '-'], { maxBuffer: 16 * 2 ** 20 });
-  return stderr.trim();
-}
-
-async function silences(file: string, end: number): Promise<[number, number][]> {
-  const { stderr } = await run('ffmpeg', ['-v', 'info', '-i', file, '-vn', '-af', `atrim=end=${end},silencedetect=noise=-50dB:d=0.005`, '-f', 'null', '-'], {
-    maxBuffer: 16 * 2 ** 20,
-  });
-  const starts = [...stderr.matchAll(/silence_start: ([\d.]+)/g)].map((m) => Number(m[1]));
-  const ends = [...stderr.matchAll(/silence_end: ([\d.]+)/g)].map((m) => Number(m[1]));
-  return starts.map((s, i) => [s, ends[i] ?? end]);
 }
 
 beforeAll(async () => {
