@@ -728,7 +728,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       if (pending.size === 0) this.replicating.delete(key);
     }
     const busy = (id: string) => (this.peers.get(id)?.serving ?? 0) >= this.config.busyServing;
-    for (const { contentId, index, rate } of this.demand.hot(Math.min(this.config.replicateAboveRate, 0.01))) {
+    // Every shard with any demand: a cool shard still wants a copy when all its holders are busy.
+    for (const { contentId, index, rate } of this.demand.hot(0.01)) {
       const content = this.store.get(contentId);
       const shard = content?.map.shards[index];
       if (!shard) continue;

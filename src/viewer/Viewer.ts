@@ -489,7 +489,7 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
         const sr = r.audio.sampleRate;
         const bytes = await silenceFragment(sr, r.audio.channels, st.samples);
         const covered = Math.ceil(st.samples / 1024) * 1024;
-        await recon.append('audio', await this.audioCodec(), bytes, { start: st.start, duration: st.samples / sr, tail: (covered - st.samples) / sr });
+        await recon.append('audio', this.audioCodec(), bytes, { start: st.start, duration: st.samples / sr, tail: (covered - st.samples) / sr });
         return 'silence';
       }
     }
@@ -499,7 +499,7 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
   }
 
   /** The audio SourceBuffer's codec string: silence must not trigger a changeType. */
-  private async audioCodec(): Promise<string> {
+  private audioCodec(): string {
     return this.codecs.get(AUDIO_RENDITION_ID) ?? 'mp4a.40.2';
   }
 

@@ -12,6 +12,7 @@ import type { Browser } from 'playwright';
 import SimplePeer from 'simple-peer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PeerManager } from '../../src/shared/PeerManager.ts';
+import { transportOf } from '../harness/nodePeer.ts';
 import { ShardTransfer } from '../../src/shared/ShardTransfer.ts';
 import { AAC_PACKET_SAMPLES, type ShardMap } from '../../src/shared/shardMap.ts';
 import { launchBrowser, newPage, type TrackedPage } from '../harness/browser.ts';
@@ -194,19 +195,7 @@ describe('encoder tabs', () => {
   it('a Node-side WebRTC peer fetches a shard from an encoder tab, and its hash matches', async () => {
     const viewer = await WsPeer.viewer(server.url);
     const mgr = new PeerManager(
-      {
-        peerId: viewer.peerId,
-        iceServers: [],
-        send: (m) => (viewer.send(m), true),
-        on: (_t, fn) => {
-          const h = (d: Buffer) => {
-            const m = JSON.parse(d.toString());
-            if (m.type === 'signal') fn(m);
-          };
-          viewer.ws.on('message', h);
-          return () => viewer.ws.off('message', h);
-        },
-      },
+      transportOf(viewer),
       SimplePeer,
       { maxPeers: 2, wrtc },
     );

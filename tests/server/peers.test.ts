@@ -7,7 +7,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import wrtc from '@roamhq/wrtc';
 import SimplePeer from 'simple-peer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PeerManager, type SignalTransport } from '../../src/shared/PeerManager.ts';
+import { PeerManager } from '../../src/shared/PeerManager.ts';
+import { transportOf } from '../harness/nodePeer.ts';
 import { FetchError, ServeLimiter, ShardTransfer } from '../../src/shared/ShardTransfer.ts';
 import { shardKeyString, type ShardKey } from '../../src/shared/shardMap.ts';
 import { startTestServer, type TestServer } from '../harness/testServer.ts';
@@ -20,22 +21,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await s.destroy();
 });
-
-function transport(p: WsPeer): SignalTransport {
-  return {
-    peerId: p.peerId,
-    iceServers: [],
-    send: (m) => (p.send(m), true),
-    on: (_type, fn) => {
-      const h = (d: Buffer) => {
-        const m = JSON.parse(d.toString());
-        if (m.type === 'signal') fn(m);
-      };
-      p.ws.on('message', h);
-      return () => p.ws.off('message', h);
-    },
-  };
-}
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -53,10 +38,10 @@ describe('peer shard transfer', () => {
     const bad = new Uint8Array(randomBytes(1000));
     held.set(shardKeyString(k2), { bytes: bad, sha256: 'f'.repeat(64) });
     const limiter = new ServeLimiter(2);
-    const holderMgr = new PeerManager(transport(holder), SimplePeer, { maxPeers: 4, wrtc });
+    const holderMgr = new PeerManager(transportOf(holder), SimplePeer, { maxPeers: 4, wrtc });
     const transfers: ShardTransfer[] = [];
     holderMgr.on('link', ({ link }) => transfers.push(ShardTransfer.of(link, { get: (k) => held.get(shardKeyString(k)) }, limiter)));
-    const viewerMgr = new PeerManager(transport(viewer), SimplePeer, { maxPeers: 4, wrtc });
+    const viewerMgr = new PeerManager(transportOf(viewer), SimplePeer, { maxPeers: 4, wrtc });
     const t0 = performance.now();
     const link = await viewerMgr.connect(holder.peerId);
     const connectMs = performance.now() - t0;
