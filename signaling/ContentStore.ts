@@ -56,6 +56,8 @@ export interface ContentSummary {
 interface AcceptedLine {
   rendition: string;
   index: number;
+  /** A revocation: the variant accepted before is withdrawn (its encoder was caught cheating) and the shard is encoded again. */
+  revoked?: true;
   sha256: string;
   size: number;
   engine?: string;
@@ -74,6 +76,15 @@ function acceptedFields(a: AcceptedVariant): Partial<ShardRenditionState> {
     ...(a.lead !== undefined && { lead: a.lead }),
     ...(a.tail !== undefined && { tail: a.tail }),
   };
+}
+
+function withdraw(st: ShardRenditionState): void {
+  st.status = 'pending';
+  delete st.sha256;
+  delete st.size;
+  delete st.engine;
+  delete st.lead;
+  delete st.tail;
 }
 
 export function contentStatus(map: ShardMap): ContentStatus {
@@ -152,7 +163,8 @@ export class ContentStore {
         }
         const st = map.shards[a.index]?.renditions[a.rendition];
         if (!st) continue;
-        Object.assign(st, acceptedFields(a));
+        if (a.revoked) withdraw(st);
+        else Object.assign(st, acceptedFields(a));
         n++;
       }
     }
@@ -226,6 +238,17 @@ export class ContentStore {
     const line: AcceptedLine = { rendition, index, ...variant };
     fs.appendFileSync(path.join(this.contentsDir, id, 'accepted.jsonl'), JSON.stringify(line) + '\n');
     Object.assign(st, acceptedFields(variant));
+    this.scheduleSnapshot(id);
+  }
+
+  /** Withdraws an accepted variant durably (logged like an acceptance): the shard is pending again. */
+  revoke(id: string, rendition: string, index: number): void {
+    const c = this.contents.get(id);
+    const st = c?.map.shards[index]?.renditions[rendition];
+    if (!c || !st || st.status !== 'ready' || !st.sha256) return;
+    const line: AcceptedLine = { rendition, index, revoked: true, sha256: st.sha256, size: st.size ?? 0 };
+    fs.appendFileSync(path.join(this.contentsDir, id, 'accepted.jsonl'), JSON.stringify(line) + '\n');
+    withdraw(st);
     this.scheduleSnapshot(id);
   }
 

@@ -19,6 +19,7 @@ import { TypedEmitter } from '../src/shared/events.ts';
 import { planRun } from './jobs.ts';
 import { Demand } from './policy/Demand.ts';
 import { Health } from './policy/Health.ts';
+import { Trust } from './policy/Trust.ts';
 
 export type Role = 'encoder' | 'viewer';
 
@@ -58,6 +59,47 @@ export interface ActiveJob {
   done: Set<number>;
   progress: number;
   klass: JobClass;
+  /** Set when the job re-encodes accepted shards to cross-check another encoder. */
+  check?: CrossCheck;
+  /** Cross-check jobs: what this encoder reported per shard index. */
+  results?: Map<number, Reported>;
+}
+
+/** A shard's bytes, checked by the server (structure, hash, size) after an upload with the job's token. */
+export interface StagedShard {
+  sha256: string;
+  size: number;
+  lead?: number;
+  tail?: number;
+  /** Kept only when the cache is on: they go there on acceptance. */
+  bytes?: Uint8Array;
+}
+
+interface Reported extends StagedShard {
+  engine?: string;
+}
+
+/**
+ * A re-encode of shards another encoder made. Stage 'verify': a second encoder
+ * of the same engine encodes them; stage 'decide': a third settles the shards
+ * where the first two differ.
+ */
+export interface CrossCheck {
+  stage: 'verify' | 'decide';
+  contentId: string;
+  rendition: string;
+  indices: number[];
+  /** Engine and build of the checked encodes; hashes are only compared between equal engine strings. */
+  engine: string;
+  /** The encoder whose accepted shards are checked. */
+  origin: string;
+  /** The accepted hashes when the check was planned, by index. */
+  expected: Map<number, string>;
+  /** Stage 'decide': the second encoder and what it reported. */
+  verifier?: string;
+  verifierResults?: Map<number, Reported>;
+  /** Encoders that may not do this check. */
+  exclude: Set<string>;
 }
 
 export interface PoolEvents {
@@ -66,7 +108,12 @@ export interface PoolEvents {
   'job-assigned': { jobId: string; peerId: string; key: string; shards: number; klass: JobClass };
   'job-requeued': { jobId: string; peerId: string; indices: number[]; rendition: string; contentId: string; reason: string };
   'job-done': { jobId: string; peerId: string };
-  'shard-accepted': { key: ShardKey; peerId: string; sha256: string };
+  'shard-accepted': { key: ShardKey; peerId: string; sha256: string; bytes?: Uint8Array };
+  /** An accepted variant is taken back (its encoder was caught); any cached copy must go. */
+  'shard-revoked': { key: ShardKey; peerId: string; reason: string };
+  'check-planned': { stage: 'verify' | 'decide'; origin: string; key: string; shards: number };
+  'check-passed': { origin: string; verifier: string; key: string; shards: number };
+  'encoder-convicted': { peerId: string; wrong: number; revoked: number };
   'shard-rejected': { key: ShardKey; peerId: string; reason: string };
   'shard-failed': { key: ShardKey; attempts: number };
   'content-complete': { contentId: string };
@@ -116,8 +163,20 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     quarantines: 0,
     preemptions: 0,
     orphans: 0,
+    /** Time spent checking uploaded shards (structure, hash), ms, and their bytes. */
+    intakeChecks: 0,
+    intakeCheckMs: 0,
+    intakeBytes: 0,
+    intakeRefused: 0,
   };
   readonly health: Health;
+  readonly trust: Trust;
+  /** Cross-checks waiting for an able verifier, oldest first. */
+  readonly checks: CrossCheck[] = [];
+  /** upload token -> job id. */
+  private readonly uploadTokens = new Map<string, string>();
+  /** "jobId/index" -> the shard's checked bytes, until its shard-ready. */
+  private readonly staged = new Map<string, StagedShard>();
   readonly demand: Demand;
   /** shard variant key -> peer -> when a `replicate` was sent and not yet answered. */
   private readonly replicating = new Map<string, Map<string, number>>();
@@ -140,10 +199,13 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     private readonly now: () => number = Date.now,
     /** Whether the server's cache holds a shard variant. */
     private readonly isCached: (k: ShardKey) => boolean = () => false,
+    /** Draws for the trust sampling (tests pass a fixed sequence). */
+    random: () => number = Math.random,
   ) {
     super();
     this.health = new Health(config, now);
     this.demand = new Demand(config, now);
+    this.trust = new Trust(config, random);
     for (const type of [
       'peer-joined',
       'peer-lost',
@@ -158,6 +220,10 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       'replica-released',
       'shard-orphaned',
       'job-preempted',
+      'shard-revoked',
+      'check-planned',
+      'check-passed',
+      'encoder-convicted',
     ] as const) {
       this.on(type, (detail) => {
         this.recentEvents.push({ at: this.now(), type, detail });
@@ -306,6 +372,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
           this.health.jobDone(peer.id, aj.job.end - aj.job.start, this.now() - aj.assignedAt);
           this.finishJob(msg.jobId);
           this.emit('job-done', { jobId: msg.jobId, peerId: peer.id });
+          if (aj.check) this.checkDone(peer, aj);
+          else this.planCheck(peer, aj);
         }
         this.schedule();
         return;
@@ -370,6 +438,36 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
         throw new ProtocolError('not-in-job', `shard ${key} is not part of job ${msg.jobId}`);
       }
     }
+    let staged: StagedShard | undefined;
+    if (aj && this.config.verifyShardBytes) {
+      // The server accepts what it has checked, never an encoder's word: the bytes come first.
+      staged = this.staged.get(`${aj.job.id}/${msg.key.index}`);
+      const why = !staged
+        ? 'not uploaded: PUT the shard with the job\'s upload token before shard-ready'
+        : staged.sha256 !== msg.sha256 || staged.size !== msg.size || staged.lead !== msg.lead || staged.tail !== msg.tail
+          ? 'the report differs from the uploaded bytes'
+          : undefined;
+      if (why) {
+        this.counters.shardsRejected++;
+        peer.conn.send({ type: 'shard-rejected', key: msg.key, reason: why });
+        this.emit('shard-rejected', { key: msg.key, peerId: peer.id, reason: why });
+        if (staged) this.noteInvalid(peer.id);
+        return;
+      }
+      this.staged.delete(`${aj.job.id}/${msg.key.index}`);
+    }
+    if (aj?.check) {
+      aj.done.add(msg.key.index);
+      aj.results!.set(msg.key.index, { sha256: msg.sha256, size: msg.size, ...(msg.lead !== undefined && { lead: msg.lead }), ...(msg.tail !== undefined && { tail: msg.tail }), ...(staged?.bytes && { bytes: staged.bytes }), ...(msg.engine !== undefined && { engine: msg.engine }) });
+      // A verifier that agrees holds a verified copy; a decider's verdict waits for the whole job.
+      if (aj.check.stage === 'verify') {
+        if (st.status === 'ready' && st.sha256 === msg.sha256) {
+          this.addHolder(peer.id, key);
+          peer.conn.send({ type: 'shard-accepted', key: msg.key, sha256: msg.sha256 });
+        } else peer.conn.send({ type: 'shard-rejected', key: msg.key, reason: 'cross-check: differs from the accepted variant; a third encoder decides' });
+      }
+      return;
+    }
     if (st.status === 'ready') {
       if (st.sha256 !== msg.sha256) {
         this.counters.shardsRejected++;
@@ -389,7 +487,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       });
       this.counters.shardsAccepted++;
       peer.shardsEncoded++;
-      this.emit('shard-accepted', { key: msg.key, peerId: peer.id, sha256: msg.sha256 });
+      this.trust.accepted(peer.id, key);
+      this.emit('shard-accepted', { key: msg.key, peerId: peer.id, sha256: msg.sha256, ...(staged?.bytes && { bytes: staged.bytes }) });
     }
     if (aj) {
       aj.done.add(msg.key.index);
@@ -453,7 +552,13 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     if (!aj) return;
     this.jobs.delete(jobId);
     this.peers.get(aj.peerId)?.jobs.delete(jobId);
+    this.forgetUploads(aj);
     this.counters.jobsCompleted++;
+  }
+
+  private forgetUploads(aj: ActiveJob): void {
+    if (aj.job.uploadToken) this.uploadTokens.delete(aj.job.uploadToken);
+    for (const s of aj.job.shards) this.staged.delete(`${aj.job.id}/${s.index}`);
   }
 
   /**
@@ -466,6 +571,14 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     if (!aj) return 0;
     this.jobs.delete(jobId);
     this.peers.get(aj.peerId)?.jobs.delete(jobId);
+    this.forgetUploads(aj);
+    if (aj.check) {
+      // A check's shards are accepted already: only the check goes back, for someone else.
+      aj.check.exclude.add(aj.peerId);
+      this.checks.unshift(aj.check);
+      this.counters.requeues++;
+      return 0;
+    }
     const content = this.store.get(aj.job.contentId);
     const indices: number[] = [];
     for (const s of aj.job.shards) {
@@ -505,6 +618,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     const free = [...this.peers.values()].filter((p) => p.role === 'encoder' && slots(p) > 0 && !this.health.isQuarantined(p.id));
     const playheads = this.playheadTimes();
     const list = this.candidates(playheads);
+    // Cross-checks go before pre-encoding but never hold up live work.
+    if (!list.some((c) => c.klass === 'live')) this.assignChecks(free, slots);
     if (free.length > 0 && list.length > 0) {
       // Fast, reliable encoders take the most urgent jobs; ties go to the least loaded.
       free.sort((a, b) => this.health.score(b.id) - this.health.score(a.id) || a.jobs.size - b.jobs.size || a.joinedAt - b.joinedAt);
@@ -654,6 +769,196 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     this.emit('encoder-quarantined', { peerId, reason, until: this.health.get(peerId).quarantinedUntil });
   }
 
+  // ------------------------------------------------------------ verification
+
+  /**
+   * An upload of a shard's bytes (HTTP PUT) names its job by the job's upload
+   * token, which only the encoder it was sent to has seen. Returns the job and
+   * the peer, or throws a ProtocolError (unknown token, shard not in the job).
+   */
+  uploadTarget(token: string, key: ShardKey): { job: Job; peerId: string } {
+    const jobId = this.uploadTokens.get(token);
+    const aj = jobId ? this.jobs.get(jobId) : undefined;
+    if (!aj) throw new ProtocolError('bad-upload-token', 'this upload token belongs to no running job (it may have been re-queued)');
+    if (aj.job.contentId !== key.contentId || aj.job.rendition !== key.rendition || !aj.job.shards.some((s) => s.index === key.index)) {
+      throw new ProtocolError('not-in-job', `shard ${shardKeyString(key)} is not part of the token's job`);
+    }
+    return { job: aj.job, peerId: aj.peerId };
+  }
+
+  /** The server checked an upload's bytes: they wait for the encoder's shard-ready. */
+  stage(jobId: string, index: number, shard: StagedShard, checkMs: number): void {
+    if (!this.jobs.has(jobId)) return;
+    this.staged.set(`${jobId}/${index}`, shard);
+    this.counters.intakeChecks++;
+    this.counters.intakeCheckMs += checkMs;
+    this.counters.intakeBytes += shard.size;
+  }
+
+  /** An upload failed the structure check: the shard is rejected with the reason, and it counts against the encoder. */
+  uploadRefused(jobId: string, key: ShardKey, reason: string): void {
+    const aj = this.jobs.get(jobId);
+    if (!aj) return;
+    this.counters.intakeRefused++;
+    this.counters.shardsRejected++;
+    this.peers.get(aj.peerId)?.conn.send({ type: 'shard-rejected', key, reason });
+    this.emit('shard-rejected', { key, peerId: aj.peerId, reason });
+    this.noteInvalid(aj.peerId);
+  }
+
+  /** After an encoder's job: maybe have another encoder of the same engine make the same shards. */
+  private planCheck(peer: Peer, aj: ActiveJob): void {
+    const content = this.store.get(aj.job.contentId);
+    if (!content) return;
+    const expected = new Map<number, string>();
+    let engine: string | undefined;
+    for (const s of aj.job.shards) {
+      const st = content.map.shards[s.index]?.renditions[aj.job.rendition];
+      if (st?.status !== 'ready' || !st.sha256 || !this.holders.get(shardKeyString({ contentId: aj.job.contentId, rendition: aj.job.rendition, index: s.index }))?.has(peer.id)) continue;
+      expected.set(s.index, st.sha256);
+      engine ??= st.engine;
+    }
+    if (expected.size === 0 || !this.trust.shouldCheck(peer.id)) return;
+    if (!engine) {
+      this.trust.counters.unverifiable += expected.size;
+      return;
+    }
+    this.queueCheck({ stage: 'verify', contentId: aj.job.contentId, rendition: aj.job.rendition, indices: [...expected.keys()], engine, origin: peer.id, expected, exclude: new Set([peer.id]) });
+  }
+
+  private queueCheck(c: CrossCheck): void {
+    if (c.stage === 'decide') this.checks.unshift(c);
+    else this.checks.push(c);
+    while (this.checks.length > this.config.verifyQueueMax) this.trust.counters.unverifiable += this.checks.pop()!.indices.length;
+    this.emit('check-planned', { stage: c.stage, origin: c.origin, key: `${c.contentId}/${c.rendition}/${c.indices[0]}`, shards: c.indices.length });
+    this.scheduleSoon();
+  }
+
+  /** Gives waiting checks to free encoders that run the same engine and are not party to them. */
+  private assignChecks(free: Peer[], slots: (p: Peer) => number): void {
+    for (let i = 0; i < this.checks.length; i++) {
+      const c = this.checks[i]!;
+      const content = this.store.get(c.contentId);
+      // Shards replaced or revoked meanwhile are not checked against a stale hash.
+      const indices = content ? c.indices.filter((x) => content.map.shards[x]?.renditions[c.rendition]?.sha256 === c.expected.get(x)) : [];
+      if (indices.length === 0) {
+        this.checks.splice(i--, 1);
+        continue;
+      }
+      const r = content!.map.renditions.find((x) => x.id === c.rendition)!;
+      const codec = isVideoRendition(r) ? r.video.codec : r.audio.codec;
+      const engineName = c.engine.split('@')[0];
+      const peer = free.find(
+        (p) => slots(p) > 0 && !c.exclude.has(p.id) && !this.health.isQuarantined(p.id) && (p.capabilities?.engines.some((e) => e.name === engineName && e.codecs.includes(codec)) ?? false),
+      );
+      if (!peer) continue;
+      this.checks.splice(i--, 1);
+      c.indices = indices;
+      this.assign(peer, this.buildJob(content!, c.rendition, indices[0]!, indices), 'background', c);
+    }
+  }
+
+  /** A check job finished: compare, and either pass the checked encoder, ask a third, or convict. */
+  private checkDone(peer: Peer, aj: ActiveJob): void {
+    const c = aj.check!;
+    const results = aj.results!;
+    const keyOf = (index: number) => shardKeyString({ contentId: c.contentId, rendition: c.rendition, index });
+    const st = (index: number) => this.store.get(c.contentId)?.map.shards[index]?.renditions[c.rendition];
+    // Hashes of different engines or builds prove nothing either way.
+    const comparable = c.indices.filter((i) => results.get(i)?.engine === c.engine && st(i)?.sha256 === c.expected.get(i));
+    this.trust.counters.unverifiable += c.indices.length - comparable.length;
+    if (c.stage === 'verify') {
+      const differ = comparable.filter((i) => results.get(i)!.sha256 !== c.expected.get(i));
+      for (const i of comparable) if (!differ.includes(i)) this.trust.verified(c.origin, keyOf(i));
+      if (differ.length === 0) {
+        this.trust.passed(c.origin);
+        this.emit('check-passed', { origin: c.origin, verifier: peer.id, key: keyOf(c.indices[0]!), shards: comparable.length });
+        return;
+      }
+      this.trust.counters.mismatches += differ.length;
+      this.queueCheck({ ...c, stage: 'decide', indices: differ, verifier: peer.id, verifierResults: results, exclude: new Set([...c.exclude, peer.id]) });
+      return;
+    }
+    // Decide: the third encode sides with the checked encoder or with the verifier.
+    const originWrong: number[] = [];
+    const verifierWrong: number[] = [];
+    for (const i of c.indices) {
+      const k = { contentId: c.contentId, rendition: c.rendition, index: i };
+      const mine = results.get(i);
+      if (!comparable.includes(i) || !mine) {
+        peer.conn.send({ type: 'shard-rejected', key: k, reason: 'cross-check: not comparable' });
+        continue;
+      }
+      if (mine.sha256 === c.expected.get(i)) {
+        verifierWrong.push(i);
+        this.trust.verified(c.origin, keyOf(i));
+        this.addHolder(peer.id, keyOf(i));
+        peer.conn.send({ type: 'shard-accepted', key: k, sha256: mine.sha256 });
+      } else if (mine.sha256 === c.verifierResults?.get(i)?.sha256) {
+        originWrong.push(i);
+        this.replaceVariant(k, peer, mine, c.origin);
+      } else {
+        this.trust.counters.inconclusive++;
+        peer.conn.send({ type: 'shard-rejected', key: k, reason: 'cross-check: three encodes, three results' });
+      }
+    }
+    if (originWrong.length) this.convict(c.origin, originWrong.length);
+    if (verifierWrong.length && c.verifier) this.convict(c.verifier, verifierWrong.length);
+  }
+
+  /** Two encoders agree against the accepted variant: theirs replaces it, and every copy of the old one is dropped. */
+  private replaceVariant(k: ShardKey, decider: Peer, shard: Reported, wrong: string): void {
+    const key = shardKeyString(k);
+    this.trust.settle(wrong, key);
+    this.emit('shard-revoked', { key: k, peerId: wrong, reason: 'replaced after a cross-check' });
+    this.store.accept(k.contentId, k.rendition, k.index, {
+      sha256: shard.sha256,
+      size: shard.size,
+      ...(shard.engine !== undefined && { engine: shard.engine }),
+      ...(shard.lead !== undefined && { lead: shard.lead }),
+      ...(shard.tail !== undefined && { tail: shard.tail }),
+    });
+    this.addHolder(decider.id, key);
+    this.dropOtherHolders(key, decider.id, 'the variant was replaced after a cross-check');
+    decider.conn.send({ type: 'shard-accepted', key: k, sha256: shard.sha256 });
+    this.emit('shard-accepted', { key: k, peerId: decider.id, sha256: shard.sha256, ...(shard.bytes && { bytes: shard.bytes }) });
+  }
+
+  /** Holders other than `keep` hold bytes that are no longer the accepted variant. */
+  private dropOtherHolders(key: string, keep: string | undefined, reason: string): void {
+    const k = parseKey(key)!;
+    for (const p of [...(this.holders.get(key) ?? [])]) {
+      if (p === keep) continue;
+      this.holders.get(key)?.delete(p);
+      this.peers.get(p)?.holdings.delete(key);
+      this.replicas.get(key)?.delete(p);
+      this.peers.get(p)?.conn.send({ type: 'release', key: k, reason });
+    }
+    if (this.holders.get(key)?.size === 0) this.holders.delete(key);
+  }
+
+  /**
+   * An encoder was found in the wrong by two others: quarantine, and its
+   * accepted shards that no check covered are taken back (not served,
+   * encoded again by others), since they may be wrong too.
+   */
+  private convict(peerId: string, wrong: number): void {
+    const revoked = this.trust.failed(peerId);
+    for (const key of revoked) {
+      const k = parseKey(key);
+      const st = k && this.store.get(k.contentId)?.map.shards[k.index]?.renditions[k.rendition];
+      if (!k || st?.status !== 'ready') continue;
+      this.emit('shard-revoked', { key: k, peerId, reason: 'its encoder failed a cross-check' });
+      this.store.revoke(k.contentId, k.rendition, k.index);
+      this.dropOtherHolders(key, undefined, 'revoked: its encoder failed a cross-check');
+      this.attempts.delete(key);
+    }
+    this.emit('encoder-convicted', { peerId, wrong, revoked: revoked.length });
+    const reason = this.health.crossCheckFailed(peerId, wrong);
+    if (reason) this.quarantined(peerId, reason);
+    this.scheduleSoon();
+  }
+
   // ------------------------------------------------------------ replication
 
   /**
@@ -773,7 +1078,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     }
   }
 
-  private buildJob(content: Content, renditionId: string, first: number): Job {
+  private buildJob(content: Content, renditionId: string, first: number, fixed?: number[]): Job {
     const map = content.map;
     const r = map.renditions.find((x) => x.id === renditionId)!;
     const keyframes = content.meta.facts.video?.keyframeTimes ?? [];
@@ -783,7 +1088,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     // One exec encodes one spec: a per-shard override of codec, size or bitrate ends the run.
     const specOf = (i: number) => (isVideoRendition(r) ? JSON.stringify(effectiveVideoSpec(map, map.shards[i]!, renditionId)) : '');
     const spec = specOf(first);
-    const indices = planRun(
+    const indices = fixed ?? planRun(
       map,
       renditionId,
       first,
@@ -842,13 +1147,23 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       start,
       end,
       deadline: this.now() + Math.max(this.config.jobDeadlineMinMs, Math.round(seconds * this.config.jobDeadlineMsPerSecond)),
-      upload: this.config.cacheEnabled,
+      upload: this.config.verifyShardBytes,
+      ...(this.config.verifyShardBytes && { uploadToken: randomBytes(18).toString('base64url') }),
       ...(kind === 'audio' && { leadPackets, tailPackets }),
     };
   }
 
-  private assign(peer: Peer, job: Job, klass: JobClass): void {
+  private assign(peer: Peer, job: Job, klass: JobClass, check?: CrossCheck): void {
     const content = this.store.get(job.contentId)!;
+    if (job.uploadToken) this.uploadTokens.set(job.uploadToken, job.id);
+    if (check) {
+      this.jobs.set(job.id, { job, peerId: peer.id, assignedAt: this.now(), done: new Set(), progress: 0, klass, check, results: new Map() });
+      peer.jobs.add(job.id);
+      this.counters.jobsAssigned++;
+      peer.conn.send({ type: 'job', job });
+      this.emit('job-assigned', { jobId: job.id, peerId: peer.id, key: `${job.contentId}/${job.rendition}`, shards: job.shards.length, klass });
+      return;
+    }
     for (const s of job.shards) {
       this.inFlight.set(shardKeyString({ contentId: job.contentId, rendition: job.rendition, index: s.index }), job.id);
       const st = content.map.shards[s.index]!.renditions[job.rendition]!;
@@ -872,6 +1187,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     }
     const prefix = `${contentId}/`;
     for (const key of [...this.inFlight.keys()]) if (key.startsWith(prefix)) this.inFlight.delete(key);
+    for (let i = this.checks.length - 1; i >= 0; i--) if (this.checks[i]!.contentId === contentId) this.checks.splice(i, 1);
+    this.trust.forgetPrefix(prefix);
     for (const key of [...this.holders.keys()]) {
       if (!key.startsWith(prefix)) continue;
       for (const p of this.holders.get(key)!) this.peers.get(p)?.holdings.delete(key);
@@ -927,6 +1244,10 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
               timedOut: h.timedOut,
               invalid: h.invalid,
               quarantinedUntil: h.quarantinedUntil > this.now() ? h.quarantinedUntil : 0,
+              trust: (() => {
+                const t = this.trust.get(p.id);
+                return { checkRate: Number(this.trust.rate(p.id).toFixed(3)), passed: t.passed, failed: t.failed, unverified: this.trust.unverifiedCount(p.id) };
+              })(),
               ...(h.quarantinedUntil > this.now() && h.quarantineReason && { quarantineReason: h.quarantineReason }),
             };
           })(),
@@ -943,9 +1264,11 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
         progress: aj.progress,
         deadline: aj.job.deadline,
         klass: aj.klass,
+        ...(aj.check && { check: aj.check.stage }),
       })),
       contents: this.heat(),
       counters: { ...this.counters },
+      trust: { ...this.trust.counters, checksWaiting: this.checks.length },
       events: this.recentEvents.slice(-50),
     };
   }

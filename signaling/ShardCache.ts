@@ -73,6 +73,26 @@ export class ShardCache {
     }
   }
 
+  /**
+   * Stores the bytes of a variant the pool has just accepted, which the
+   * intake already checked (structure, hash): only the hash is compared again,
+   * in case the accepted variant changed meanwhile.
+   */
+  async putAccepted(k: ShardKey, bytes: Uint8Array): Promise<void> {
+    const st = this.store.get(k.contentId)?.map.shards[k.index]?.renditions[k.rendition];
+    if (st?.status !== 'ready' || !st.sha256 || this.has(k)) return;
+    if (createHash('sha256').update(bytes).digest('hex') !== st.sha256) return;
+    await fsp.mkdir(path.dirname(this.file(k)), { recursive: true });
+    await writeFileAtomic(this.file(k), bytes);
+    this.present.add(shardKeyString(k));
+  }
+
+  /** A variant was revoked or replaced: its cached copy goes at once (synchronously, so a new copy cannot race the removal). */
+  forget(k: ShardKey): void {
+    this.present.delete(shardKeyString(k));
+    fs.rmSync(this.file(k), { force: true });
+  }
+
   /** Checks and stores an uploaded shard. Throws HttpError with the reason when it is refused. */
   async put(k: ShardKey, bytes: Uint8Array): Promise<void> {
     const content = this.store.get(k.contentId);

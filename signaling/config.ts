@@ -81,6 +81,22 @@ export interface ServerConfig {
   replicateTimeoutMs: number;
   /** Background (pre-encoding) jobs are given out only while at least this share of encoders is idle and no live work waits. */
   idleShareForBackground: number;
+
+  // Verification (signaling/policy/Trust.ts): structure checks before acceptance, cross-checks between encoders.
+  /**
+   * Encoders upload every shard (HTTP PUT with the job's upload token) before
+   * reporting it, and the server checks its structure, hash and size before
+   * accepting it. Off only in the churn simulator, whose fake encoders carry no bytes.
+   */
+  verifyShardBytes: boolean;
+  /** Share of a trusted encoder's jobs that a second encoder (same engine and build) encodes again to compare hashes (the floor of the adaptive rate). */
+  verifySampleRate: number;
+  /** A new encoder's first jobs, this many, are all cross-checked; after a failed check it starts over. */
+  verifyNewEncoderJobs: number;
+  /** How fast the check rate falls with trust: rate = 1 / (1 + growth * checks passed beyond the first ones), never below verifySampleRate. */
+  verifyTrustGrowth: number;
+  /** Cross-checks waiting for a verifier at most; beyond this the oldest are dropped and their shards counted unverifiable. */
+  verifyQueueMax: number;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = {
@@ -117,6 +133,11 @@ export const DEFAULT_CONFIG: ServerConfig = {
   releaseAfterMs: 30_000,
   replicateTimeoutMs: 15_000,
   idleShareForBackground: 0.25,
+  verifyShardBytes: true,
+  verifySampleRate: 0.1,
+  verifyNewEncoderJobs: 3,
+  verifyTrustGrowth: 0.5,
+  verifyQueueMax: 1000,
 };
 
 const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);

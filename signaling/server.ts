@@ -11,6 +11,7 @@ import type { ServerConfig } from './config.ts';
 import { ContentStore, contentStatus } from './ContentStore.ts';
 import { baseHeaders, HttpError, readBody, Router, sendError, sendJson, serveStatic } from './http.ts';
 import { ShardCache } from './ShardCache.ts';
+import { ShardIntake } from './ShardIntake.ts';
 import { DEFAULT_EXPORT_LIMITS, exportHandler } from './export.ts';
 import { renditionIdSchema } from '../src/shared/shardMap.ts';
 import { ingestUpload } from './ingest.ts';
@@ -57,6 +58,13 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   pool.on('peer-joined', (e) => log(`${e.role} ${e.peerId} joined`));
   pool.on('peer-lost', (e) => log(`${e.role} ${e.peerId} lost (${e.reason}); ${e.requeued} shards re-queued`));
   pool.on('content-complete', (e) => log(`content ${e.contentId} fully encoded`));
+  // Accepted bytes the intake checked go to the cache; a revoked variant's copy leaves it at once.
+  pool.on('shard-accepted', (e) => {
+    if (e.bytes && config.cacheEnabled) void cache.putAccepted(e.key, e.bytes).catch((err: unknown) => log(`cache write failed: ${String(err)}`));
+  });
+  pool.on('shard-revoked', (e) => cache.forget(e.key));
+  pool.on('encoder-convicted', (e) => log(`encoder ${e.peerId} failed a cross-check: ${e.wrong} wrong, ${e.revoked} unverified shards revoked`));
+  const intake = new ShardIntake(store, pool, config.cacheEnabled);
 
   const router = new Router()
     .add('GET', '/api/health', (_req, res) => sendJson(res, 200, { ok: true, contents: store.all().length, peers: pool.peers.size }))
@@ -108,9 +116,14 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       });
       res.end(req.method === 'HEAD' ? undefined : slice.bytes);
     })
-    .add('PUT', '/api/contents/:id/shards/:rendition/:index', async (req, res, p) => {
+    .add('PUT', '/api/contents/:id/shards/:rendition/:index', async (req, res, p, url) => {
       const key = shardKeyFrom(p);
       const bytes = await readBody(req, MAX_SHARD_UPLOAD);
+      // With a job's upload token: the check before acceptance. Without: a copy of an accepted variant for the cache.
+      if (req.headers.authorization !== undefined || config.verifyShardBytes) {
+        const r = await intake.receive(req.headers.authorization, key, bytes, url.searchParams);
+        return sendJson(res, 200, { checked: `${key.contentId}/${key.rendition}/${key.index}`, sha256: r.sha256, size: r.size });
+      }
       await cache.put(key, bytes);
       sendJson(res, 201, { cached: `${key.contentId}/${key.rendition}/${key.index}` });
     })

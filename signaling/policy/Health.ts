@@ -77,6 +77,13 @@ export class Health {
     return undefined;
   }
 
+  /** Two other encoders agreed on different bytes for this encoder's shards: quarantine at once, whatever the counts. */
+  crossCheckFailed(peerId: string, shards: number): string | undefined {
+    const r = this.get(peerId);
+    r.invalid += shards;
+    return this.quarantine(r, `cross-check failed: ${shards} shard(s) differ from what two other encoders made`);
+  }
+
   private quarantine(r: HealthRecord, reason: string): string | undefined {
     const already = this.quarantined(r);
     r.quarantinedUntil = this.now() + this.config.quarantineMs;

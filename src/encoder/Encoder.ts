@@ -151,9 +151,9 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
       void this.store.delete(key).then(() => this.changed());
       this.logLine(`released ${shardKeyString(key)} (${reason})`);
     });
-    this.pool.on('shard-accepted', ({ key }) => this.verdicts.get(shardKeyString(key))?.(true));
     this.pool.on('shard-rejected', ({ key, reason }) => {
-      this.verdicts.get(shardKeyString(key))?.(false);
+      // The pool will not send viewers here for it: no point keeping it.
+      void this.store.delete(key).then(() => this.changed());
       this.logLine(`pool rejected ${shardKeyString(key)}: ${reason}`);
     });
     this.peers = new PeerManager(this.pool, Peer as unknown as PeerCtor, { maxPeers: config.maxPeers });
@@ -278,11 +278,12 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
         onProgress: (p) => this.engine.onProgress?.(p),
       });
       if (this.cancelled.has(job.id)) return;
-      const verdicts: Promise<boolean>[] = [];
       for (const s of shards) {
         const key = { contentId: job.contentId, rendition: job.rendition, index: s.index };
         await this.store.put(key, s.sha256, s.bytes);
-        verdicts.push(this.verdict(key));
+        // The server accepts only bytes it has checked: upload first, then report.
+        if (job.upload && !(await this.upload(job, s))) continue;
+        if (this.cancelled.has(job.id)) return;
         this.pool.send({
           type: 'shard-ready',
           jobId: job.id,
@@ -294,9 +295,6 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
           ...(s.tail !== undefined && { tail: s.tail }),
         });
       }
-      const accepted = await Promise.all(verdicts);
-      // Upload only what the pool accepted: the cache checks bytes against the accepted hash.
-      if (job.upload) await this.upload(job, shards.filter((_, i) => accepted[i]));
       this.pool.send({ type: 'job-done', jobId: job.id });
       this.state.jobsDone++;
       this.state.shardsEncoded += shards.length;
@@ -356,35 +354,23 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     this.logLine(`replicated ${k} (${bytes.byteLength} bytes)`);
   }
 
-  private readonly verdicts = new Map<string, (ok: boolean) => void>();
-
-  /** Resolves when the pool answers a shard-ready with shard-accepted (true) or shard-rejected (false). */
-  private verdict(key: { contentId: string; rendition: string; index: number }, timeoutMs = 15_000): Promise<boolean> {
-    const k = shardKeyString(key);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.verdicts.delete(k);
-        resolve(false);
-      }, timeoutMs);
-      this.verdicts.set(k, (ok) => {
-        clearTimeout(timer);
-        this.verdicts.delete(k);
-        resolve(ok);
+  /** Uploads a shard for the server's check (and cache); false when it was refused or could not be sent. */
+  private async upload(job: Job, s: { index: number; bytes: Uint8Array; lead?: number; tail?: number }): Promise<boolean> {
+    const url = new URL(`/api/contents/${encodeURIComponent(job.contentId)}/shards/${encodeURIComponent(job.rendition)}/${s.index}`, this.base);
+    if (s.lead !== undefined) url.searchParams.set('lead', String(s.lead));
+    if (s.tail !== undefined) url.searchParams.set('tail', String(s.tail));
+    try {
+      const res = await fetch(url, {
+        method: 'PUT',
+        body: s.bytes as Uint8Array<ArrayBuffer>,
+        headers: { 'Content-Type': 'video/mp4', ...(job.uploadToken && { Authorization: `Bearer ${job.uploadToken}` }) },
       });
-    });
-  }
-
-  /** Uploads to the server cache; a refusal is logged, not fatal: peers still have the shard. */
-  private async upload(job: Job, shards: { index: number; bytes: Uint8Array }[]): Promise<void> {
-    for (const s of shards) {
-      const url = new URL(`/api/contents/${job.contentId}/shards/${job.rendition}/${s.index}`, this.base);
-      try {
-        const res = await fetch(url, { method: 'PUT', body: s.bytes as Uint8Array<ArrayBuffer>, headers: { 'Content-Type': 'video/mp4' } });
-        if (!res.ok) this.logLine(`cache refused ${shardKeyString({ contentId: job.contentId, rendition: job.rendition, index: s.index })}: ${(await res.text()).slice(0, 200)}`);
-      } catch (e) {
-        this.logLine(`cache upload failed: ${(e as Error).message}`);
-      }
+      if (res.ok) return true;
+      this.logLine(`server refused ${job.rendition}/${s.index}: ${(await res.text()).slice(0, 200)}`);
+    } catch (e) {
+      this.logLine(`upload failed: ${(e as Error).message}`);
     }
+    return false;
   }
 
   stop(): void {

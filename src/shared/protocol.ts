@@ -151,8 +151,15 @@ export const jobSchema = z
     end: finite,
     /** Epoch ms after which the pool may give the job to someone else. */
     deadline: z.number().int(),
-    /** Whether the server wants the shards uploaded to its cache. */
+    /**
+     * Whether to upload each shard's bytes before its shard-ready: PUT
+     * /api/contents/:id/shards/:rendition/:index with `Authorization: Bearer
+     * <uploadToken>` (audio: ?lead=&tail=). The server checks structure, hash and
+     * size and accepts only what it checked (and keeps it in its cache when on).
+     */
     upload: z.boolean(),
+    /** Names this job in uploads; only the encoder it was sent to knows it. */
+    uploadToken: z.string().min(16).max(64).optional(),
     /** Audio jobs: extra AAC packets to encode before the run's start and after its end, for the viewer to trim where runs meet. */
     leadPackets: z.number().int().nonnegative().max(100).optional(),
     tailPackets: z.number().int().nonnegative().max(100).optional(),

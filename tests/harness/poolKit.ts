@@ -2,6 +2,9 @@
 import type { Job } from '../../src/shared/protocol.ts';
 import { fakeHash, type WsPeer } from './wsPeer.ts';
 
+/** Server options for tests whose fake encoders carry no bytes: no byte check before acceptance, no cross-checks. */
+export const BYTELESS = { verifyShardBytes: false, verifySampleRate: 0, verifyNewEncoderJobs: 0 } as const;
+
 export const hashFor = (job: Job, index: number) => fakeHash(`${job.contentId}/${job.rendition}/${index}`);
 
 export function finishJob(p: WsPeer, job: Job): void {

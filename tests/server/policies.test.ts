@@ -15,7 +15,7 @@ import { segmentName, videoJobArgs } from '../../src/encoder/ffmpegArgs.ts';
 import type { Job, ServerMessage } from '../../src/shared/protocol.ts';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { fixture } from '../harness/fixtures.ts';
-import { autoEncode, finishJob, waitFor } from '../harness/poolKit.ts';
+import { autoEncode, BYTELESS, finishJob, waitFor } from '../harness/poolKit.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
 import { WsPeer } from '../harness/wsPeer.ts';
 
@@ -37,7 +37,9 @@ afterEach(async () => {
 });
 
 async function start(over: Parameters<typeof startTestServer>[0] = {}) {
-  server = await startTestServer({ heartbeatMs: 100, heartbeatTimeoutMs: 500, cacheEnabled: false, ...over });
+  // These fake encoders report made-up hashes and carry no bytes: the byte check and cross-checks are
+  // off here (tests/server/trust.test.ts covers them with real shards).
+  server = await startTestServer({ heartbeatMs: 100, heartbeatTimeoutMs: 500, cacheEnabled: false, ...BYTELESS, ...over });
   return server;
 }
 
@@ -162,13 +164,14 @@ describe('pool policies', () => {
   });
 
   it('asks an encoder to restore a shard from the cache when its last holder leaves', async () => {
-    const s = await start({ cacheEnabled: true });
+    // Real bytes here: the server checks them before accepting, and keeps them in its cache.
+    const s = await start({ cacheEnabled: true, verifyShardBytes: true });
     const id = await publish(s);
     const origin = track(await WsPeer.encoder(s.url));
     const { job } = await origin.next('job');
     expect(job.kind).toBe('video');
     // Real shard bytes for the job (native ffmpeg standing in for the tab's ffmpeg.wasm, same command line),
-    // accepted by their real hashes and uploaded to the cache the way an encoder tab does.
+    // uploaded with the job's token, then accepted by their real hashes, the way an encoder tab does.
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orphan-'));
     const slice = await fetch(new URL(job.sourceUrl, s.url));
     fs.writeFileSync(path.join(dir, 'in.mp4'), new Uint8Array(await slice.arrayBuffer()));
@@ -176,10 +179,11 @@ describe('pool policies', () => {
     for (const [i, sh] of job.shards.entries()) {
       const bytes = fs.readFileSync(path.join(dir, segmentName(i)));
       const key = { contentId: id, rendition: job.rendition, index: sh.index };
+      const put = await fetch(`${s.url}/api/contents/${id}/shards/${job.rendition}/${sh.index}`, { method: 'PUT', body: bytes, headers: { Authorization: `Bearer ${job.uploadToken}` } });
+      expect(put.status, await put.text()).toBe(200);
       origin.send({ type: 'shard-ready', jobId: job.id, key, sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.byteLength });
       await origin.next('shard-accepted', (m) => m.key.index === sh.index);
-      const put = await fetch(`${s.url}/api/contents/${id}/shards/${job.rendition}/${sh.index}`, { method: 'PUT', body: bytes });
-      expect(put.status, await put.text()).toBe(201);
+      await waitFor(() => s.pool.snapshot().contents[0]!.renditions.find((r) => r.id === job.rendition)!.cached[sh.index] === '1' || undefined, 'cached');
     }
     origin.send({ type: 'job-done', jobId: job.id });
     // An encoder that makes nothing but can hold shards; the only holder crashes.

@@ -313,6 +313,9 @@ async function startServerProcess(o: ChurnOptions): Promise<ServerProc> {
     // The simulation has no bytes to put in the cache, so the server should not count on it.
     '--cache-enabled',
     'false',
+    // Nor bytes to check: the simulator-only knob that accepts shards on the encoder's word.
+    '--verify-shard-bytes',
+    'false',
     ...o.serverArgs,
   ];
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...o.serverEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
