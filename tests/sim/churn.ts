@@ -316,6 +316,11 @@ async function startServerProcess(o: ChurnOptions): Promise<ServerProc> {
     // Nor bytes to check: the simulator-only knob that accepts shards on the encoder's word.
     '--verify-shard-bytes',
     'false',
+    // No cross-checks either: they re-assign accepted shards on purpose, which this simulation counts as duplicates.
+    '--verify-sample-rate',
+    '0',
+    '--verify-new-encoder-jobs',
+    '0',
     ...o.serverArgs,
   ];
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...o.serverEnv }, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,0 +1,88 @@
+/**
+ * Node-side encoders over the real protocol, for trust tests: native ffmpeg
+ * (the referee) with the tab's own command line makes the shards, which are
+ * uploaded with the job's token and reported like a tab does. A cheating one
+ * makes structurally valid shards (codec, size, frame count, key frame first
+ * all right) of the wrong pictures: black, or the picture negated (standing
+ * in for another content's frames).
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { segmentName, videoJobArgs } from '../../src/encoder/ffmpegArgs.ts';
+import type { Job } from '../../src/shared/protocol.ts';
+import { WsPeer } from './wsPeer.ts';
+
+const run = promisify(execFile);
+
+export type Honesty = 'honest' | 'black' | 'other';
+
+/** The engine string these encoders report; cross-checks compare only equal engine strings. */
+export const NATIVE_ENGINE = 'ffmpeg-native';
+
+/** Encodes a video job's shards natively; a cheat changes the pictures, not the structure. */
+export async function encodeJob(base: string, job: Job, honesty: Honesty): Promise<Uint8Array[]> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'native-enc-'));
+  try {
+    const slice = await fetch(new URL(job.sourceUrl, base));
+    if (!slice.ok) throw new Error(`slice: HTTP ${slice.status}`);
+    fs.writeFileSync(path.join(dir, 'in.mp4'), new Uint8Array(await slice.arrayBuffer()));
+    const args = videoJobArgs(job, Number(slice.headers.get('x-slice-start')), path.join(dir, 'in.mp4'), { preset: 'veryfast', threads: 1 }, path.join(dir, 'shard_%04d.mp4'));
+    const vf = args.indexOf('-vf') + 1;
+    if (honesty === 'black') args[vf] = `${args[vf]},drawbox=color=black:t=fill`;
+    if (honesty === 'other') args[vf] = `${args[vf]},negate`;
+    await run('ffmpeg', ['-v', 'error', ...args]);
+    return job.shards.map((_, i) => new Uint8Array(fs.readFileSync(path.join(dir, segmentName(i)))));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export interface NativeEncoder {
+  peer: WsPeer;
+  /** Hash of every shard this encoder reported, by "content/rendition/index". */
+  made: Map<string, string>;
+  jobs: number;
+  stop(): void;
+}
+
+/** Joins as an encoder and answers every job (cross-checks included) until stopped or disconnected. */
+export async function nativeEncoder(base: string, honesty: Honesty): Promise<NativeEncoder> {
+  const peer = await WsPeer.encoder(base, { capabilities: { engines: [{ name: NATIVE_ENGINE, codecs: ['h264'] }], maxJobs: 1 } });
+  const me: NativeEncoder = { peer, made: new Map(), jobs: 0, stop: () => peer.close() };
+  void (async () => {
+    for (;;) {
+      let job: Job;
+      try {
+        job = (await peer.next('job', () => true, 600_000)).job;
+      } catch {
+        return;
+      }
+      let shards: Uint8Array[];
+      try {
+        shards = await encodeJob(base, job, honesty);
+      } catch (e) {
+        peer.send({ type: 'job-failed', jobId: job.id, reason: String(e).slice(0, 900) });
+        continue;
+      }
+      for (const [i, bytes] of shards.entries()) {
+        const key = { contentId: job.contentId, rendition: job.rendition, index: job.shards[i]!.index };
+        const res = await fetch(`${base}/api/contents/${key.contentId}/shards/${key.rendition}/${key.index}`, {
+          method: 'PUT',
+          body: bytes as Uint8Array<ArrayBuffer>,
+          headers: { Authorization: `Bearer ${job.uploadToken}` },
+        }).catch(() => undefined);
+        if (!res?.ok) continue;
+        const sha256 = createHash('sha256').update(bytes).digest('hex');
+        me.made.set(`${key.contentId}/${key.rendition}/${key.index}`, sha256);
+        peer.send({ type: 'shard-ready', jobId: job.id, key, sha256, size: bytes.byteLength, engine: NATIVE_ENGINE });
+      }
+      me.jobs++;
+      peer.send({ type: 'job-done', jobId: job.id });
+    }
+  })();
+  return me;
+}

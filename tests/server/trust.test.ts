@@ -1,0 +1,190 @@
+/**
+ * Verification of untrusted encoders against a real server, with real shards
+ * made by native ffmpeg (tests/harness/nativeEncoder.ts): the structure check
+ * before acceptance, and cheaters caught by cross-checks, quarantined, and
+ * their shards encoded again.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { ShardMap } from '../../src/shared/shardMap.ts';
+import { fixture } from '../harness/fixtures.ts';
+import { encodeJob, nativeEncoder, NATIVE_ENGINE, type Honesty, type NativeEncoder } from '../harness/nativeEncoder.ts';
+import { waitFor } from '../harness/poolKit.ts';
+import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
+import { WsPeer } from '../harness/wsPeer.ts';
+
+let clip: Uint8Array;
+const servers: TestServer[] = [];
+const closers: (() => void)[] = [];
+
+beforeAll(async () => {
+  clip = fs.readFileSync(await fixture('v-23976'));
+});
+afterEach(async () => {
+  for (const c of closers.splice(0)) c();
+  for (const s of servers.splice(0)) await s.destroy();
+});
+
+async function start(over: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
+  const s = await startTestServer({ heartbeatMs: 200, heartbeatTimeoutMs: 2000, ...over });
+  servers.push(s);
+  return s;
+}
+
+/** One H.264 rendition: every job goes to the native encoders. */
+const LADDER = encodeURIComponent(JSON.stringify([{ id: 'v', video: { codec: 'h264', width: 320, height: 180, bitrate: 400_000 } }]));
+
+async function publish(s: TestServer): Promise<string> {
+  const r = await upload(s.url, clip, `?renditions=${LADDER}`);
+  expect(r.status, JSON.stringify(r.json)).toBe(201);
+  return r.json.id as string;
+}
+
+async function mapOf(s: TestServer, id: string): Promise<{ status: string; shardMap: ShardMap }> {
+  return (await (await fetch(`${s.url}/api/contents/${id}`)).json()) as { status: string; shardMap: ShardMap };
+}
+
+const put = (s: TestServer, key: { contentId: string; rendition: string; index: number }, body: Uint8Array, token?: string) =>
+  fetch(`${s.url}/api/contents/${key.contentId}/shards/${key.rendition}/${key.index}`, {
+    method: 'PUT',
+    body: body as Uint8Array<ArrayBuffer>,
+    ...(token !== undefined && { headers: { Authorization: `Bearer ${token}` } }),
+  });
+
+describe('the structure check before acceptance', () => {
+  it('accepts only uploaded, checked bytes; refuses bad tokens, broken and wrong shards with the reason', async () => {
+    // Two strikes below would quarantine this encoder (and cancel its job) by default.
+    const s = await start({ verifySampleRate: 0, verifyNewEncoderJobs: 0, quarantineAfterInvalid: 10 });
+    const id = await publish(s);
+    const e = await WsPeer.encoder(s.url);
+    closers.push(() => e.close());
+    const { job } = await e.next('job');
+    expect(job.upload).toBe(true);
+    expect(job.uploadToken).toBeDefined();
+    const shards = await encodeJob(s.url, job, 'honest');
+    const key = (i: number) => ({ contentId: id, rendition: job.rendition, index: job.shards[i]!.index });
+    const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+    // A report without the bytes is refused, and so is an upload without the job's token.
+    e.send({ type: 'shard-ready', jobId: job.id, key: key(0), sha256: sha(shards[0]!), size: shards[0]!.byteLength });
+    expect((await e.next('shard-rejected')).reason).toMatch(/not uploaded/);
+    expect((await put(s, key(0), shards[0]!)).status).toBe(401);
+    const forged = await put(s, key(0), shards[0]!, 'x'.repeat(24));
+    expect([forged.status, ((await forged.json()) as { error: { code: string } }).error.code]).toEqual([403, 'bad-upload-token']);
+    // Bytes that are no MP4 at all.
+    const other = await put(s, key(0), new Uint8Array(64).fill(7), job.uploadToken);
+    expect(other.status).toBe(422);
+    const rejected = await e.next('shard-rejected');
+    expect(rejected.reason).toMatch(/structure check failed \(not-mp4\)/);
+    expect(s.pool.health.get(e.peerId).invalid).toBe(1);
+
+    // The real bytes: checked, accepted, and kept in the cache with the accepted hash.
+    for (const [i, b] of shards.entries()) {
+      const r = await put(s, key(i), b, job.uploadToken);
+      expect(r.status, await r.clone().text()).toBe(200);
+      expect(((await r.json()) as { sha256: string }).sha256).toBe(sha(b));
+      // Claiming other bytes than those uploaded is lying: rejected.
+      if (i === 0) {
+        e.send({ type: 'shard-ready', jobId: job.id, key: key(i), sha256: 'f'.repeat(64), size: b.byteLength, engine: NATIVE_ENGINE });
+        expect((await e.next('shard-rejected')).reason).toMatch(/differs from the uploaded bytes/);
+        expect(s.pool.health.get(e.peerId).invalid).toBe(2);
+        await put(s, key(i), b, job.uploadToken);
+      }
+      e.send({ type: 'shard-ready', jobId: job.id, key: key(i), sha256: sha(b), size: b.byteLength, engine: NATIVE_ENGINE });
+      await e.next('shard-accepted', (m) => m.key.index === key(i).index);
+    }
+    const { shardMap } = await mapOf(s, id);
+    for (const [i, b] of shards.entries()) expect(shardMap.shards[key(i).index]!.renditions.v!.sha256).toBe(sha(b));
+    await waitFor(async () => {
+      const c = await fetch(`${s.url}/api/contents/${id}/shards/v/${key(shards.length - 1).index}`);
+      return c.status === 200 ? sha(new Uint8Array(await c.arrayBuffer())) === sha(shards[shards.length - 1]!) : undefined;
+    }, 'the cached copy');
+    const c = s.pool.counters;
+    expect(c.intakeChecks).toBeGreaterThanOrEqual(shards.length);
+    console.log(`structure check: ${c.intakeChecks} shards, ${(c.intakeCheckMs / c.intakeChecks).toFixed(2)} ms and ${Math.round(c.intakeBytes / c.intakeChecks)} bytes per shard`);
+  });
+
+  it('a shard of the wrong size fails the check and counts toward quarantine', async () => {
+    const s = await start({ verifySampleRate: 0, verifyNewEncoderJobs: 0, quarantineAfterInvalid: 2 });
+    const id = await publish(s);
+    const e = await WsPeer.encoder(s.url);
+    closers.push(() => e.close());
+    const { job } = await e.next('job');
+    // Structurally a fine shard, but of 160x90 where the map asks 320x180.
+    const small = await encodeJob(s.url, { ...job, video: { ...job.video!, width: 160, height: 90 } }, 'honest');
+    for (const i of [0, 1]) {
+      const r = await put(s, { contentId: id, rendition: job.rendition, index: job.shards[i]!.index }, small[i]!, job.uploadToken);
+      expect(r.status).toBe(422);
+      expect((await e.next('shard-rejected')).reason).toMatch(/wrong-size.*expected 320x180, got 160x90/);
+    }
+    await waitFor(() => s.pool.health.isQuarantined(e.peerId) || undefined, 'quarantine');
+  });
+});
+
+describe('cross-checks', () => {
+  /**
+   * One round: a cheater joins first and takes work, two honest encoders join
+   * after. Returns whether the cheater was caught, and what was accepted of it.
+   */
+  async function round(honesty: Honesty): Promise<{ caught: boolean; badAccepted: number; badLeft: number; revoked: number }> {
+    const s = await start({ cacheEnabled: true });
+    const id = await publish(s);
+    const badAccepted = new Set<string>();
+    let revoked = 0;
+    const cheater = await nativeEncoder(s.url, honesty);
+    closers.push(cheater.stop);
+    s.pool.on('shard-accepted', (a) => {
+      if (a.peerId === cheater.peer.peerId) badAccepted.add(`${a.key.contentId}/${a.key.rendition}/${a.key.index}`);
+    });
+    s.pool.on('shard-revoked', (r) => {
+      if (r.peerId === cheater.peer.peerId) revoked++;
+    });
+    // Let the cheater take a job or two before anyone else is there.
+    await waitFor(() => cheater.jobs >= 1 || undefined, 'the cheater at work', 30_000);
+    const honest: NativeEncoder[] = [];
+    for (let i = 0; i < 2; i++) {
+      const h = await nativeEncoder(s.url, 'honest');
+      closers.push(h.stop);
+      honest.push(h);
+    }
+    const map = await waitFor(async () => {
+      const c = await mapOf(s, id);
+      return c.status === 'ready' && s.pool.checks.length === 0 && s.pool.jobs.size === 0 ? c.shardMap : undefined;
+    }, 'content encoded and every check settled', 120_000);
+    // The honest encoders agree with each other: whatever they made is the truth.
+    const truth = new Map<string, string>();
+    for (const h of honest) for (const [k, v] of h.made) truth.set(k, v);
+    let badLeft = 0;
+    for (const sh of map.shards) {
+      const k = `${id}/v/${sh.index}`;
+      const accepted = sh.renditions.v!.sha256!;
+      if (truth.has(k) ? accepted !== truth.get(k) : accepted === cheater.made.get(k)) badLeft++;
+    }
+    const caught = s.pool.health.isQuarantined(cheater.peer.peerId);
+    if (caught) {
+      // Nothing of the cheater's is offered any more, and no cached copy is bad.
+      expect([...s.pool.holders.values()].some((set) => set.has(cheater.peer.peerId))).toBe(false);
+    }
+    return { caught, badAccepted: badAccepted.size, badLeft, revoked };
+  }
+
+  it('catches cheaters that return black or other pictures, quarantines them, and re-encodes their shards', async () => {
+    const plan: Honesty[] = ['black', 'other', 'black', 'other'];
+    const results = [];
+    for (const h of plan) {
+      const r = await round(h);
+      results.push({ honesty: h, ...r });
+      for (const c of closers.splice(0)) c();
+      for (const sv of servers.splice(0)) await sv.destroy();
+    }
+    console.log(`cheaters: ${JSON.stringify(results)}`);
+    const caught = results.filter((r) => r.caught).length;
+    console.log(`detection: ${caught}/${plan.length} caught; bad shards accepted before detection ${results.reduce((n, r) => n + r.badAccepted, 0)}, left after ${results.reduce((n, r) => n + r.badLeft, 0)}`);
+    expect(caught).toBe(plan.length);
+    for (const r of results) {
+      expect(r.badAccepted).toBeGreaterThan(0);
+      expect(r.badLeft).toBe(0);
+    }
+  });
+});
