@@ -17,6 +17,8 @@ export interface EncoderHealth {
   /** 0 unless quarantined now. */
   quarantinedUntil: number;
   quarantineReason?: string;
+  /** Cross-checks (signaling/policy/Trust.ts): chance its next job is checked, checks passed and failed, accepted shards not yet verified. */
+  trust?: { checkRate: number; passed: number; failed: number; unverified: number };
 }
 
 export interface PeerView {
@@ -168,6 +170,10 @@ export type Severity = 'bad' | 'warn' | 'info' | 'ok' | 'routine';
 
 export const SEVERITY: Record<string, Severity> = {
   'encoder-quarantined': 'bad',
+  'encoder-convicted': 'bad',
+  'shard-revoked': 'warn',
+  'check-planned': 'routine',
+  'check-passed': 'ok',
   'shard-failed': 'bad',
   'shard-rejected': 'bad',
   'peer-lost': 'warn',
@@ -186,6 +192,10 @@ export const SEVERITY: Record<string, Severity> = {
 /** A short label for an event's type. */
 export const EVENT_LABEL: Record<string, string> = {
   'encoder-quarantined': 'quarantine',
+  'encoder-convicted': 'caught',
+  'shard-revoked': 'revoked',
+  'check-planned': 'check',
+  'check-passed': 'verified',
   'shard-failed': 'shard failed',
   'shard-rejected': 'rejected',
   'peer-lost': 'peer lost',
@@ -259,6 +269,14 @@ export function eventText(ev: PoolEvent, names: ReadonlyMap<string, string>): st
       return `${shard(d.key)} lost its last holder: ${d.action === 'from-cache' ? 'an encoder copies it from the cache' : 'it will be encoded again'}`;
     case 'job-preempted':
       return `background ${shortJob(d.jobId)} on ${str(d.peerId)} preempted for live ${shard(d.for)}`;
+    case 'check-planned':
+      return `${d.stage === 'decide' ? 'a third encode decides' : 'cross-check of'} ${plural(num(d.shards), 'shard')} from ${str(d.origin)} (${shard(d.key)}…)`;
+    case 'check-passed':
+      return `${str(d.verifier)} reproduced ${plural(num(d.shards), 'shard')} of ${str(d.origin)} byte for byte`;
+    case 'encoder-convicted':
+      return `encoder ${str(d.peerId)} failed a cross-check: ${plural(num(d.wrong), 'wrong shard')}, ${plural(num(d.revoked), 'unverified shard')} taken back`;
+    case 'shard-revoked':
+      return `${shard(d.key)} from ${str(d.peerId)} taken back: ${str(d.reason, 'no reason')}`;
     default:
       return `${ev.type} ${JSON.stringify(ev.detail)}`;
   }

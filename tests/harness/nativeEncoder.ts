@@ -49,9 +49,10 @@ export interface NativeEncoder {
   stop(): void;
 }
 
-/** Joins as an encoder and answers every job (cross-checks included) until stopped or disconnected. */
-export async function nativeEncoder(base: string, honesty: Honesty): Promise<NativeEncoder> {
-  const peer = await WsPeer.encoder(base, { capabilities: { engines: [{ name: NATIVE_ENGINE, codecs: ['h264'] }], maxJobs: 1 } });
+/** Joins as an encoder (of `engine`) and answers every job (cross-checks included) until stopped or disconnected. */
+export async function nativeEncoder(base: string, honesty: Honesty, engine = NATIVE_ENGINE): Promise<NativeEncoder> {
+  // A cheater can claim any engine: claiming the tabs' own gets its shards compared with theirs.
+  const peer = await WsPeer.encoder(base, { capabilities: { engines: [{ name: engine, codecs: ['h264'] }], maxJobs: 1 } });
   const me: NativeEncoder = { peer, made: new Map(), jobs: 0, stop: () => peer.close() };
   void (async () => {
     for (;;) {
@@ -78,7 +79,7 @@ export async function nativeEncoder(base: string, honesty: Honesty): Promise<Nat
         if (!res?.ok) continue;
         const sha256 = createHash('sha256').update(bytes).digest('hex');
         me.made.set(`${key.contentId}/${key.rendition}/${key.index}`, sha256);
-        peer.send({ type: 'shard-ready', jobId: job.id, key, sha256, size: bytes.byteLength, engine: NATIVE_ENGINE });
+        peer.send({ type: 'shard-ready', jobId: job.id, key, sha256, size: bytes.byteLength, engine });
       }
       me.jobs++;
       peer.send({ type: 'job-done', jobId: job.id });
