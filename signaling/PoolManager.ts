@@ -818,11 +818,13 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       expected.set(s.index, st.sha256);
       engine ??= st.engine;
     }
-    if (expected.size === 0 || !this.trust.shouldCheck(peer.id)) return;
-    if (!engine) {
+    if (expected.size === 0) return;
+    // An engine not known to be deterministic would be blamed for its own noise: not compared by hash.
+    if (!engine || !this.config.verifyEngines.split(',').map((e) => e.trim()).includes(engine.split('@')[0]!)) {
       this.trust.counters.unverifiable += expected.size;
       return;
     }
+    if (!this.trust.shouldCheck(peer.id)) return;
     this.queueCheck({ stage: 'verify', contentId: aj.job.contentId, rendition: aj.job.rendition, indices: [...expected.keys()], engine, origin: peer.id, expected, exclude: new Set([peer.id]) });
   }
 

@@ -97,6 +97,13 @@ export interface ServerConfig {
   verifyTrustGrowth: number;
   /** Cross-checks waiting for a verifier at most; beyond this the oldest are dropped and their shards counted unverifiable. */
   verifyQueueMax: number;
+  /**
+   * Engines whose output is cross-checked by hash, comma-separated names (the part
+   * of the engine string before "@"): only engines shown to give the same bytes
+   * for the same job (ffmpeg.wasm: tests/e2e/determinism.test.ts). Shards of other
+   * engines are accepted after the structure check and counted unverifiable.
+   */
+  verifyEngines: string;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = {
@@ -138,6 +145,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   verifyNewEncoderJobs: 3,
   verifyTrustGrowth: 0.5,
   verifyQueueMax: 1000,
+  verifyEngines: 'ffmpeg-wasm',
 };
 
 const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);

@@ -27,7 +27,8 @@ afterEach(async () => {
 });
 
 async function start(over: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
-  const s = await startTestServer({ heartbeatMs: 200, heartbeatTimeoutMs: 2000, ...over });
+  // The native encoders' engine is cross-checked like ffmpeg.wasm (native x264 with one thread is deterministic too).
+  const s = await startTestServer({ heartbeatMs: 200, heartbeatTimeoutMs: 2000, verifyEngines: `ffmpeg-wasm,${NATIVE_ENGINE}`, ...over });
   servers.push(s);
   return s;
 }
@@ -168,6 +169,19 @@ describe('cross-checks', () => {
     }
     return { caught, badAccepted: badAccepted.size, badLeft, revoked };
   }
+
+  it('does not compare hashes of an engine not known to be deterministic: its shards are counted unverifiable', async () => {
+    const s = await start({ verifyEngines: 'ffmpeg-wasm' });
+    const id = await publish(s);
+    for (let i = 0; i < 2; i++) closers.push((await nativeEncoder(s.url, 'honest', 'webcodecs')).stop);
+    const map = await waitFor(async () => {
+      const c = await mapOf(s, id);
+      return c.status === 'ready' && s.pool.jobs.size === 0 ? c.shardMap : undefined;
+    }, 'content encoded', 60_000);
+    expect(s.pool.trust.counters.checksPlanned).toBe(0);
+    expect(s.pool.checks).toHaveLength(0);
+    expect(s.pool.trust.counters.unverifiable).toBe(map.shards.length);
+  });
 
   it('catches cheaters that return black or other pictures, quarantines them, and re-encodes their shards', async () => {
     const plan: Honesty[] = ['black', 'other', 'black', 'other'];
