@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { fixture } from '../harness/fixtures.ts';
-import { encodeJob, nativeEncoder, NATIVE_ENGINE, type Honesty, type NativeEncoder } from '../harness/nativeEncoder.ts';
+import { encodeJob, nativeEncoder, NATIVE_ENGINE, SLEEPER_HONEST_JOBS, type Honesty, type NativeEncoder } from '../harness/nativeEncoder.ts';
 import { waitFor } from '../harness/poolKit.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
 import { WsPeer } from '../harness/wsPeer.ts';
@@ -170,6 +170,40 @@ describe('cross-checks', () => {
     return { caught, badAccepted: badAccepted.size, badLeft, revoked };
   }
 
+  it('catches an encoder that earns trust first and cheats later, once sampling picks one of its jobs', async () => {
+    const tiny = encodeURIComponent(JSON.stringify([{ id: 'v', video: { codec: 'h264', width: 128, height: 72, bitrate: 100_000 } }]));
+    const results = [];
+    for (let round = 0; round < 3; round++) {
+      const s = await start({ cacheEnabled: true });
+      const id = (await upload(s.url, fs.readFileSync(await fixture('long-tiny')), `?renditions=${tiny}`)).json.id as string;
+      const sleeper = await nativeEncoder(s.url, 'sleeper');
+      const honest = [await nativeEncoder(s.url, 'honest'), await nativeEncoder(s.url, 'honest')];
+      for (const e of [sleeper, ...honest]) closers.push(e.stop);
+      const cheats = new Set<string>();
+      s.pool.on('shard-accepted', (a) => {
+        const k = `${a.key.contentId}/${a.key.rendition}/${a.key.index}`;
+        if (a.peerId === sleeper.peer.peerId && sleeper.jobs >= SLEEPER_HONEST_JOBS) cheats.add(k);
+      });
+      const map = await waitFor(async () => {
+        const c = await mapOf(s, id);
+        return c.status === 'ready' && s.pool.checks.length === 0 && s.pool.jobs.size === 0 ? c.shardMap : undefined;
+      }, 'content encoded and every check settled', 180_000);
+      const truth = new Map([...honest[0]!.made, ...honest[1]!.made]);
+      const badLeft = map.shards.filter((sh) => {
+        const k = `${id}/v/${sh.index}`;
+        return truth.has(k) ? sh.renditions.v!.sha256 !== truth.get(k) : sh.renditions.v!.sha256 === sleeper.made.get(k);
+      }).length;
+      results.push({ caught: s.pool.health.isQuarantined(sleeper.peer.peerId), passedFirst: s.pool.trust.get(sleeper.peer.peerId).passed, badAccepted: cheats.size, badLeft });
+      for (const c of closers.splice(0)) c();
+      for (const sv of servers.splice(0)) await sv.destroy();
+    }
+    console.log(`sleepers: ${JSON.stringify(results)}`);
+    for (const r of results) {
+      expect(r.caught).toBe(true);
+      expect(r.badLeft).toBe(0);
+    }
+  }, 600_000);
+
   it('does not compare hashes of an engine not known to be deterministic: its shards are counted unverifiable', async () => {
     const s = await start({ verifyEngines: 'ffmpeg-wasm' });
     const id = await publish(s);
@@ -200,5 +234,5 @@ describe('cross-checks', () => {
       expect(r.badAccepted).toBeGreaterThan(0);
       expect(r.badLeft).toBe(0);
     }
-  });
+  }, 600_000);
 });
