@@ -850,8 +850,15 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       const r = content!.map.renditions.find((x) => x.id === c.rendition)!;
       const codec = isVideoRendition(r) ? r.video.codec : r.audio.codec;
       const engineName = c.engine.split('@')[0];
+      // A holder of one of the shards would overwrite the copy it serves with its re-encode: not asked.
+      const holdsAny = (p: Peer) => indices.some((x) => p.holdings.has(shardKeyString({ contentId: c.contentId, rendition: c.rendition, index: x })));
       const peer = free.find(
-        (p) => slots(p) > 0 && !c.exclude.has(p.id) && !this.health.isQuarantined(p.id) && (p.capabilities?.engines.some((e) => e.name === engineName && e.codecs.includes(codec)) ?? false),
+        (p) =>
+          slots(p) > 0 &&
+          !c.exclude.has(p.id) &&
+          !this.health.isQuarantined(p.id) &&
+          !holdsAny(p) &&
+          (p.capabilities?.engines.some((e) => e.name === engineName && e.codecs.includes(codec)) ?? false),
       );
       if (!peer) continue;
       this.checks.splice(i--, 1);
