@@ -20,7 +20,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { ProbeFacts } from '../src/shared/media.ts';
 import { parseShardMap, readiness, type ShardMap, type ShardRenditionState } from '../src/shared/shardMap.ts';
-import { readJson, removeTempFiles, writeFileAtomic } from './fsutil.ts';
+import { readJson, removeTempFiles, writeFileAtomic, writeFileAtomicSync } from './fsutil.ts';
 
 export type StoredFacts = Omit<ProbeFacts, 'video'> & {
   video?: Omit<NonNullable<ProbeFacts['video']>, 'frameTimes'> & { frameCount: number };
@@ -152,6 +152,13 @@ export class ContentStore {
         text = fs.readFileSync(path.join(dir, file), 'utf8');
       } catch {
         continue;
+      }
+      if (text && !text.endsWith('\n')) {
+        // A crash mid-append left a torn last line: cut it off, or the next
+        // append would be glued to it and an acknowledged shard lost.
+        const whole = text.lastIndexOf('\n') + 1;
+        fs.truncateSync(path.join(dir, file), Buffer.byteLength(text.slice(0, whole)));
+        text = text.slice(0, whole);
       }
       for (const line of text.split('\n')) {
         if (!line) continue;
@@ -298,12 +305,13 @@ export class ContentStore {
     // appended while the snapshot is written land in the new log.
     try {
       if (fs.existsSync(old)) {
-        // A previous snapshot never finished: fold its lines into the current log.
-        const pending = fs.readFileSync(old, 'utf8');
-        fs.appendFileSync(log, pending);
-        fs.rmSync(old);
-      }
-      if (fs.existsSync(log)) fs.renameSync(log, old);
+        // A previous snapshot never finished: its lines are older than the log's, so they go
+        // first (order matters when a shard was accepted twice). Written whole, then the log
+        // goes; a crash in between only replays the log's lines twice, in order.
+        const merged = fs.readFileSync(old, 'utf8') + (fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : '');
+        writeFileAtomicSync(old, merged);
+        fs.rmSync(log, { force: true });
+      } else if (fs.existsSync(log)) fs.renameSync(log, old);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !this.contents.has(id)) return;
       throw e;

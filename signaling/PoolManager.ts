@@ -512,6 +512,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   private addHolder(peerId: string, key: string): void {
     const peer = this.peers.get(peerId);
     if (!peer) return;
+    // The holders index grows with what encoders claim: one encoder cannot grow it without bound.
+    if (!peer.holdings.has(key) && peer.holdings.size >= this.config.maxHoldingsPerEncoder) return;
     peer.holdings.add(key);
     let set = this.holders.get(key);
     if (!set) this.holders.set(key, (set = new Set()));

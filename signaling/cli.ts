@@ -1,6 +1,6 @@
 /**
  * The `shardcast` command line:
- *   shardcast publish FILE [--server URL] [--shard-duration S]   upload; prints the content id
+ *   shardcast publish FILE [--server URL] [--token T] [--shard-duration S]   upload; prints the content id
  *   shardcast serve [options]                                    same as npm start
  */
 import fs from 'node:fs';
@@ -12,9 +12,11 @@ import { pipeline } from 'node:stream/promises';
 import { checkShardDuration } from '../src/shared/shardMap.ts';
 
 const USAGE = `usage:
-  shardcast publish FILE [--server URL] [--shard-duration S]
+  shardcast publish FILE [--server URL] [--token T] [--shard-duration S]
       Uploads FILE to a shardcast server (default http://localhost:8080, or
       SHARDCAST_SERVER) and prints the new content's id on stdout.
+      --token: the server's admin token (or SHARDCAST_TOKEN); the server
+      prints where it keeps it when it starts (DATA_DIR/admin-token).
       --shard-duration: seconds per shard, 0.2 to 0.5 (default 0.3).
   shardcast serve [options]
       Runs the server (same as npm start); --help lists its options.`;
@@ -22,6 +24,7 @@ const USAGE = `usage:
 interface PublishArgs {
   file: string;
   server: string;
+  token?: string;
   shardDuration?: number;
 }
 
@@ -29,6 +32,7 @@ function parsePublish(args: string[]): PublishArgs {
   let file: string | undefined;
   let server = process.env.SHARDCAST_SERVER ?? 'http://localhost:8080';
   let shardDuration: number | undefined;
+  let token = process.env.SHARDCAST_TOKEN || undefined;
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     const value = () => {
@@ -38,6 +42,8 @@ function parsePublish(args: string[]): PublishArgs {
     };
     if (a === '--server') server = value();
     else if (a.startsWith('--server=')) server = a.slice(9);
+    else if (a === '--token') token = value();
+    else if (a.startsWith('--token=')) token = a.slice(8);
     else if (a === '--shard-duration') shardDuration = checkShardDuration(value());
     else if (a.startsWith('--shard-duration=')) shardDuration = checkShardDuration(a.slice(17));
     else if (a.startsWith('-')) throw new Error(`unknown option ${a}`);
@@ -45,7 +51,7 @@ function parsePublish(args: string[]): PublishArgs {
     else throw new Error(`unexpected argument ${a}`);
   }
   if (!file) throw new Error('publish needs a FILE');
-  return { file, server, ...(shardDuration !== undefined && { shardDuration }) };
+  return { file, server, ...(token !== undefined && { token }), ...(shardDuration !== undefined && { shardDuration }) };
 }
 
 function formatBytes(n: number): string {
@@ -110,6 +116,7 @@ export async function publish(args: PublishArgs, onProgress?: (sent: number, tot
         'Content-Type': 'application/octet-stream',
         'Content-Length': total,
         'X-Filename': encodeURIComponent(path.basename(args.file)),
+        ...(args.token !== undefined && { Authorization: `Bearer ${args.token}` }),
       },
     });
     req.on('error', (e) => reject(new Error(`could not reach ${base.origin}: ${e.message} (is the server running? start it with npm start)`)));
@@ -126,6 +133,9 @@ export async function publish(args: PublishArgs, onProgress?: (sent: number, tot
         }
         if (res.statusCode === 201) return resolve(body as { id: string; shards: number; renditions: string[] });
         const err = (body as { error?: { code?: string; message?: string } }).error;
+        if (res.statusCode === 401 || res.statusCode === 403) {
+          return reject(new Error(`upload refused (${res.statusCode} ${err?.code ?? ''}): ${err?.message ?? text}; pass the admin token with --token or SHARDCAST_TOKEN`));
+        }
         reject(new Error(`upload refused (${res.statusCode} ${err?.code ?? ''}): ${err?.message ?? text}`));
       });
     });

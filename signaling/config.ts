@@ -104,6 +104,34 @@ export interface ServerConfig {
    * engines are accepted after the structure check and counted unverifiable.
    */
   verifyEngines: string;
+
+  // Access control (signaling/auth.ts). See README "Security model".
+  /** Bearer token for publishing, deleting and other admin calls. Empty: read DATA_DIR/admin-token, generating it (mode 0600) on first start. */
+  adminToken: string;
+  /** Token tabs must send in hello (and encoders with source-slice requests) to join. Empty: anyone may join. */
+  joinToken: string;
+  /** Origins allowed to open the WebSocket, comma-separated. Empty: only the origin whose host equals the request's Host header. Requests without Origin (non-browser clients) are allowed. */
+  allowedOrigins: string;
+  /** Origins that get CORS headers on the HTTP API, comma-separated ("*" for any). Empty: no CORS (same origin only). */
+  corsOrigins: string;
+  /** Take the client address from the last X-Forwarded-For entry (set when behind a reverse proxy, else every client shares the proxy's address). */
+  trustProxy: boolean;
+
+  // Limits (signaling/limits.ts): every one answers with an error code, never a crash.
+  /** WebSocket messages per second per connection, sustained (token bucket rate). */
+  wsMessagesPerSecond: number;
+  /** WebSocket messages a connection may send in a burst (token bucket size). */
+  wsMessageBurst: number;
+  /** A connection whose messages keep being refused for rate is closed (1008) after this many refusals. */
+  wsRateLimitedCloseAfter: number;
+  /** Open WebSocket connections per client address; 0 = no limit. */
+  maxConnectionsPerIp: number;
+  /** Open WebSocket connections in total; 0 = no limit. */
+  maxConnections: number;
+  /** Uploads (POST /api/contents) being received or probed at once; more get 429. */
+  maxConcurrentUploads: number;
+  /** Shards one encoder may hold in the holders index (announced, accepted or replicated); more are not indexed. */
+  maxHoldingsPerEncoder: number;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = {
@@ -146,6 +174,18 @@ export const DEFAULT_CONFIG: ServerConfig = {
   verifyTrustGrowth: 0.5,
   verifyQueueMax: 1000,
   verifyEngines: 'ffmpeg-wasm',
+  adminToken: '',
+  joinToken: '',
+  allowedOrigins: '',
+  corsOrigins: '',
+  trustProxy: false,
+  wsMessagesPerSecond: 100,
+  wsMessageBurst: 400,
+  wsRateLimitedCloseAfter: 200,
+  maxConnectionsPerIp: 64,
+  maxConnections: 10_000,
+  maxConcurrentUploads: 4,
+  maxHoldingsPerEncoder: 50_000,
 };
 
 const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);

@@ -24,16 +24,21 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
   }
 }
 
-export function writeFileAtomicSync(file: string, data: string | Uint8Array): void {
+export function writeFileAtomicSync(file: string, data: string | Uint8Array, mode = 0o666): void {
   const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
-  const fd = fs.openSync(tmp, 'w');
+  const fd = fs.openSync(tmp, 'w', mode);
   try {
     fs.writeFileSync(fd, data);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
-  fs.renameSync(tmp, file);
+  try {
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
 }
 
 /** Removes leftovers of interrupted atomic writes (`*.tmp-xxxxxxxx`) in a directory. */

@@ -40,7 +40,11 @@ export async function main(argv: string[]): Promise<void> {
     await build({ configFile: path.join(root, 'vite.config.ts'), root: path.join(root, 'src'), logLevel: 'warn', build: { outDir: config.distDir, emptyOutDir: true } });
   }
   const server = await startServer(config);
-  console.log(`\n  shardcast is running: ${server.url}\n  publish: ${server.url}/publish   encode: ${server.url}/encode   pool: ${server.url}/pool\n`);
+  const token = server.admin.source === 'config' ? 'the one you configured (--admin-token / SHARDCAST_ADMIN_TOKEN)' : `in ${server.admin.file}`;
+  console.log(
+    `\n  shardcast is running: ${server.url}\n  publish: ${server.url}/publish   encode: ${server.url}/encode   pool: ${server.url}/pool\n` +
+      `  admin token (publishing, deleting): ${token}\n  e.g. npx shardcast publish video.mp4 --token "$(cat ${server.admin.file})"\n`,
+  );
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) process.exit(1);

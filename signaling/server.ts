@@ -18,6 +18,8 @@ import { ingestUpload } from './ingest.ts';
 import { PoolManager, ProtocolError } from './PoolManager.ts';
 import { SliceError, writeSourceSlice } from './media/slice.ts';
 import { renderMetrics } from './metrics.ts';
+import { applyCors, clientAddress, loadAdminToken, originAllowed, requireAdmin, requireJoin, splitList, tokenMatches, type AdminToken } from './auth.ts';
+import { ConnectionCounter, Slots, TokenBucket } from './limits.ts';
 
 export interface RunningServer {
   url: string;
@@ -25,6 +27,12 @@ export interface RunningServer {
   store: ContentStore;
   pool: PoolManager;
   config: ServerConfig;
+  /** The admin token in force and where it came from. */
+  admin: AdminToken;
+  /** Requests refused by a limit or an access check, by kind (for tests and /metrics). */
+  refusals: Record<'rateLimited' | 'badOrigin' | 'tooManyConnections' | 'tooManyUploads' | 'badJoinToken', number>;
+  /** Open WebSocket connections and distinct client addresses among them. */
+  connections(): { open: number; addresses: number };
   close(): Promise<void>;
 }
 
@@ -49,6 +57,12 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const log = (...a: unknown[]) => {
     if (config.log) console.log(new Date().toISOString(), ...a);
   };
+  const admin = loadAdminToken(config);
+  const allowedOrigins = splitList(config.allowedOrigins);
+  const corsOrigins = splitList(config.corsOrigins);
+  const uploads = new Slots(config.maxConcurrentUploads);
+  const connections = new ConnectionCounter(config.maxConnectionsPerIp, config.maxConnections);
+  const refusals = { rateLimited: 0, badOrigin: 0, tooManyConnections: 0, tooManyUploads: 0, badJoinToken: 0 };
   const store = new ContentStore(config.dataDir, config.snapshotDelayMs);
   const opened = await store.open();
   for (const s of opened.skipped) log(`skipped unreadable content ${s}`);
@@ -70,12 +84,21 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     .add('GET', '/api/health', (_req, res) => sendJson(res, 200, { ok: true, contents: store.all().length, peers: pool.peers.size }))
     .add('GET', '/api/contents', (_req, res) => sendJson(res, 200, { contents: store.all().map((c) => store.summary(c)) }))
     .add('POST', '/api/contents', async (req, res, _p, url) => {
-      const c = await ingestUpload(req, store, {
-        maxBytes: config.maxUploadBytes,
-        name: (req.headers['x-filename'] as string | undefined) ?? url.searchParams.get('name') ?? undefined,
-        shardDuration: url.searchParams.get('shardDuration') ?? (req.headers['x-shard-duration'] as string | undefined),
-        renditions: url.searchParams.get('renditions') ?? undefined,
-      });
+      requireAdmin(req, admin.token);
+      const release = uploads.tryAcquire();
+      if (!release) refusals.tooManyUploads++;
+      if (!release) throw new HttpError(429, 'too-many-uploads', `${config.maxConcurrentUploads} uploads are already in progress; try again when one finishes (server option --max-concurrent-uploads)`);
+      let c;
+      try {
+        c = await ingestUpload(req, store, {
+          maxBytes: config.maxUploadBytes,
+          name: (req.headers['x-filename'] as string | undefined) ?? url.searchParams.get('name') ?? undefined,
+          shardDuration: url.searchParams.get('shardDuration') ?? (req.headers['x-shard-duration'] as string | undefined),
+          renditions: url.searchParams.get('renditions') ?? undefined,
+        });
+      } finally {
+        release();
+      }
       log(`published ${c.meta.id} "${c.meta.name}": ${c.map.shards.length} shards x ${c.map.renditions.length} renditions`);
       pool.schedule();
       sendJson(res, 201, { id: c.meta.id, shards: c.map.shards.length, renditions: c.map.renditions.map((r) => r.id) });
@@ -85,13 +108,16 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       if (!c) throw new HttpError(404, 'unknown-content', `no content with id ${p.id}`);
       sendJson(res, 200, { id: c.meta.id, name: c.meta.name, status: contentStatus(c.map), createdAt: c.meta.createdAt, shardMap: c.map });
     })
-    .add('DELETE', '/api/contents/:id', async (_req, res, p) => {
+    .add('DELETE', '/api/contents/:id', async (req, res, p) => {
+      requireAdmin(req, admin.token);
       if (!(await store.delete(p.id!))) throw new HttpError(404, 'unknown-content', `no content with id ${p.id}`);
       pool.forgetContent(p.id!);
       await cache.forgetContent(p.id!);
       sendJson(res, 200, { deleted: p.id });
     })
     .add('GET', '/api/contents/:id/source', async (req, res, p, url) => {
+      // Slices cost the server a remux each: with a join token, only pool members get them.
+      requireJoin(req, url, config.joinToken, admin.token);
       const c = store.get(p.id!);
       if (!c) throw new HttpError(404, 'unknown-content', `no content with id ${p.id}`);
       const start = Number(url.searchParams.get('start'));
@@ -151,6 +177,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
 
   async function handleRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     baseHeaders(res);
+    if (applyCors(req, res, corsOrigins)) return;
     let url: URL;
     try {
       url = new URL(req.url ?? '/', 'http://localhost');
@@ -182,21 +209,43 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   }
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
+  // Encoders fetch source slices with the URL in their job; with a join token the URL carries it.
+  const withJoinToken = (msg: ServerMessage): ServerMessage =>
+    config.joinToken && msg.type === 'job'
+      ? { ...msg, job: { ...msg.job, sourceUrl: `${msg.job.sourceUrl}${msg.job.sourceUrl.includes('?') ? '&' : '?'}token=${encodeURIComponent(config.joinToken)}` } }
+      : msg;
+  const refuseUpgrade = (socket: import('node:stream').Duplex, status: string, code: string, message: string) => {
+    const body = JSON.stringify({ error: { code, message } });
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  };
   server.on('upgrade', (req, socket, head) => {
+    socket.on('error', () => socket.destroy());
     const pathname = (req.url ?? '').split('?')[0];
-    if (pathname !== '/ws') {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
-      return;
+    if (pathname !== '/ws') return refuseUpgrade(socket, '404 Not Found', 'not-found', 'the WebSocket is at /ws');
+    if (!originAllowed(req, allowedOrigins)) {
+      refusals.badOrigin++;
+      return refuseUpgrade(socket, '403 Forbidden', 'bad-origin', `origin ${req.headers.origin} may not open the pool socket (server option --allowed-origins)`);
     }
-    wss.handleUpgrade(req, socket, head, (ws) => onSocket(ws));
+    const address = clientAddress(req, config.trustProxy);
+    const refused = connections.open(address);
+    if (refused) refusals.tooManyConnections++;
+    if (refused) return refuseUpgrade(socket, '429 Too Many Requests', refused.code, refused.message);
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.once('close', () => connections.close(address));
+      onSocket(ws);
+    });
+    // A failed handshake never reaches the callback: give the slot back.
+    if (socket.destroyed) connections.close(address);
   });
 
   function onSocket(ws: WebSocket): void {
     let peerId: string | undefined;
     let bad = 0;
+    const rate = new TokenBucket(config.wsMessagesPerSecond, config.wsMessageBurst);
+    let rateLimited = 0;
     const conn = {
       send(msg: ServerMessage) {
-        if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg));
+        if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(withJoinToken(msg)));
       },
       close(code: number, reason: string) {
         ws.close(code, reason);
@@ -204,6 +253,15 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     };
     const helloTimer = setTimeout(() => ws.close(4001, 'no hello within 10 s'), HELLO_TIMEOUT_MS);
     ws.on('message', (data, isBinary) => {
+      if (!rate.take()) {
+        refusals.rateLimited++;
+        // One error per refusal would double the flood back; every 50th is plenty of notice.
+        if (rateLimited++ % 50 === 0) {
+          conn.send({ type: 'error', code: 'rate-limited', message: `more than ${config.wsMessagesPerSecond} messages/s (burst ${config.wsMessageBurst}): messages are being dropped` });
+        }
+        if (rateLimited >= config.wsRateLimitedCloseAfter) ws.close(1008, 'rate limit exceeded');
+        return;
+      }
       try {
         const raw = isBinary ? new Uint8Array(data as Buffer) : (data as Buffer).toString('utf8');
         const r = parseClientMessage(raw);
@@ -217,6 +275,12 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         if (!peerId) {
           if (r.msg.type !== 'hello') {
             conn.send({ type: 'error', code: 'hello-first', message: 'send hello before anything else', ref: r.msg.type });
+            return;
+          }
+          if (config.joinToken && !tokenMatches(r.msg.token, config.joinToken)) {
+            refusals.badJoinToken++;
+            conn.send({ type: 'error', code: r.msg.token === undefined ? 'unauthorized' : 'forbidden', message: 'this pool needs a join token: open the page with ?token=<join token>', ref: 'hello' });
+            ws.close(1008, 'join token required');
             return;
           }
           try {
@@ -249,6 +313,14 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   });
   const port = (server.address() as AddressInfo).port;
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+  log(
+    admin.source === 'generated'
+      ? `admin token generated into ${admin.file} (mode 0600): publish with "npx shardcast publish FILE --token $(cat ${admin.file})" or the token field on /publish`
+      : admin.source === 'file'
+        ? `admin token: ${admin.file} (publish with --token, SHARDCAST_TOKEN, or the token field on /publish)`
+        : 'admin token: from the --admin-token option / SHARDCAST_ADMIN_TOKEN',
+  );
+  if (config.joinToken) log('join token required: tabs open /encode?token=... and /watch/ID?token=...');
   log(`shardcast listening on http://${shownHost}:${port} (data in ${path.relative(process.cwd(), config.dataDir) || '.'})`);
 
   let closed = false;
@@ -258,6 +330,9 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     store,
     pool,
     config,
+    admin,
+    refusals,
+    connections: () => ({ open: connections.openCount, addresses: connections.addresses }),
     async close() {
       if (closed) return;
       closed = true;

@@ -56,7 +56,8 @@ export class PoolClient extends TypedEmitter<PoolClientEvents> {
     this.ws = ws;
     ws.onopen = async () => {
       const hello = await this.opts.hello();
-      ws.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, ...(this.peerId && { peerId: this.peerId }), ...hello }));
+      const token = hello.token ?? joinTokenFromPage();
+      ws.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, ...(this.peerId && { peerId: this.peerId }), ...(token && { token }), ...hello }));
     };
     ws.onmessage = (ev) => {
       const r = parseServerMessage(typeof ev.data === 'string' ? ev.data : '');
@@ -120,6 +121,12 @@ export class PoolClient extends TypedEmitter<PoolClientEvents> {
 }
 
 /** The pool's WebSocket URL for the page's own origin. */
+/** A pool that needs a join token is opened with `?token=...` on the page's URL (encode and watch pages). */
+export function joinTokenFromPage(loc: Pick<Location, 'search'> | undefined = globalThis.location): string | undefined {
+  if (!loc) return undefined;
+  return new URLSearchParams(loc.search).get('token') || undefined;
+}
+
 export function poolUrl(loc: Location = location): string {
   return `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/ws`;
 }

@@ -13,9 +13,21 @@ export interface TestServer extends RunningServer {
   destroy(): Promise<void>;
 }
 
+/**
+ * The admin token every test server uses unless a test says otherwise.
+ * `upload()` sends it, and it is put in SHARDCAST_TOKEN so the CLI, run as a
+ * child process by tests, sends it too: tests that are not about access
+ * control need not know there is any.
+ */
+export const TEST_ADMIN_TOKEN = 'test-admin-token';
+process.env.SHARDCAST_TOKEN ??= TEST_ADMIN_TOKEN;
+
+/** Headers that carry the test admin token. */
+export const adminHeaders = (token = TEST_ADMIN_TOKEN): Record<string, string> => ({ Authorization: `Bearer ${token}` });
+
 export async function startTestServer(overrides: Partial<ServerConfig> = {}, dataDir?: string): Promise<TestServer> {
   const dir = dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'shardcast-test-'));
-  const config = loadConfig([], {}, { port: 0, host: '0.0.0.0', dataDir: dir, log: false, snapshotDelayMs: 50, ...overrides });
+  const config = loadConfig([], {}, { port: 0, host: '0.0.0.0', dataDir: dir, log: false, snapshotDelayMs: 50, adminToken: TEST_ADMIN_TOKEN, ...overrides });
   const s = await startServer(config);
   return Object.assign(s, {
     dataDir: dir,
@@ -35,7 +47,7 @@ export async function upload(base: string, body: Uint8Array, query = '', name = 
   const res = await fetch(`${base}/api/contents${query}`, {
     method: 'POST',
     body: body as unknown as BodyInit,
-    headers: { 'Content-Type': 'application/octet-stream', 'X-Filename': name },
+    headers: { 'Content-Type': 'application/octet-stream', 'X-Filename': name, ...adminHeaders() },
   });
   return { status: res.status, json: await res.json() };
 }

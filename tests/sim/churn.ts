@@ -292,6 +292,8 @@ interface ServerProc {
   tail: string[];
 }
 
+const SIM_ADMIN_TOKEN = 'churn-sim-admin-token';
+
 async function startServerProcess(o: ChurnOptions): Promise<ServerProc> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'shardcast-churn-'));
   const args = [
@@ -321,6 +323,11 @@ async function startServerProcess(o: ChurnOptions): Promise<ServerProc> {
     '0',
     '--verify-new-encoder-jobs',
     '0',
+    // Every simulated tab connects from this one address, and publishes with the admin token.
+    '--max-connections-per-ip',
+    '0',
+    '--admin-token',
+    SIM_ADMIN_TOKEN,
     ...o.serverArgs,
   ];
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...o.serverEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -1213,7 +1220,7 @@ class Churn {
       const res = await fetch(`${this.url}/api/contents${q}`, {
         method: 'POST',
         body: files.get(name) as unknown as BodyInit,
-        headers: { 'Content-Type': 'application/octet-stream', 'X-Filename': `${name}-${i}.mp4` },
+        headers: { 'Content-Type': 'application/octet-stream', 'X-Filename': `${name}-${i}.mp4`, Authorization: `Bearer ${SIM_ADMIN_TOKEN}` },
       });
       const json = (await res.json()) as { id: string };
       if (res.status !== 201) throw new Error(`upload of ${name} failed: ${res.status} ${JSON.stringify(json)}`);
