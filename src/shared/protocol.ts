@@ -47,8 +47,25 @@ export const holdingSchema = z
   .object({ key: shardKeySchema, sha256: sha256Schema, size: z.number().int().positive().max(256 * 2 ** 20) })
   .strict();
 
+/** Nesting depth of a JSON value, counted without recursion (a hostile value may nest 100 000 deep). */
+function jsonDepth(v: unknown, limit: number): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[v, 1]];
+  while (stack.length) {
+    const [x, d] = stack.pop()!;
+    if (x === null || typeof x !== 'object') continue;
+    deepest = Math.max(deepest, d);
+    if (deepest > limit) return deepest;
+    for (const c of Object.values(x)) stack.push([c, d + 1]);
+  }
+  return deepest;
+}
+
+/** SDP and ICE candidates nest 3 deep; the relay re-serialises the payload, which a deeper one could overflow. */
+export const MAX_SIGNAL_DEPTH = 8;
+
 /** Opaque WebRTC signalling payload (SDP or ICE candidate), relayed as is. */
-const signalData = z.record(z.string(), z.unknown());
+const signalData = z.record(z.string(), z.unknown()).refine((d) => jsonDepth(d, MAX_SIGNAL_DEPTH) <= MAX_SIGNAL_DEPTH, `signal data nests deeper than ${MAX_SIGNAL_DEPTH} levels`);
 
 // ---------------------------------------------------------------- client -> server
 
