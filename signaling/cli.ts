@@ -117,6 +117,8 @@ export async function publish(args: PublishArgs, onProgress?: (sent: number, tot
         'Content-Length': total,
         'X-Filename': encodeURIComponent(path.basename(args.file)),
         ...(args.token !== undefined && { Authorization: `Bearer ${args.token}` }),
+        // The server refuses a missing or wrong token before the body is sent.
+        Expect: '100-continue',
       },
     });
     req.on('error', (e) => reject(new Error(`could not reach ${base.origin}: ${e.message} (is the server running? start it with npm start)`)));
@@ -139,9 +141,19 @@ export async function publish(args: PublishArgs, onProgress?: (sent: number, tot
         reject(new Error(`upload refused (${res.statusCode} ${err?.code ?? ''}): ${err?.message ?? text}`));
       });
     });
-    pipeline(fs.createReadStream(args.file), counter, req).catch(() => {
-      /* the request's own error or response handler reports it */
-    });
+    let sending = false;
+    const send = () => {
+      if (sending) return;
+      sending = true;
+      pipeline(fs.createReadStream(args.file), counter, req).catch(() => {
+        /* the request's own error or response handler reports it */
+      });
+    };
+    req.on('continue', send);
+    // A proxy that ignores Expect never says continue: send anyway after a second, as curl does.
+    const fallback = setTimeout(send, 1000);
+    req.on('response', () => clearTimeout(fallback));
+    req.on('error', () => clearTimeout(fallback));
   });
 }
 

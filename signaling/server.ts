@@ -175,6 +175,23 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     });
   });
 
+  // A client that sends "Expect: 100-continue" (our CLI) is told before it sends its body
+  // when it lacks the admin token; answering mid-body would cut the connection under it.
+  server.on('checkContinue', (req, res) => {
+    const pathname = (req.url ?? '').split('?')[0];
+    if (req.method === 'POST' && pathname === '/api/contents') {
+      try {
+        requireAdmin(req, admin.token);
+      } catch (e) {
+        baseHeaders(res);
+        res.setHeader('Connection', 'close');
+        return sendError(res, (e as HttpError).status, (e as HttpError).code, (e as Error).message);
+      }
+    }
+    res.writeContinue();
+    server.emit('request', req, res);
+  });
+
   async function handleRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     baseHeaders(res);
     if (applyCors(req, res, corsOrigins)) return;

@@ -107,6 +107,8 @@ describe('admin token', () => {
     const refused = await run(process.execPath, [cli, 'publish', clipFile, '--server', s.url], { env }).catch((e: { code: number; stderr: string }) => e);
     expect((refused as { code: number }).code).toBe(1);
     expect((refused as { stderr: string }).stderr).toMatch(/401 unauthorized.*--token/s);
+    // Refused on "Expect: 100-continue", before the file was sent.
+    expect((refused as { stderr: string }).stderr).not.toMatch(/uploading: 100%/);
     const byFlag = await run(process.execPath, [cli, 'publish', clipFile, '--server', s.url, '--token', 'cli-secret'], { env });
     expect(byFlag.stdout.trim()).toMatch(/^[A-Za-z0-9]+$/);
     const byEnv = await run(process.execPath, [cli, 'publish', clipFile, '--server', s.url], { env: { ...env, SHARDCAST_TOKEN: 'cli-secret' } });

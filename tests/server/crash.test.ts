@@ -27,7 +27,9 @@ const SEED = seed;
 const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
 
 const TOKEN = 'crash-admin-token';
-const ARGS = ['--admin-token', TOKEN, '--snapshot-delay-ms', '5', '--cache-enabled', 'false', '--heartbeat-ms', '200', '--heartbeat-timeout-ms', '2000', '--max-concurrent-uploads', '8'];
+const ARGS = ['--admin-token', TOKEN, '--snapshot-delay-ms', '5', '--cache-enabled', 'false', '--heartbeat-ms', '200', '--heartbeat-timeout-ms', '2000', '--max-concurrent-uploads', '8',
+  // The test encoder reports hashes without bytes (poolKit's BYTELESS, as flags).
+  '--verify-shard-bytes', 'false', '--verify-sample-rate', '0', '--verify-new-encoder-jobs', '0'];
 
 let dataDir: string;
 let clips: Uint8Array[];

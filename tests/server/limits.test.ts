@@ -10,7 +10,7 @@ import WebSocket from 'ws';
 import type { Job } from '../../src/shared/protocol.ts';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { fixture } from '../harness/fixtures.ts';
-import { autoEncode, waitFor } from '../harness/poolKit.ts';
+import { autoEncode, BYTELESS, waitFor } from '../harness/poolKit.ts';
 import { adminHeaders, startTestServer, upload, type TestServer } from '../harness/testServer.ts';
 import { WsPeer } from '../harness/wsPeer.ts';
 
@@ -119,7 +119,7 @@ describe('uploads', () => {
 
 describe('holdings per encoder', () => {
   it('indexes at most maxHoldingsPerEncoder shards for one encoder', async () => {
-    const s = (server = await startTestServer({ heartbeatMs: 100, heartbeatTimeoutMs: 1000, maxHoldingsPerEncoder: 5 }));
+    const s = (server = await startTestServer({ ...BYTELESS, heartbeatMs: 100, heartbeatTimeoutMs: 1000, maxHoldingsPerEncoder: 5 }));
     const id = await publish(s);
     const worker = track(await WsPeer.encoder(s.url));
     const jobs: Job[] = [];
