@@ -694,6 +694,24 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     return peer.capabilities?.engines.some((e) => e.codecs.includes(codec)) ?? false;
   }
 
+  /**
+   * The engine of a peer that finishes a job of `codec` soonest: the fastest
+   * of its engines that make the codec, by the join benchmark (every engine
+   * benchmarks the same 320x180 encode, so the speeds compare; WebCodecs H.264
+   * ran 4-15x ffmpeg.wasm here). Each engine's rate control is set to reach
+   * the rendition's quality target (src/encoder/config.ts), so speed decides.
+   * The job names the engine, so the pool's choice is what runs.
+   */
+  private engineFor(peer: Peer, codec: string): string | undefined {
+    let best: { name: string; speed: number } | undefined;
+    for (const e of peer.capabilities?.engines ?? []) {
+      if (!e.codecs.includes(codec)) continue;
+      const speed = e.speed ?? 0;
+      if (!best || speed > best.speed) best = { name: e.name, speed };
+    }
+    return best?.name;
+  }
+
   /** Every content and rendition's candidates, most urgent first. */
   private candidates(playheads: Map<string, number[]>): Candidate[] {
     const out: Candidate[] = [];
@@ -1167,6 +1185,9 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   private assign(peer: Peer, job: Job, klass: JobClass, check?: CrossCheck): void {
     const content = this.store.get(job.contentId)!;
     if (job.uploadToken) this.uploadTokens.set(job.uploadToken, job.id);
+    // The job names the engine, so the pool's choice is what runs; a cross-check runs the engine it checks.
+    const engine = check ? check.engine.split('@')[0] : this.engineFor(peer, job.video?.codec ?? job.audio?.codec ?? '');
+    if (engine) job.engine = engine;
     if (check) {
       this.jobs.set(job.id, { job, peerId: peer.id, assignedAt: this.now(), done: new Set(), progress: 0, klass, check, results: new Map() });
       peer.jobs.add(job.id);

@@ -12,12 +12,23 @@ import { sha256Hex } from '../shared/wire.ts';
 import { ServeLimiter, ShardTransfer } from '../shared/ShardTransfer.ts';
 import { shardKeyString, type VideoSpec } from '../shared/shardMap.ts';
 import type { EncoderConfig } from './config.ts';
-import { FfmpegEngine, WatchdogError } from './FfmpegEngine.ts';
-import { engineFor, runJob } from './JobRunner.ts';
-import { webCodecsCodecs } from './WebCodecsEngine.ts';
+import { FFMPEG_CORE_BUILD, FfmpegEngine, WatchdogError } from './FfmpegEngine.ts';
+import { runJob, type EngineName } from './JobRunner.ts';
+import { benchmarkWebCodecs, webCodecsBuild, webCodecsCodecs } from './WebCodecsEngine.ts';
 import { IndexedDbPersistence, ShardStore } from './ShardStore.ts';
 
 export const ENGINE_NAME = 'ffmpeg-wasm';
+
+/** One engine as the join benchmark found it. */
+export interface EngineReport {
+  name: EngineName;
+  /** "name@build", the value shard-ready carries for shards this engine made. */
+  build: string;
+  codecs: string[];
+  /** Seconds of 320x180 output per wall second in the join benchmark. */
+  speed: number | undefined;
+  fps: number | undefined;
+}
 
 export interface CurrentJob {
   id: string;
@@ -35,6 +46,10 @@ export interface EncoderState {
   /** Seconds of 180p output per wall second in the join benchmark. */
   benchmarkSpeed: number | undefined;
   benchmarkFps: number | undefined;
+  /** Every engine this tab offers, with its benchmark (ffmpeg.wasm first). */
+  engines: EngineReport[];
+  /** H.264 jobs WebCodecs failed and ffmpeg.wasm finished. */
+  fallbacks: number;
   current: CurrentJob | undefined;
   jobsDone: number;
   jobsFailed: number;
@@ -42,6 +57,8 @@ export interface EncoderState {
   replicasTaken: number;
   shardsEncoded: number;
   framesEncoded: number;
+  /** Time spent fetching source slices and encoding them (decode, encode and mux), over all jobs, ms. */
+  fetchMs: number;
   encodeMs: number;
   shardsHeld: number;
   bytesHeld: number;
@@ -67,12 +84,15 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     phase: 'loading',
     benchmarkSpeed: undefined,
     benchmarkFps: undefined,
+    engines: [],
+    fallbacks: 0,
     current: undefined,
     jobsDone: 0,
     jobsFailed: 0,
     replicasTaken: 0,
     shardsEncoded: 0,
     framesEncoded: 0,
+    fetchMs: 0,
     encodeMs: 0,
     shardsHeld: 0,
     bytesHeld: 0,
@@ -86,8 +106,9 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     log: [],
   };
   readonly engine: FfmpegEngine;
-  /** Video codecs this browser encodes with WebCodecs. */
+  /** Video codecs this browser encodes with WebCodecs (empty when it has none, or its benchmark failed). */
   private webCodecs: VideoSpec['codec'][] = [];
+  private webCodecsBuild = 'unknown';
   private readonly store: ShardStore;
   private readonly pool: PoolClient;
   private readonly peers: PeerManager;
@@ -114,10 +135,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
       hello: () => ({
         role: 'encoder',
         capabilities: {
-          engines: [
-            { name: ENGINE_NAME, codecs: ['h264', 'aac'], ...(this.state.benchmarkSpeed !== undefined && { speed: this.state.benchmarkSpeed }) },
-            ...(this.webCodecs.length ? [{ name: 'webcodecs', codecs: this.webCodecs }] : []),
-          ],
+          engines: this.state.engines.map((e) => ({ name: e.name, codecs: e.codecs, ...(e.speed !== undefined && { speed: e.speed }) })),
           maxJobs: 1,
           storageBytes: config.storeBudgetBytes,
         },
@@ -216,20 +234,55 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     const restored = await this.store.restore();
     if (restored.length) this.logLine(`restored ${restored.length} shards from the previous session`);
     await this.engine.load();
-    this.webCodecs = await webCodecsCodecs();
-    if (this.webCodecs.length) this.logLine(`WebCodecs encodes ${this.webCodecs.join(', ')} (ffmpeg.wasm cannot make VP9)`);
+    const offered = this.config.engines.split(',').map((x) => x.trim());
+    this.webCodecs = offered.includes('webcodecs') ? await webCodecsCodecs() : [];
+    if (this.webCodecs.length) {
+      this.webCodecsBuild = await webCodecsBuild();
+      this.logLine(`WebCodecs encodes ${this.webCodecs.join(', ')} (${this.webCodecsBuild})`);
+    }
     if (this.config.benchmark) {
       this.state.phase = 'benchmark';
       this.changed();
       await this.benchmark();
     }
+    this.state.engines = [
+      { name: 'ffmpeg-wasm', build: this.buildOf('ffmpeg-wasm'), codecs: ['h264', 'aac'], speed: this.state.benchmarkSpeed, fps: this.state.benchmarkFps },
+      ...(this.webCodecs.length
+        ? [{ name: 'webcodecs' as const, build: this.buildOf('webcodecs'), codecs: [...this.webCodecs], speed: this.webCodecsSpeed?.speed, fps: this.webCodecsSpeed?.fps }]
+        : []),
+    ];
     this.state.phase = 'idle';
     this.pool.connect();
     this.changed();
   }
 
-  /** A short 180p encode: it warms the core up (the first exec is ~2x slower) and measures speed. */
+  private webCodecsSpeed: { speed: number; fps: number } | undefined;
+
+  /** "name@build" for shard-ready: the ffmpeg core build and the preset (it changes the bytes), or the browser build. */
+  private buildOf(engine: EngineName): string {
+    return engine === 'ffmpeg-wasm' ? `ffmpeg-wasm@${FFMPEG_CORE_BUILD}/${this.config.preset}` : `webcodecs@${this.webCodecsBuild}`;
+  }
+
+  /**
+   * Short 180p encodes with each engine: they warm ffmpeg.wasm up (the first
+   * exec is ~2x slower), measure each engine's speed for the pool, and take a
+   * WebCodecs that fails out of the offer.
+   */
   private async benchmark(): Promise<void> {
+    await this.benchmarkFfmpeg();
+    if (!this.webCodecs.length) return;
+    // H.264 when the browser has it (the fast path for the default ladder), else the codec it has.
+    const codec = this.webCodecs.includes('h264') ? 'h264' : this.webCodecs[0]!;
+    try {
+      this.webCodecsSpeed = await benchmarkWebCodecs(codec);
+      this.logLine(`benchmark: WebCodecs ${codec} ${this.webCodecsSpeed.fps.toFixed(0)} fps at 320x180 (${this.webCodecsSpeed.speed.toFixed(1)}x real time)`);
+    } catch (e) {
+      this.logLine(`WebCodecs failed its benchmark, not offered: ${(e as Error).message}`);
+      this.webCodecs = [];
+    }
+  }
+
+  private async benchmarkFfmpeg(): Promise<void> {
     const seconds = 2;
     const r = await this.engine.exec(
       () => [
@@ -240,7 +293,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     );
     this.state.benchmarkSpeed = seconds / (r.execMs / 1000);
     this.state.benchmarkFps = (seconds * 30) / (r.execMs / 1000);
-    this.logLine(`benchmark: ${this.state.benchmarkFps.toFixed(0)} fps at 320x180 (${this.state.benchmarkSpeed.toFixed(1)}x real time)`);
+    this.logLine(`benchmark: ffmpeg.wasm ${this.state.benchmarkFps.toFixed(0)} fps at 320x180 (${this.state.benchmarkSpeed.toFixed(1)}x real time)`);
   }
 
   private async pump(): Promise<void> {
@@ -271,12 +324,28 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
       startedAt: Date.now(),
     };
     this.changed();
+    const kind = job.kind;
     try {
-      const { shards, timings } = await runJob(job, this.engine, {
+      const totalFrames = job.shards.reduce((a, s) => a + s.frames, 0);
+      const { shards, timings, engine, fallback } = await runJob(job, this.engine, {
         base: this.base,
         preset: this.config.preset,
-        onProgress: (p) => this.engine.onProgress?.(p),
+        webCodecs: {
+          codecs: this.webCodecs,
+          h264BitrateScale: this.config.webcodecsH264BitrateScale,
+          ...(this.config.failEngine === 'webcodecs' && { failAfterFrames: this.config.failAfterFrames }),
+        },
+        onProgress: (p) => {
+          // WebCodecs prints no fps line as ffmpeg does: derive it from progress.
+          const cur = this.state.current;
+          if (cur && kind === 'video') cur.fps = (p * totalFrames) / Math.max(0.001, (performance.now() - t0) / 1000);
+          this.engine.onProgress?.(p);
+        },
       });
+      if (fallback) {
+        this.state.fallbacks++;
+        this.logLine(`job ${job.id.slice(0, 6)}: ${fallback}`);
+      }
       if (this.cancelled.has(job.id)) return;
       for (const s of shards) {
         const key = { contentId: job.contentId, rendition: job.rendition, index: s.index };
@@ -290,7 +359,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
           key,
           sha256: s.sha256,
           size: s.bytes.byteLength,
-          engine: engineFor(job),
+          engine: this.buildOf(engine),
           ...(s.lead !== undefined && { lead: s.lead }),
           ...(s.tail !== undefined && { tail: s.tail }),
         });
@@ -300,7 +369,8 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
       this.state.shardsEncoded += shards.length;
       this.state.framesEncoded += timings.frames;
       this.state.encodeMs += timings.execMs;
-      this.logLine(`job ${job.id.slice(0, 6)}: ${shards.length} ${job.rendition} shards in ${(timings.totalMs / 1000).toFixed(2)} s (fetch ${timings.fetchMs.toFixed(0)} ms, encode ${timings.execMs.toFixed(0)} ms)`);
+      this.state.fetchMs += timings.fetchMs;
+      this.logLine(`job ${job.id.slice(0, 6)}: ${shards.length} ${job.rendition} shards in ${(timings.totalMs / 1000).toFixed(2)} s (fetch ${timings.fetchMs.toFixed(0)} ms, encode ${timings.execMs.toFixed(0)} ms, ${engine})`);
       this.emit('job-finished', { jobId: job.id, ok: true, ms: timings.totalMs, shards: shards.length });
     } catch (e) {
       const reason = e instanceof WatchdogError ? `watchdog: ${e.message}` : (e as Error).message;

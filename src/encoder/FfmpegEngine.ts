@@ -11,6 +11,13 @@ import { FFmpeg } from '@ffmpeg/ffmpeg';
 import coreURL from '@ffmpeg/core?url';
 import wasmURL from '@ffmpeg/core/wasm?url';
 
+/**
+ * The ffmpeg.wasm build, for the `engine` field of shard-ready ("name@build"):
+ * the core package's version and flavour (st: single-thread). Keep it in step
+ * with package.json (a unit test checks).
+ */
+export const FFMPEG_CORE_BUILD = 'core-0.12.10-st';
+
 export class WatchdogError extends Error {
   override name = 'WatchdogError';
 }

@@ -1,6 +1,7 @@
 /**
  * Runs one job: fetch the job's source slice, encode the whole run in one
- * ffmpeg exec, and hand back one self-contained fMP4 per shard with its hash.
+ * go (one ffmpeg exec, or one WebCodecs VideoEncoder), and hand back one
+ * self-contained fMP4 per shard with its hash.
  */
 import type { Job } from '../shared/protocol.ts';
 import { AAC_PACKET_SAMPLES } from '../shared/shardMap.ts';
@@ -9,6 +10,7 @@ import { cutAudioRun } from './audioCutter.ts';
 import { audioJobArgs, segmentName, videoJobArgs } from './ffmpegArgs.ts';
 import type { FfmpegEngine } from './FfmpegEngine.ts';
 import { encodeVideoJobWebCodecs } from './WebCodecsEngine.ts';
+import type { VideoSpec } from '../shared/shardMap.ts';
 
 export interface EncodedShard {
   index: number;
@@ -41,27 +43,69 @@ async function fetchSlice(job: Job, base: string, signal?: AbortSignal): Promise
   return { bytes: new Uint8Array(await res.arrayBuffer()), sliceStart };
 }
 
-/** Which engine a job goes to: ffmpeg.wasm for H.264 and audio, WebCodecs for what ffmpeg.wasm cannot make (VP9). */
-export function engineFor(job: Job): 'ffmpeg-wasm' | 'webcodecs' {
-  return job.kind === 'video' && job.video && job.video.codec !== 'h264' ? 'webcodecs' : 'ffmpeg-wasm';
+export type EngineName = 'ffmpeg-wasm' | 'webcodecs';
+
+/** What this tab's WebCodecs can do, and how a job should use it. */
+export interface WebCodecsOffer {
+  /** Map codecs the tab encodes with WebCodecs (empty: none, or switched off). */
+  codecs: readonly VideoSpec['codec'][];
+  /** Bitrate factor for H.264 (config.ts). */
+  h264BitrateScale: number;
+  /** Test hook: fail WebCodecs jobs after this many frames. */
+  failAfterFrames?: number;
+}
+
+/**
+ * Which engine runs a job. Audio: ffmpeg.wasm (WebCodecs has no AAC encoder).
+ * VP9/AV1: WebCodecs (ffmpeg.wasm cannot make them). H.264: the pool's choice
+ * (job.engine) when this tab offers WebCodecs H.264, else ffmpeg.wasm.
+ */
+export function engineFor(job: Job, webCodecs: readonly string[]): EngineName {
+  if (job.kind !== 'video' || !job.video) return 'ffmpeg-wasm';
+  if (job.video.codec !== 'h264') return 'webcodecs';
+  return job.engine === 'webcodecs' && webCodecs.includes('h264') ? 'webcodecs' : 'ffmpeg-wasm';
 }
 
 export async function runJob(
   job: Job,
   engine: FfmpegEngine,
-  opts: { base: string; preset: string; threads?: number; signal?: AbortSignal; onProgress?: (p: number) => void },
-): Promise<{ shards: EncodedShard[]; timings: JobTimings }> {
+  opts: {
+    base: string;
+    preset: string;
+    threads?: number;
+    signal?: AbortSignal;
+    onProgress?: (p: number) => void;
+    webCodecs?: WebCodecsOffer;
+  },
+): Promise<{ shards: EncodedShard[]; timings: JobTimings; engine: EngineName; fallback?: string }> {
   const t0 = performance.now();
   const { bytes, sliceStart } = await fetchSlice(job, opts.base, opts.signal);
   const fetchMs = performance.now() - t0;
   const shards: EncodedShard[] = [];
-  let execMs: number;
+  let execMs = 0;
   let frames = 0;
-  if (engineFor(job) === 'webcodecs') {
-    const r = await encodeVideoJobWebCodecs(job, bytes, sliceStart, (done, total) => opts.onProgress?.(done / total));
-    execMs = r.execMs;
+  let used = engineFor(job, opts.webCodecs?.codecs ?? []);
+  let fallback: string | undefined;
+  let webCodecsFiles: Uint8Array[] | undefined;
+  if (used === 'webcodecs') {
+    try {
+      const r = await encodeVideoJobWebCodecs(job, bytes, sliceStart, {
+        ...(job.video?.codec === 'h264' && { bitrateScale: opts.webCodecs?.h264BitrateScale ?? 1 }),
+        ...(opts.webCodecs?.failAfterFrames !== undefined && { failAfterFrames: opts.webCodecs.failAfterFrames }),
+        onFrame: (done, total) => opts.onProgress?.(done / total),
+      });
+      webCodecsFiles = r.files;
+      execMs = r.execMs;
+    } catch (e) {
+      // ffmpeg.wasm makes H.264 too: a broken WebCodecs costs time, not the job. Other codecs have no second engine.
+      if (job.video?.codec !== 'h264') throw e;
+      fallback = `WebCodecs failed (${(e as Error).message}); encoded with ffmpeg.wasm`;
+      used = 'ffmpeg-wasm';
+    }
+  }
+  if (webCodecsFiles) {
     for (let i = 0; i < job.shards.length; i++) {
-      const out = r.files[i]!;
+      const out = webCodecsFiles[i]!;
       shards.push({ index: job.shards[i]!.index, bytes: out, sha256: await sha256Hex(out) });
     }
     frames = job.shards.reduce((a, s) => a + s.frames, 0);
@@ -92,5 +136,10 @@ export async function runJob(
     });
     for (const c of cut) shards.push({ index: c.index, bytes: c.bytes, sha256: await sha256Hex(c.bytes), lead: c.lead, tail: c.tail });
   }
-  return { shards, timings: { fetchMs, execMs, totalMs: performance.now() - t0, sliceBytes: bytes.byteLength, frames } };
+  return {
+    shards,
+    timings: { fetchMs, execMs, totalMs: performance.now() - t0, sliceBytes: bytes.byteLength, frames },
+    engine: used,
+    ...(fallback !== undefined && { fallback }),
+  };
 }

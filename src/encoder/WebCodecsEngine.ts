@@ -1,10 +1,14 @@
 /**
- * The browser's own encoder (WebCodecs), for what ffmpeg.wasm cannot make.
+ * The browser's own encoder (WebCodecs): the fast path for H.264, and the only
+ * path for what ffmpeg.wasm cannot make.
  *
  * ffmpeg.wasm 0.12's libvpx-vp9 crashes with "memory access out of bounds" on
  * its first frame whatever the options (measured here; upstream
  * ffmpegwasm/ffmpeg.wasm#679), while Chromium's VideoEncoder encodes VP9 in
- * software everywhere. A job here: demux and decode the source slice
+ * software everywhere. For H.264, Chromium's VideoEncoder (OpenH264, software)
+ * runs several times faster than ffmpeg.wasm's single-thread libx264 but
+ * compresses worse, so it gets more bits (`h264BitrateScale`, see config.ts).
+ * A job here: demux and decode the source slice
  * (mediabunny), scale each frame on a canvas, encode the run with ONE
  * VideoEncoder, forcing a key frame at every shard boundary, and mux each
  * shard's packets into its own self-contained fMP4 whose time starts at 0,
@@ -14,27 +18,113 @@ import { ALL_FORMATS, BufferSource, BufferTarget, EncodedPacket, EncodedVideoPac
 import type { Job } from '../shared/protocol.ts';
 import type { VideoSpec } from '../shared/shardMap.ts';
 
-/** WebCodecs codec strings per map codec. VP9 profile 0, level 4.0 (up to 2048x1088), 8 bit. */
-const CODEC_STRING: Partial<Record<VideoSpec['codec'], string>> = { vp9: 'vp09.00.40.08', av1: 'av01.0.08M.08' };
 const MEDIABUNNY_CODEC = { vp9: 'vp9', av1: 'av1', h264: 'avc' } as const;
+
+/**
+ * H.264 level for a frame size at up to 30 fps (ITU-T H.264 table A-1, by
+ * macroblocks per frame): 3.1 up to 1280x720, 4.0 up to 2048x1024, else 5.1.
+ */
+export function h264Level(width: number, height: number): number {
+  const mbs = Math.ceil(width / 16) * Math.ceil(height / 16);
+  return mbs <= 3600 ? 0x1f : mbs <= 8192 ? 0x28 : 0x33;
+}
+
+/**
+ * WebCodecs codec string for a rendition. H.264: High profile (as the
+ * ffmpeg.wasm path writes) at the level the size needs; VP9 profile 0, level
+ * 4.0 (up to 2048x1088), 8 bit; AV1 main, level 4.0, 8 bit.
+ */
+export function webCodecsCodecString(spec: Pick<VideoSpec, 'codec' | 'width' | 'height'>): string {
+  switch (spec.codec) {
+    case 'h264':
+      return `avc1.6400${h264Level(spec.width, spec.height).toString(16).padStart(2, '0')}`;
+    case 'vp9':
+      return 'vp09.00.40.08';
+    case 'av1':
+      return 'av01.0.08M.08';
+  }
+}
 
 export class WebCodecsError extends Error {
   override name = 'WebCodecsError';
 }
 
-/** Which map codecs this browser can encode with WebCodecs, at a small size (a capability probe). */
+/** Sizes the capability probe asks for: the default ladder's rungs (360p and 720p). */
+const PROBE_SIZES = [
+  [640, 360],
+  [1280, 720],
+] as const;
+
+/** Which map codecs this browser can encode with WebCodecs at the default ladder's sizes (a capability probe). */
 export async function webCodecsCodecs(): Promise<VideoSpec['codec'][]> {
   if (typeof VideoEncoder === 'undefined') return [];
   const out: VideoSpec['codec'][] = [];
-  for (const [codec, codecString] of Object.entries(CODEC_STRING) as [VideoSpec['codec'], string][]) {
-    try {
-      const s = await VideoEncoder.isConfigSupported({ codec: codecString, width: 320, height: 180, bitrate: 300_000 });
-      if (s.supported) out.push(codec);
-    } catch {
-      /* not this one */
+  for (const codec of ['h264', 'vp9', 'av1'] as const) {
+    let ok = true;
+    for (const [width, height] of PROBE_SIZES) {
+      try {
+        const s = await VideoEncoder.isConfigSupported(encoderConfig({ codec, width, height, bitrate: 1_000_000 }, 1));
+        ok &&= s.supported === true;
+      } catch {
+        ok = false;
+      }
     }
+    if (ok) out.push(codec);
   }
   return out;
+}
+
+/**
+ * The engine's build, for the `engine` field of shard-ready: the browser and
+ * its full version and platform. The encoder lives in the browser binary, so
+ * two tabs of the same build on the same platform make the same bytes from
+ * the same input, and hashes are only compared between equal builds.
+ */
+export async function webCodecsBuild(): Promise<string> {
+  const uaData = (navigator as Navigator & { userAgentData?: { getHighEntropyValues(h: string[]): Promise<Record<string, unknown>> } }).userAgentData;
+  try {
+    const v = await uaData?.getHighEntropyValues(['fullVersionList', 'platform', 'architecture']);
+    const brands = (v?.fullVersionList as { brand: string; version: string }[] | undefined) ?? [];
+    const b = brands.find((x) => /chrom/i.test(x.brand) && !/not/i.test(x.brand)) ?? brands.find((x) => !/not/i.test(x.brand));
+    if (b) return `${b.brand.replace(/\s+/g, '')}/${b.version}-${String(v?.platform ?? '').toLowerCase()}-${String(v?.architecture ?? '')}`.slice(0, 48);
+  } catch {
+    /* fall back to the user agent */
+  }
+  const m = /(Chrom\w*|Firefox|Safari)\/([\d.]+)/.exec(navigator.userAgent);
+  return (m ? `${m[1]}/${m[2]}` : 'unknown').slice(0, 48);
+}
+
+/**
+ * The VideoEncoder configuration for a rendition. `bitrateScale` multiplies
+ * the rendition's bitrate (see config.ts: OpenH264 needs more bits for the same
+ * PSNR). Chromium here refuses `bitrateMode: 'quantizer'` for H.264 (measured:
+ * isConfigSupported false for avc1.42/4d/64 at 360p and 720p), so rate control
+ * is by bitrate.
+ */
+function encoderConfig(spec: VideoSpec, bitrateScale: number): VideoEncoderConfig {
+  return {
+    codec: webCodecsCodecString(spec),
+    width: spec.width,
+    height: spec.height,
+    bitrate: Math.round(spec.bitrate * bitrateScale),
+    bitrateMode: 'variable',
+    // No look-ahead: one chunk per frame, in order, so every packet belongs to the frame given.
+    latencyMode: 'realtime',
+    // Length-prefixed NAL units with the parameter sets in the decoder config (avcC), as MP4 wants.
+    ...(spec.codec === 'h264' && { avc: { format: 'avc' as const } }),
+  };
+}
+
+/** Options of one WebCodecs job. */
+export interface WebCodecsJobOptions {
+  /** Multiplies the rendition's bitrate (per codec; config.ts). */
+  bitrateScale?: number;
+  /**
+   * Test hook: throw after this many frames, as a broken encoder would
+   * (the encode page's `failEngine`/`failAfterFrames` parameters).
+   */
+  failAfterFrames?: number;
+  onFrame?: (done: number, total: number) => void;
 }
 
 export interface WebCodecsResult {
@@ -50,12 +140,14 @@ export async function encodeVideoJobWebCodecs(
   job: Job,
   slice: Uint8Array,
   sliceStart: number,
-  onFrame?: (done: number, total: number) => void,
+  opts: WebCodecsJobOptions = {},
 ): Promise<WebCodecsResult> {
   const spec = job.video;
   if (!spec) throw new WebCodecsError('a video job without a video spec');
-  const codecString = CODEC_STRING[spec.codec];
-  if (!codecString) throw new WebCodecsError(`WebCodecs is not used for ${spec.codec}`);
+  if (typeof VideoEncoder === 'undefined') throw new WebCodecsError('this browser has no WebCodecs VideoEncoder');
+  const config = encoderConfig(spec, opts.bitrateScale ?? 1);
+  const support = await VideoEncoder.isConfigSupported(config);
+  if (!support.supported) throw new WebCodecsError(`this browser cannot encode ${config.codec} at ${spec.width}x${spec.height}`);
   const t0 = performance.now();
   const total = job.shards.reduce((a, s) => a + s.frames, 0);
   // Frame index (within the job) where each shard starts: those frames are forced key frames.
@@ -76,15 +168,7 @@ export async function encodeVideoJobWebCodecs(
     },
     error: (e) => (failure = e),
   });
-  encoder.configure({
-    codec: codecString,
-    width: spec.width,
-    height: spec.height,
-    bitrate: spec.bitrate,
-    bitrateMode: 'variable',
-    // No look-ahead: one chunk per frame, in order, so every packet belongs to the frame given.
-    latencyMode: 'realtime',
-  });
+  encoder.configure(config);
 
   const input = new Input({ source: new BufferSource(slice), formats: ALL_FORMATS });
   const canvas = new OffscreenCanvas(spec.width, spec.height);
@@ -102,6 +186,9 @@ export async function encodeVideoJobWebCodecs(
       try {
         if (sample.timestamp < from) continue;
         if (n >= total) break;
+        if (opts.failAfterFrames !== undefined && n >= opts.failAfterFrames) {
+          throw new WebCodecsError(`test hook: the encoder fails after ${opts.failAfterFrames} frames (failEngine)`);
+        }
         const shard = shardOfFrame[n]!;
         sample.draw(ctx, 0, 0, spec.width, spec.height);
         const frame = new VideoFrame(canvas, { timestamp: Math.round(sample.timestamp * 1e6), duration: Math.round(sample.duration * 1e6) });
@@ -109,7 +196,7 @@ export async function encodeVideoJobWebCodecs(
         encoder.encode(frame, { keyFrame: n === 0 || shardOfFrame[n - 1] !== shard });
         frame.close();
         n++;
-        onFrame?.(n, total);
+        opts.onFrame?.(n, total);
         // Keep the encoder's queue short, so memory stays flat on long jobs.
         while (encoder.encodeQueueSize > 4) await new Promise((r) => setTimeout(r, 1));
         if (failure) throw failure;
@@ -150,4 +237,48 @@ export async function encodeVideoJobWebCodecs(
     files.push(new Uint8Array(target.buffer!));
   }
   return { files, execMs: performance.now() - t0 };
+}
+
+/**
+ * The join benchmark for WebCodecs: `seconds` of 320x180 at 30 fps drawn on a
+ * canvas (a moving pattern, so the encoder has work) and encoded, the same
+ * size and length as ffmpeg.wasm's benchmark so the two speeds compare.
+ * Drawing each frame stands in for a job's decode and scale. Throws when the
+ * encoder fails, which takes the engine out of the tab's offer.
+ */
+export async function benchmarkWebCodecs(codec: VideoSpec['codec'], seconds = 2): Promise<{ speed: number; fps: number }> {
+  const spec: VideoSpec = { codec, width: 320, height: 180, bitrate: 300_000 };
+  const frames = seconds * 30;
+  let failure: Error | undefined;
+  let out = 0;
+  const encoder = new VideoEncoder({ output: () => void out++, error: (e) => (failure = e) });
+  encoder.configure(encoderConfig(spec, 1));
+  const canvas = new OffscreenCanvas(spec.width, spec.height);
+  const ctx = canvas.getContext('2d', { alpha: false });
+  if (!ctx) throw new WebCodecsError('no 2D canvas');
+  const t0 = performance.now();
+  try {
+    for (let n = 0; n < frames; n++) {
+      const g = ctx.createLinearGradient(n * 4, 0, spec.width + n * 4, spec.height);
+      g.addColorStop(0, `hsl(${n * 6}, 80%, 50%)`);
+      g.addColorStop(1, `hsl(${n * 6 + 180}, 80%, 30%)`);
+      ctx.fillStyle = g;
+      ctx.fillRect(0, 0, spec.width, spec.height);
+      ctx.fillStyle = '#fff';
+      ctx.font = '40px sans-serif';
+      ctx.fillText(String(n), 20 + ((n * 5) % 200), 100);
+      const frame = new VideoFrame(canvas, { timestamp: Math.round((n * 1e6) / 30), duration: Math.round(1e6 / 30) });
+      encoder.encode(frame, { keyFrame: n % 9 === 0 });
+      frame.close();
+      while (encoder.encodeQueueSize > 4) await new Promise((r) => setTimeout(r, 1));
+      if (failure) throw failure;
+    }
+    await encoder.flush();
+    if (failure) throw failure;
+  } finally {
+    if (encoder.state !== 'closed') encoder.close();
+  }
+  if (out !== frames) throw new WebCodecsError(`the benchmark encoder gave ${out} packets for ${frames} frames`);
+  const s = (performance.now() - t0) / 1000;
+  return { speed: seconds / s, fps: frames / s };
 }

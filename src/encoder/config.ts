@@ -28,7 +28,33 @@ export interface EncoderConfig {
   reconnectMs: number;
   /** Give up copying a shard from one holder after this long, ms. */
   replicateTimeoutMs: number;
+  /**
+   * Engines this tab offers the pool, comma-separated: "ffmpeg-wasm" (always
+   * on: audio and the fallback need it) and "webcodecs" (when the browser has
+   * it and its benchmark passes).
+   */
+  engines: string;
+  /**
+   * WebCodecs H.264 (OpenH264) gets this times the rendition's bitrate, so it
+   * reaches the PSNR libx264 (veryfast) reaches at the rendition's bitrate.
+   * See WEBCODECS_H264_BITRATE_SCALE for the measurement.
+   */
+  webcodecsH264BitrateScale: number;
+  /**
+   * Test hook: an engine name ("webcodecs") whose jobs fail after
+   * `failAfterFrames` frames, as a broken encoder would, to exercise the
+   * fallback to ffmpeg.wasm (`/encode?failEngine=webcodecs&failAfterFrames=10`).
+   * Empty: no failure.
+   */
+  failEngine: string;
+  failAfterFrames: number;
 }
+
+/**
+ * Bitrate factor for WebCodecs H.264 against libx264 veryfast at the same
+ * rendition bitrate. PLACEHOLDER_MEASUREMENT
+ */
+export const WEBCODECS_H264_BITRATE_SCALE = 1;
 
 export const DEFAULT_ENCODER_CONFIG: EncoderConfig = {
   recycleAfterExecs: 20,
@@ -41,6 +67,10 @@ export const DEFAULT_ENCODER_CONFIG: EncoderConfig = {
   benchmark: true,
   reconnectMs: 1000,
   replicateTimeoutMs: 10_000,
+  engines: 'ffmpeg-wasm,webcodecs',
+  webcodecsH264BitrateScale: WEBCODECS_H264_BITRATE_SCALE,
+  failEngine: '',
+  failAfterFrames: 10,
 };
 
 /** Reads overrides from a query string; unknown or malformed values are ignored with a warning. */

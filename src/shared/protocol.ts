@@ -109,7 +109,8 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
       key: shardKeySchema,
       sha256: sha256Schema,
       size: z.number().int().positive().max(256 * 2 ** 20),
-      engine: z.string().min(1).max(32).optional(),
+      /** The engine and its build that made the bytes ("name@build"): hashes are only comparable between identical builds. */
+      engine: z.string().min(1).max(64).optional(),
       /** Audio: samples in the file before the shard's start (priming, pre-roll) and after its end. */
       lead: z.number().int().nonnegative().max(480_000).optional(),
       tail: z.number().int().nonnegative().max(480_000).optional(),
@@ -177,6 +178,8 @@ export const jobSchema = z
     upload: z.boolean(),
     /** Names this job in uploads; only the encoder it was sent to knows it. */
     uploadToken: z.string().min(16).max(64).optional(),
+    /** Which of the encoder's engines (a capabilities.engines name) the pool chose for this job. */
+    engine: z.string().min(1).max(32).optional(),
     /** Audio jobs: extra AAC packets to encode before the run's start and after its end, for the viewer to trim where runs meet. */
     leadPackets: z.number().int().nonnegative().max(100).optional(),
     tailPackets: z.number().int().nonnegative().max(100).optional(),

@@ -420,12 +420,131 @@ const pool: Bench = async () => {
   return out;
 };
 
+// ---------------------------------------------------------------- h. WebCodecs H.264
+
+/** Rungs of the default ladder for the 1280x720 30 fps bench clip (0.08 bits per pixel; src/shared/shardMap.ts). */
+const WEBCODECS_RUNGS = [
+  [640, 360, 553_000],
+  [1280, 720, 2_212_000],
+] as const;
+
+/** Extra encode-page parameters for exploring rate control (e.g. BENCH_ENCODE_PARAMS='webcodecsH264BitrateScale=1.5'). */
+const EXTRA_PARAMS = process.env.BENCH_ENCODE_PARAMS ? `&${process.env.BENCH_ENCODE_PARAMS}` : '';
+
+interface PoolEncode {
+  ms: number;
+  bytes: number;
+  psnr: number;
+  /** Sums over the tabs: source-slice fetch and encode time, ms. */
+  fetchMs: number;
+  encodeMs: number;
+  jobs: number;
+}
+
+/**
+ * Encodes the bench clip through a fresh server and `tabs` encoder tabs that
+ * offer `engines`, one H.264 rendition: wall time from upload to every shard
+ * accepted, accepted bytes, and PSNR of the server's export against the source
+ * (native ffmpeg as referee).
+ */
+async function poolEncode(browser: Browser, source: string, tabs: number, engines: string, [w, h, bitrate]: readonly [number, number, number], dir: string): Promise<PoolEncode> {
+  const server = await startTestServer({});
+  const pages: TrackedPage[] = [];
+  try {
+    const ts: TrackedPage[] = [];
+    for (let i = 0; i < tabs; i++) {
+      const t = await open(browser, `${server.url}/encode?persist=0&engines=${engines}${EXTRA_PARAMS}`, pages);
+      await t.page.waitForFunction(() => (window as any).shardcastEncoder?.state?.phase === 'idle', null, { timeout: 120_000 });
+      ts.push(t);
+    }
+    const ladder = [{ id: `${h}p`, video: { codec: 'h264', width: w, height: h, bitrate } }];
+    const t0 = performance.now();
+    const { json } = await upload(server.url, fs.readFileSync(source), `?renditions=${encodeURIComponent(JSON.stringify(ladder))}`);
+    const map = await waitReady(server, json.id);
+    const ms = performance.now() - t0;
+    const want = engines.includes('webcodecs') ? 'webcodecs@' : 'ffmpeg-wasm@';
+    const states = map.shards.map((s) => s.renditions[`${h}p`]!);
+    const other = states.filter((st) => !st.engine?.startsWith(want)).length;
+    if (other) throw new Error(`${other} shards were not made by ${want} (${states.find((st) => !st.engine?.startsWith(want))?.engine})`);
+    await waitCached(server, json.id, map);
+    const file = path.join(dir, `pool-${tabs}-${engines}-${h}.mp4`);
+    fs.writeFileSync(file, Buffer.from(await (await fetch(`${server.url}/api/contents/${json.id}/export.mp4?rendition=${h}p`)).arrayBuffer()));
+    const st = await Promise.all(ts.map((t) => t.page.evaluate(() => (window as any).shardcastEncoder.state as { fetchMs: number; encodeMs: number; jobsDone: number })));
+    return {
+      ms,
+      bytes: states.reduce((a, x) => a + (x.size ?? 0), 0),
+      psnr: psnr(file, source, w, h),
+      fetchMs: st.reduce((a, x) => a + x.fetchMs, 0),
+      encodeMs: st.reduce((a, x) => a + x.encodeMs, 0),
+      jobs: st.reduce((a, x) => a + x.jobsDone, 0),
+    };
+  } finally {
+    for (const p of pages) await p.context.close().catch(() => {});
+    await server.destroy();
+  }
+}
+
+/**
+ * h. WebCodecs H.264 (OpenH264, with its bitrate scale) against ffmpeg.wasm
+ * x264 veryfast, both through the pool on the same 20 s clip: one tab each at
+ * 360p and 720p (fps, bytes, PSNR); then two WebCodecs tabs against native
+ * ffmpeg (libx264 veryfast, 2 threads, rendition bitrate, one 20 s GOP) on
+ * this machine at 720p: wall time as a ratio, PSNR of both.
+ */
+const webcodecs: Bench = async () => {
+  const source = await fixture('bench-720p');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-wc-'));
+  const browser = await launchBrowser();
+  const out: Sample[] = [];
+  const frames = 600;
+  try {
+    for (const rung of WEBCODECS_RUNGS) {
+      const [w, h] = rung;
+      const ff = await poolEncode(browser, source, 1, 'ffmpeg-wasm', rung, dir);
+      const wc = await poolEncode(browser, source, 1, 'ffmpeg-wasm,webcodecs', rung, dir);
+      out.push(
+        { metric: `1 tab ${w}x${h}: ffmpeg.wasm fps (pool wall time)`, unit: 'fps', value: frames / (ff.ms / 1000) },
+        { metric: `1 tab ${w}x${h}: WebCodecs fps (pool wall time)`, unit: 'fps', value: frames / (wc.ms / 1000) },
+        { metric: `1 tab ${w}x${h}: WebCodecs / ffmpeg.wasm speed`, unit: 'ratio', value: ff.ms / wc.ms },
+        { metric: `1 tab ${w}x${h}: ffmpeg.wasm bytes`, unit: 'kB', value: ff.bytes / 1000 },
+        { metric: `1 tab ${w}x${h}: WebCodecs bytes`, unit: 'kB', value: wc.bytes / 1000 },
+        { metric: `1 tab ${w}x${h}: ffmpeg.wasm PSNR`, unit: 'dB', value: ff.psnr },
+        { metric: `1 tab ${w}x${h}: WebCodecs PSNR`, unit: 'dB', value: wc.psnr },
+      );
+    }
+    const rung = WEBCODECS_RUNGS[1];
+    const [w, h, bitrate] = rung;
+    const poolWc = await poolEncode(browser, source, 2, 'ffmpeg-wasm,webcodecs', rung, dir);
+    const nativeFile = path.join(dir, 'native-720.mp4');
+    const rate = ['-b:v', String(bitrate), '-maxrate', String(Math.round(bitrate * 1.5)), '-bufsize', String(bitrate * 2)];
+    const n0 = performance.now();
+    run(['-i', source, '-an', ...x264Args(w, h, rate, ['-g', '600']), '-threads', '2', '-f', 'mp4', nativeFile]);
+    const nativeMs = performance.now() - n0;
+    const nativePsnr = psnr(nativeFile, source, w, h);
+    out.push(
+      { metric: `2 WebCodecs tabs, ${w}x${h}: pool wall time`, unit: 's', value: poolWc.ms / 1000 },
+      { metric: `native ffmpeg x264 veryfast 2 threads, ${w}x${h}: wall time`, unit: 's', value: nativeMs / 1000 },
+      { metric: `2 WebCodecs tabs / native (2 threads), ${w}x${h}: speed`, unit: 'ratio', value: nativeMs / poolWc.ms, note: '> 1: the pool is faster' },
+      { metric: `2 WebCodecs tabs, ${w}x${h}: PSNR`, unit: 'dB', value: poolWc.psnr },
+      { metric: `native, ${w}x${h}: PSNR`, unit: 'dB', value: nativePsnr },
+      { metric: `2 WebCodecs tabs, ${w}x${h}: time in fetch (both tabs)`, unit: 's', value: poolWc.fetchMs / 1000 },
+      { metric: `2 WebCodecs tabs, ${w}x${h}: time in decode+encode+mux (both tabs)`, unit: 's', value: poolWc.encodeMs / 1000 },
+      { metric: `2 WebCodecs tabs, ${w}x${h}: jobs`, unit: 'jobs', value: poolWc.jobs },
+    );
+    return out;
+  } finally {
+    await browser.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+};
+
 const BENCHES: Record<string, { title: string; run: Bench }> = {
   encoding: { title: 'a/d. Encoding', run: encoding },
   pool: { title: 'b/c. Pool', run: pool },
   delivery: { title: 'e. Delivery', run: delivery },
   failover: { title: 'f. Failover', run: failover },
   churn: { title: 'g. Churn (simulated pool)', run: churn },
+  webcodecs: { title: 'h. WebCodecs H.264', run: webcodecs },
 };
 
 // ---------------------------------------------------------------- report

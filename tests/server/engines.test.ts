@@ -1,0 +1,89 @@
+/**
+ * Scheduling by engine: the pool names, in every job, the engine of the
+ * encoder that finishes it soonest (the fastest that makes the codec), and
+ * keeps the "engine@build" each accepted shard was made with.
+ */
+import fs from 'node:fs';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Job } from '../../src/shared/protocol.ts';
+import type { ShardMap } from '../../src/shared/shardMap.ts';
+import { fixture } from '../harness/fixtures.ts';
+import { hashFor, waitFor } from '../harness/poolKit.ts';
+import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
+import { WsPeer } from '../harness/wsPeer.ts';
+
+let clip: Uint8Array;
+let server: TestServer | undefined;
+const peers: WsPeer[] = [];
+
+beforeAll(async () => {
+  clip = fs.readFileSync(await fixture('av-2997'));
+});
+
+afterEach(async () => {
+  for (const p of peers.splice(0)) p.kill();
+  await server?.destroy();
+  server = undefined;
+});
+
+const ladder = [
+  { id: '180p', video: { codec: 'h264', width: 320, height: 180, bitrate: 300_000 } },
+  { id: 'vp9', video: { codec: 'vp9', width: 160, height: 90, bitrate: 120_000 } },
+  { id: 'audio', audio: { codec: 'aac', bitrate: 128_000, sampleRate: 48000, channels: 2 } },
+];
+
+/** Finishes every job it gets, saying which engine (with a build) made the shards: the one the job named. */
+async function encodeAs(p: WsPeer, log: Job[]): Promise<void> {
+  for (;;) {
+    let job: Job;
+    try {
+      job = (await p.next('job', () => true, 60_000)).job;
+    } catch {
+      return;
+    }
+    log.push(job);
+    for (const sh of job.shards) {
+      const key = { contentId: job.contentId, rendition: job.rendition, index: sh.index };
+      p.send({ type: 'shard-ready', jobId: job.id, key, sha256: hashFor(job, sh.index), size: 1000 + sh.index, engine: `${job.engine}@build-1` });
+    }
+    p.send({ type: 'job-done', jobId: job.id });
+  }
+}
+
+describe('scheduling by engine', () => {
+  it('names the fastest engine that makes the codec in each job, and records engine@build per accepted shard', async () => {
+    server = await startTestServer({ heartbeatMs: 100, heartbeatTimeoutMs: 2000 });
+    const both = await WsPeer.encoder(server.url, {
+      capabilities: {
+        engines: [
+          { name: 'ffmpeg-wasm', codecs: ['h264', 'aac'], speed: 2 },
+          { name: 'webcodecs', codecs: ['h264', 'vp9'], speed: 20 },
+        ],
+        maxJobs: 1,
+      },
+    });
+    // A tab without WebCodecs still takes the H.264 and audio work, with ffmpeg.wasm.
+    const plain = await WsPeer.encoder(server.url, { capabilities: { engines: [{ name: 'ffmpeg-wasm', codecs: ['h264', 'aac'], speed: 2 }], maxJobs: 1 } });
+    peers.push(both, plain);
+    const jobsBoth: Job[] = [];
+    const jobsPlain: Job[] = [];
+    void encodeAs(both, jobsBoth);
+    void encodeAs(plain, jobsPlain);
+    const { json } = await upload(server.url, clip, `?renditions=${encodeURIComponent(JSON.stringify(ladder))}`);
+    const map = await waitFor(async () => {
+      const c = (await (await fetch(`${server!.url}/api/contents/${json.id}`)).json()) as { status: string; shardMap: ShardMap };
+      return c.status === 'ready' ? c.shardMap : undefined;
+    }, 'content ready', 30_000);
+
+    const engineOf = (j: Job) => `${j.rendition}:${j.engine}`;
+    for (const j of jobsBoth) expect(engineOf(j)).toBe(j.rendition === 'audio' ? 'audio:ffmpeg-wasm' : `${j.rendition}:webcodecs`);
+    for (const j of jobsPlain) expect(engineOf(j)).toBe(`${j.rendition}:ffmpeg-wasm`);
+    expect(jobsPlain.some((j) => j.rendition === '180p')).toBe(true);
+    // VP9 only ever goes to the tab that can make it.
+    expect(jobsPlain.some((j) => j.rendition === 'vp9')).toBe(false);
+    const engines = new Set(map.shards.map((s) => s.renditions['180p']!.engine));
+    expect(engines).toEqual(new Set(['webcodecs@build-1', 'ffmpeg-wasm@build-1']));
+    expect(map.shards.every((s) => s.renditions['vp9']!.engine === 'webcodecs@build-1')).toBe(true);
+    expect(map.shards.every((s) => s.renditions['audio']!.engine === 'ffmpeg-wasm@build-1')).toBe(true);
+  });
+});
