@@ -11,7 +11,7 @@ import type { Job, ServerMessage } from '../shared/protocol.ts';
 import { sha256Hex } from '../shared/wire.ts';
 import { ServeLimiter, ShardTransfer } from '../shared/ShardTransfer.ts';
 import { shardKeyString, type VideoSpec } from '../shared/shardMap.ts';
-import type { EncoderConfig } from './config.ts';
+import { webCodecsH264BitrateScale, type EncoderConfig } from './config.ts';
 import { FFMPEG_CORE_BUILD, FfmpegEngine, WatchdogError } from './FfmpegEngine.ts';
 import { runJob, type EngineName } from './JobRunner.ts';
 import { benchmarkWebCodecs, webCodecsBuild, webCodecsCodecs } from './WebCodecsEngine.ts';
@@ -109,6 +109,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
   /** Video codecs this browser encodes with WebCodecs (empty when it has none, or its benchmark failed). */
   private webCodecs: VideoSpec['codec'][] = [];
   private webCodecsBuild = 'unknown';
+  private webCodecsFailuresInARow = 0;
   private readonly store: ShardStore;
   private readonly pool: PoolClient;
   private readonly peers: PeerManager;
@@ -332,7 +333,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
         preset: this.config.preset,
         webCodecs: {
           codecs: this.webCodecs,
-          h264BitrateScale: this.config.webcodecsH264BitrateScale,
+          h264BitrateScale: (height) => webCodecsH264BitrateScale(height, this.config.webcodecsH264BitrateScale),
           ...(this.config.failEngine === 'webcodecs' && { failAfterFrames: this.config.failAfterFrames }),
         },
         onProgress: (p) => {
@@ -344,8 +345,13 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
       });
       if (fallback) {
         this.state.fallbacks++;
+        this.webCodecsFailuresInARow++;
         this.logLine(`job ${job.id.slice(0, 6)}: ${fallback}`);
-      }
+        if (this.webCodecsFailuresInARow >= this.config.webcodecsMaxFailures && this.webCodecs.includes('h264')) {
+          this.webCodecs = this.webCodecs.filter((c) => c !== 'h264');
+          this.logLine(`WebCodecs H.264 failed ${this.webCodecsFailuresInARow} jobs in a row: H.264 stays on ffmpeg.wasm in this tab`);
+        }
+      } else if (engine === 'webcodecs') this.webCodecsFailuresInARow = 0;
       if (this.cancelled.has(job.id)) return;
       for (const s of shards) {
         const key = { contentId: job.contentId, rendition: job.rendition, index: s.index };

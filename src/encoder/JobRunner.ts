@@ -49,8 +49,8 @@ export type EngineName = 'ffmpeg-wasm' | 'webcodecs';
 export interface WebCodecsOffer {
   /** Map codecs the tab encodes with WebCodecs (empty: none, or switched off). */
   codecs: readonly VideoSpec['codec'][];
-  /** Bitrate factor for H.264 (config.ts). */
-  h264BitrateScale: number;
+  /** Bitrate factor for H.264 at a rendition height (config.ts). */
+  h264BitrateScale: (height: number) => number;
   /** Test hook: fail WebCodecs jobs after this many frames. */
   failAfterFrames?: number;
 }
@@ -90,7 +90,7 @@ export async function runJob(
   if (used === 'webcodecs') {
     try {
       const r = await encodeVideoJobWebCodecs(job, bytes, sliceStart, {
-        ...(job.video?.codec === 'h264' && { bitrateScale: opts.webCodecs?.h264BitrateScale ?? 1 }),
+        ...(job.video?.codec === 'h264' && opts.webCodecs && { bitrateScale: opts.webCodecs.h264BitrateScale(job.video.height) }),
         ...(opts.webCodecs?.failAfterFrames !== undefined && { failAfterFrames: opts.webCodecs.failAfterFrames }),
         onFrame: (done, total) => opts.onProgress?.(done / total),
       });

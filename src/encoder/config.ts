@@ -35,9 +35,9 @@ export interface EncoderConfig {
    */
   engines: string;
   /**
-   * WebCodecs H.264 (OpenH264) gets this times the rendition's bitrate, so it
-   * reaches the PSNR libx264 (veryfast) reaches at the rendition's bitrate.
-   * See WEBCODECS_H264_BITRATE_SCALE for the measurement.
+   * WebCodecs H.264 (OpenH264) gets this times the rendition's bitrate. 0 (the
+   * default): by rendition height from WEBCODECS_H264_BITRATE_SCALES, so it
+   * reaches the PSNR libx264 veryfast reaches at the rendition's bitrate.
    */
   webcodecsH264BitrateScale: number;
   /**
@@ -48,13 +48,42 @@ export interface EncoderConfig {
    */
   failEngine: string;
   failAfterFrames: number;
+  /**
+   * After this many WebCodecs H.264 failures in a row the tab stops using
+   * WebCodecs for H.264 (every job then runs on ffmpeg.wasm at once, rather
+   * than failing over mid-job each time).
+   */
+  webcodecsMaxFailures: number;
 }
 
 /**
- * Bitrate factor for WebCodecs H.264 against libx264 veryfast at the same
- * rendition bitrate. PLACEHOLDER_MEASUREMENT
+ * Bitrate factor for WebCodecs H.264 (Chromium 150's OpenH264; no quantizer
+ * mode for H.264 here) per rendition height, so its PSNR comes within 0.5 dB
+ * of libx264 veryfast (ffmpeg.wasm) at the rendition's bitrate.
+ *
+ * Measured with `BENCH_WC_SCALES=1.5,2,2.5 npm run bench -- --only webcodecs
+ * --runs 1` and the plain bench (scale 1), on the 20 s 720p testsrc2 clip
+ * (fixture bench-720p), PSNR against the source by native ffmpeg, default
+ * ladder bitrates (553 kb/s at 360p, 2212 kb/s at 720p):
+ *
+ * | rung | x264 (ffmpeg.wasm) | WebCodecs x1 | x1.5 | x2 | x2.5 |
+ * | 640x360 | 42.0 dB | 40.1 | 41.4 | 42.2 | 42.8 |
+ * | 1280x720 | 41.8 dB | 39.9 | 42.6 | 45.6 | 48.0 |
+ *
+ * OpenH264 follows the bitrate it is given (x1: 0.98-1.1x the bytes of x264),
+ * so equal PSNR costs bytes: about 1.6x at 360p and 1.35x at 720p. Synthetic
+ * content; re-measure on real footage before trusting the exact figures.
  */
-export const WEBCODECS_H264_BITRATE_SCALE = 1;
+export const WEBCODECS_H264_BITRATE_SCALES: readonly { maxHeight: number; scale: number }[] = [
+  { maxHeight: 480, scale: 1.6 },
+  { maxHeight: Infinity, scale: 1.35 },
+];
+
+/** The bitrate factor for WebCodecs H.264 at a rendition height: the override when set, else the table. */
+export function webCodecsH264BitrateScale(height: number, override = 0): number {
+  if (override > 0) return override;
+  return WEBCODECS_H264_BITRATE_SCALES.find((r) => height <= r.maxHeight)!.scale;
+}
 
 export const DEFAULT_ENCODER_CONFIG: EncoderConfig = {
   recycleAfterExecs: 20,
@@ -68,9 +97,10 @@ export const DEFAULT_ENCODER_CONFIG: EncoderConfig = {
   reconnectMs: 1000,
   replicateTimeoutMs: 10_000,
   engines: 'ffmpeg-wasm,webcodecs',
-  webcodecsH264BitrateScale: WEBCODECS_H264_BITRATE_SCALE,
+  webcodecsH264BitrateScale: 0,
   failEngine: '',
   failAfterFrames: 10,
+  webcodecsMaxFailures: 3,
 };
 
 /** Reads overrides from a query string; unknown or malformed values are ignored with a warning. */

@@ -428,8 +428,12 @@ const WEBCODECS_RUNGS = [
   [1280, 720, 2_212_000],
 ] as const;
 
-/** Extra encode-page parameters for exploring rate control (e.g. BENCH_ENCODE_PARAMS='webcodecsH264BitrateScale=1.5'). */
-const EXTRA_PARAMS = process.env.BENCH_ENCODE_PARAMS ? `&${process.env.BENCH_ENCODE_PARAMS}` : '';
+/**
+ * Calibration of WebCodecs H.264 rate control (src/encoder/config.ts): with
+ * BENCH_WC_SCALES=1,1.5,2 the webcodecs bench encodes only with WebCodecs,
+ * once per bitrate scale and rung, and reports PSNR and bytes.
+ */
+const WC_SCALES = process.env.BENCH_WC_SCALES?.split(',').map(Number);
 
 interface PoolEncode {
   ms: number;
@@ -447,13 +451,13 @@ interface PoolEncode {
  * accepted, accepted bytes, and PSNR of the server's export against the source
  * (native ffmpeg as referee).
  */
-async function poolEncode(browser: Browser, source: string, tabs: number, engines: string, [w, h, bitrate]: readonly [number, number, number], dir: string): Promise<PoolEncode> {
+async function poolEncode(browser: Browser, source: string, tabs: number, engines: string, [w, h, bitrate]: readonly [number, number, number], dir: string, params = ''): Promise<PoolEncode> {
   const server = await startTestServer({});
   const pages: TrackedPage[] = [];
   try {
     const ts: TrackedPage[] = [];
     for (let i = 0; i < tabs; i++) {
-      const t = await open(browser, `${server.url}/encode?persist=0&engines=${engines}${EXTRA_PARAMS}`, pages);
+      const t = await open(browser, `${server.url}/encode?persist=0&engines=${engines}${params}`, pages);
       await t.page.waitForFunction(() => (window as any).shardcastEncoder?.state?.phase === 'idle', null, { timeout: 120_000 });
       ts.push(t);
     }
@@ -498,6 +502,18 @@ const webcodecs: Bench = async () => {
   const out: Sample[] = [];
   const frames = 600;
   try {
+    if (WC_SCALES) {
+      for (const scale of WC_SCALES) {
+        for (const rung of WEBCODECS_RUNGS) {
+          const wc = await poolEncode(browser, source, 1, 'ffmpeg-wasm,webcodecs', rung, dir, `&webcodecsH264BitrateScale=${scale}`);
+          out.push(
+            { metric: `WebCodecs ${rung[0]}x${rung[1]}, bitrate x${scale}: PSNR`, unit: 'dB', value: wc.psnr },
+            { metric: `WebCodecs ${rung[0]}x${rung[1]}, bitrate x${scale}: bytes`, unit: 'kB', value: wc.bytes / 1000 },
+          );
+        }
+      }
+      return out;
+    }
     for (const rung of WEBCODECS_RUNGS) {
       const [w, h] = rung;
       const ff = await poolEncode(browser, source, 1, 'ffmpeg-wasm', rung, dir);

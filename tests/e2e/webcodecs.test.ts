@@ -164,14 +164,18 @@ describe('WebCodecs H.264', () => {
 
   it('falls back to ffmpeg.wasm when WebCodecs fails mid-job, and the job completes', async () => {
     server = await startTestServer({});
-    // Test hook (src/encoder/config.ts): WebCodecs throws after 10 frames of every job.
-    const [tab] = await encoders('&failEngine=webcodecs&failAfterFrames=10');
+    // Test hook (src/encoder/config.ts): WebCodecs throws after 10 frames of every job. After one such
+    // failure the tab keeps H.264 on ffmpeg.wasm (webcodecsMaxFailures=1), so later jobs fail over no more.
+    const [tab] = await encoders('&failEngine=webcodecs&failAfterFrames=10&webcodecsMaxFailures=1');
     const id = await publish();
     const map = await ready(id, [tab!]);
     const st = await state(tab!);
     // The pool chose WebCodecs, WebCodecs failed, ffmpeg.wasm made every video shard, and no job failed.
     expect(new Set(engineOf(map, '180p'))).toEqual(new Set([st.engines[0]!.build]));
-    expect(st.fallbacks).toBeGreaterThan(0);
+    expect(st.fallbacks).toBe(1);
+    expect(st.log.some((l) => l.includes('H.264 stays on ffmpeg.wasm in this tab'))).toBe(true);
+    // More than one video job ran: the later ones went straight to ffmpeg.wasm.
+    expect(server.pool.counters.jobsCompleted).toBeGreaterThan(2);
     expect(st.jobsFailed).toBe(0);
     expect(server.pool.counters.requeues).toBe(0);
     expect(st.log.some((l) => l.includes('test hook: the encoder fails after 10 frames'))).toBe(true);

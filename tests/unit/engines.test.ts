@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Job } from '../../src/shared/protocol.ts';
+import { webCodecsH264BitrateScale } from '../../src/encoder/config.ts';
 import { FFMPEG_CORE_BUILD } from '../../src/encoder/FfmpegEngine.ts';
 import { engineFor } from '../../src/encoder/JobRunner.ts';
 import { h264Level, webCodecsCodecString } from '../../src/encoder/WebCodecsEngine.ts';
@@ -33,6 +34,13 @@ describe('encoder engines', () => {
     expect(webCodecsCodecString({ codec: 'h264', width: 1920, height: 1080 })).toBe('avc1.640028');
     expect(h264Level(3840, 2160)).toBe(0x33);
     expect(webCodecsCodecString({ codec: 'vp9', width: 640, height: 360 })).toBe('vp09.00.40.08');
+  });
+
+  it('gives WebCodecs H.264 the measured bitrate factor for the rendition height, unless overridden', () => {
+    expect(webCodecsH264BitrateScale(360)).toBe(1.6);
+    expect(webCodecsH264BitrateScale(720)).toBe(1.35);
+    expect(webCodecsH264BitrateScale(2160)).toBe(1.35);
+    expect(webCodecsH264BitrateScale(360, 2)).toBe(2);
   });
 
   it('runs H.264 on WebCodecs only when the pool chose it and the tab has it; audio always on ffmpeg.wasm', () => {
