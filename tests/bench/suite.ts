@@ -279,9 +279,9 @@ function x264Args(w: number, h: number, rate: string[], keys: string[]): string[
   return ['-vf', `scale=${w}:${h}:flags=bicubic,setsar=1`, '-pix_fmt', 'yuv420p', '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-bf', '0', '-sc_threshold', '0', ...rate, ...keys];
 }
 
-/** An encoder tab on an empty server (so it takes no jobs), ready to run execs. */
+/** An encoder tab on ffmpeg.wasm alone (the WebCodecs fast path is bench h), ready to run execs. */
 async function benchTab(browser: Browser, server: TestServer, pages: TrackedPage[]): Promise<TrackedPage> {
-  const t = await open(browser, `${server.url}/encode?persist=0`, pages);
+  const t = await open(browser, `${server.url}/encode?persist=0&engines=ffmpeg-wasm`, pages);
   await t.page.waitForFunction(() => (window as any).shardcastEncoder?.state?.phase === 'idle', null, { timeout: 120_000 });
   return t;
 }

@@ -32,10 +32,11 @@ afterAll(async () => {
   await browser?.close();
 });
 
+/** An encoder tab on ffmpeg.wasm alone: these tests are about its pipeline (WebCodecs: webcodecs.test.ts). */
 async function openEncoder(query = ''): Promise<TrackedPage> {
   const t = await newPage(browser);
   pages.push(t);
-  await t.page.goto(`${server.url}/encode${query}`);
+  await t.page.goto(`${server.url}/encode${query}${query ? '&' : '?'}engines=ffmpeg-wasm`);
   await t.page.waitForFunction(() => (window as any).shardcastEncoder?.state.connection === 'open', null, { timeout: 60_000 });
   return t;
 }
