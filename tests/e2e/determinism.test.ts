@@ -32,7 +32,8 @@ afterAll(async () => {
 async function openEncoder(): Promise<TrackedPage> {
   const t = await newPage(browser);
   pages.push(t);
-  await t.page.goto(`${server.url}/encode?persist=0`);
+  // ffmpeg.wasm alone: this test is about its determinism.
+  await t.page.goto(`${server.url}/encode?persist=0&engines=ffmpeg-wasm`);
   await t.page.waitForFunction(() => (window as any).shardcastEncoder?.state.connection === 'open', null, { timeout: 60_000 });
   return t;
 }

@@ -9,6 +9,7 @@
 import fs from 'node:fs';
 import type { Browser } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FFMPEG_CORE_BUILD } from '../../src/encoder/FfmpegEngine.ts';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { launchBrowser, newPage, type TrackedPage } from '../harness/browser.ts';
 import { fixture } from '../harness/fixtures.ts';
@@ -33,7 +34,8 @@ afterAll(async () => {
 async function openEncoder(): Promise<TrackedPage> {
   const t = await newPage(browser);
   pages.push(t);
-  await t.page.goto(`${server.url}/encode?persist=0`);
+  // ffmpeg.wasm alone: the engine cross-checks compare (WebCodecs is not known to be deterministic).
+  await t.page.goto(`${server.url}/encode?persist=0&engines=ffmpeg-wasm`);
   await t.page.waitForFunction(() => (window as any).shardcastEncoder?.state.connection === 'open', null, { timeout: 60_000 });
   return t;
 }
@@ -46,7 +48,8 @@ describe('cheater detection among real tabs', () => {
     const convicted: string[] = [];
     server.pool.on('check-passed', (e) => passed.push(e.origin));
     server.pool.on('encoder-convicted', (e) => convicted.push(e.peerId));
-    const cheater = await nativeEncoder(server.url, 'black', 'ffmpeg-wasm');
+    // The cheater claims the tabs' own engine and build (what their shard-ready messages say).
+    const cheater = await nativeEncoder(server.url, 'black', `ffmpeg-wasm@${FFMPEG_CORE_BUILD}/veryfast`);
     await waitFor(() => cheater.jobs >= 1 || undefined, 'the cheater at work', 60_000);
     const tabs = [await openEncoder(), await openEncoder()];
     const map = await waitFor(

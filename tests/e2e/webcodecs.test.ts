@@ -143,9 +143,10 @@ describe('WebCodecs H.264', () => {
   });
 
   it('plays one stream made by both engines (a WebCodecs tab and an ffmpeg.wasm-only tab)', async () => {
-    server = await startTestServer({});
-    // The ffmpeg.wasm-only tab is alone at the upload, so it takes the first video job; the WebCodecs tab joins after.
-    const [ff] = await encoders('&engines=ffmpeg-wasm');
+    // 1 s jobs, and a slow x264 preset in the ffmpeg.wasm-only tab: it is alone at the upload, so it takes the
+    // first video job, and it cannot finish them all before the WebCodecs tab has joined and taken some.
+    server = await startTestServer({ jobSeconds: 1 });
+    const [ff] = await encoders('&engines=ffmpeg-wasm&preset=slow');
     expect((await state(ff!)).engines.map((e) => e.name)).toEqual(['ffmpeg-wasm']);
     const id = await publish();
     const [wc] = await encoders('');
