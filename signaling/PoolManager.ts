@@ -3,7 +3,7 @@
  * variant is held by whom. Transport-agnostic: the WebSocket layer hands it
  * validated messages and gives it a `send` function.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ClientMessage, Capabilities, Job, ServerMessage, HolderEntry } from '../src/shared/protocol.ts';
 import {
   AAC_PACKET_SAMPLES,
@@ -142,6 +142,13 @@ export class ProtocolError extends Error {
 
 export class PoolManager extends TypedEmitter<PoolEvents> {
   readonly peers = new Map<string, Peer>();
+  /**
+   * Secret per peer id, kept after a peer leaves so its tab can reconnect under
+   * the same id (and health/trust record). Ids are public (/api/pool), so an id
+   * alone must not be enough to take one over. Oldest dropped past the cap.
+   */
+  private readonly resumeSecrets = new Map<string, string>();
+  private static readonly MAX_RESUME_SECRETS = 100_000;
   readonly jobs = new Map<string, ActiveJob>();
   /** shard variant key -> ids of peers holding the accepted bytes. */
   readonly holders = new Map<string, Set<string>>();
@@ -253,7 +260,11 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       throw new ProtocolError('missing-capabilities', 'an encoder must say what it can encode: hello.capabilities');
     }
     let id = hello.peerId;
-    if (!id || this.peers.has(id)) id = randomBytes(9).toString('base64url').replace(/[-_]/g, 'x');
+    if (!id || this.peers.has(id) || !this.resumes(id, hello.resume)) id = randomBytes(9).toString('base64url').replace(/[-_]/g, 'x');
+    const resume = randomBytes(18).toString('base64url');
+    this.resumeSecrets.delete(id);
+    this.resumeSecrets.set(id, resume);
+    if (this.resumeSecrets.size > PoolManager.MAX_RESUME_SECRETS) this.resumeSecrets.delete(this.resumeSecrets.keys().next().value!);
     const now = this.now();
     const peer: Peer = {
       id,
@@ -273,7 +284,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     };
     this.peers.set(id, peer);
     if (hello.role === 'encoder') this.health.benchmark(id, Math.max(0, ...(hello.capabilities?.engines.map((e) => e.speed ?? 0) ?? [0])) || undefined);
-    conn.send({ type: 'welcome', protocol: 1, peerId: id, heartbeatMs: this.config.heartbeatMs, iceServers: this.config.iceServers });
+    conn.send({ type: 'welcome', protocol: 1, peerId: id, resume, heartbeatMs: this.config.heartbeatMs, iceServers: this.config.iceServers });
     for (const h of hello.holdings ?? []) {
       // Only bytes matching the accepted hash count: a holding is a claim, not proof.
       const st = this.store.get(h.key.contentId)?.map.shards[h.key.index]?.renditions[h.key.rendition];
@@ -286,6 +297,12 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     // A viewer brings no capacity and no work: nothing to schedule.
     if (hello.role === 'encoder') this.schedule();
     return id;
+  }
+
+  private resumes(id: string, secret: string | undefined): boolean {
+    const known = this.resumeSecrets.get(id);
+    if (!known || !secret || known.length !== secret.length) return false;
+    return timingSafeEqual(Buffer.from(known), Buffer.from(secret));
   }
 
   /** The peer's socket closed or it went silent: its unfinished work goes back to the queue at once. */
@@ -394,6 +411,12 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
         to.conn.send({ type: 'signal', from: peer.id, data: msg.data });
         return;
       }
+      case 'capabilities':
+        if (peer.role !== 'encoder') throw new ProtocolError('not-an-encoder', 'only encoders have capabilities');
+        peer.capabilities = msg.capabilities;
+        this.health.benchmark(peer.id, Math.max(0, ...msg.capabilities.engines.map((e) => e.speed ?? 0)) || undefined);
+        this.schedule();
+        return;
       case 'shard-dropped':
         this.removeHolder(peer.id, shardKeyString(msg.key));
         this.replicas.get(shardKeyString(msg.key))?.delete(peer.id);

@@ -24,6 +24,8 @@ export function baseHeaders(res: ServerResponse): void {
   res.setHeader('Cross-Origin-Embedder-Policy', 'require-corp');
   res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');
   res.setHeader('X-Content-Type-Options', 'nosniff');
+  // Pages may carry a join token in ?token=: never hand it to another site in a Referer.
+  res.setHeader('Referrer-Policy', 'no-referrer');
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {

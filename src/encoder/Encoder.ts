@@ -7,7 +7,7 @@ import Peer from 'simple-peer/simplepeer.min.js';
 import { TypedEmitter } from '../shared/events.ts';
 import { PeerManager, type PeerCtor } from '../shared/PeerManager.ts';
 import { PoolClient, poolUrl } from '../shared/PoolClient.ts';
-import type { Job, ServerMessage } from '../shared/protocol.ts';
+import type { Capabilities, Job, ServerMessage } from '../shared/protocol.ts';
 import { sha256Hex } from '../shared/wire.ts';
 import { ServeLimiter, ShardTransfer } from '../shared/ShardTransfer.ts';
 import { shardKeyString, type VideoSpec } from '../shared/shardMap.ts';
@@ -135,11 +135,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
       reconnectMs: config.reconnectMs,
       hello: () => ({
         role: 'encoder',
-        capabilities: {
-          engines: this.state.engines.map((e) => ({ name: e.name, codecs: e.codecs, ...(e.speed !== undefined && { speed: e.speed }) })),
-          maxJobs: 1,
-          storageBytes: config.storeBudgetBytes,
-        },
+        capabilities: this.capabilities(),
         holdings: this.store.list().map((s) => ({ key: s.key, sha256: s.sha256, size: s.size })),
       }),
       heartbeat: () => ({ activeJobs: this.running ? 1 : 0, heldBytes: this.store.usedBytes, peers: this.peers.links.length, serving: this.limiter.busy }),
@@ -260,6 +256,14 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
   private webCodecsSpeed: { speed: number; fps: number } | undefined;
 
   /** "name@build" for shard-ready: the ffmpeg core build and the preset (it changes the bytes), or the browser build. */
+  private capabilities(): Capabilities {
+    return {
+      engines: this.state.engines.map((e) => ({ name: e.name, codecs: e.codecs, ...(e.speed !== undefined && { speed: e.speed }) })),
+      maxJobs: 1,
+      storageBytes: this.config.storeBudgetBytes,
+    };
+  }
+
   private buildOf(engine: EngineName): string {
     return engine === 'ffmpeg-wasm' ? `ffmpeg-wasm@${FFMPEG_CORE_BUILD}/${this.config.preset}` : `webcodecs@${this.webCodecsBuild}`;
   }
@@ -350,6 +354,11 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
         if (this.webCodecsFailuresInARow >= this.config.webcodecsMaxFailures && this.webCodecs.includes('h264')) {
           this.webCodecs = this.webCodecs.filter((c) => c !== 'h264');
           this.logLine(`WebCodecs H.264 failed ${this.webCodecsFailuresInARow} jobs in a row: H.264 stays on ffmpeg.wasm in this tab`);
+          // Tell the pool, or it keeps naming WebCodecs for H.264 jobs and schedules by a speed we no longer have.
+          this.state.engines = this.state.engines
+            .map((e) => (e.name === 'webcodecs' ? { ...e, codecs: e.codecs.filter((c) => c !== 'h264') } : e))
+            .filter((e) => e.codecs.length > 0);
+          this.pool.send({ type: 'capabilities', capabilities: this.capabilities() });
         }
       } else if (engine === 'webcodecs') this.webCodecsFailuresInARow = 0;
       if (this.cancelled.has(job.id)) return;

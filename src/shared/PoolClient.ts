@@ -22,7 +22,7 @@ export interface PoolClientEvents extends ServerEvents {
 export interface PoolClientOptions {
   url: string;
   /** Builds the hello for each (re)connection, so holdings can be re-announced. */
-  hello: () => Omit<Hello, 'type' | 'protocol' | 'peerId'> | Promise<Omit<Hello, 'type' | 'protocol' | 'peerId'>>;
+  hello: () => Omit<Hello, 'type' | 'protocol' | 'peerId' | 'resume'> | Promise<Omit<Hello, 'type' | 'protocol' | 'peerId' | 'resume'>>;
   /** Extra fields for each heartbeat. */
   heartbeat?: () => Omit<Extract<ClientMessage, { type: 'heartbeat' }>, 'type'>;
   reconnectMs?: number;
@@ -36,6 +36,8 @@ export class PoolClient extends TypedEmitter<PoolClientEvents> {
   private nextRequest = 1;
   private readonly pendingLocates = new Map<number, { resolve: (h: HolderEntry[]) => void; reject: (e: Error) => void }>();
   peerId: string | undefined;
+  /** Proves our peer id when we reconnect. */
+  private resume: string | undefined;
   iceServers: RTCIceServer[] = [];
   state: 'connecting' | 'open' | 'closed' = 'closed';
   /** Errors the server sent back, newest last (for the page). */
@@ -57,7 +59,7 @@ export class PoolClient extends TypedEmitter<PoolClientEvents> {
     ws.onopen = async () => {
       const hello = await this.opts.hello();
       const token = hello.token ?? joinTokenFromPage();
-      ws.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, ...(this.peerId && { peerId: this.peerId }), ...(token && { token }), ...hello }));
+      ws.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, ...(this.peerId && this.resume && { peerId: this.peerId, resume: this.resume }), ...(token && { token }), ...hello }));
     };
     ws.onmessage = (ev) => {
       const r = parseServerMessage(typeof ev.data === 'string' ? ev.data : '');
@@ -68,6 +70,7 @@ export class PoolClient extends TypedEmitter<PoolClientEvents> {
       const msg = r.msg;
       if (msg.type === 'welcome') {
         this.peerId = msg.peerId;
+        this.resume = msg.resume;
         this.iceServers = msg.iceServers as RTCIceServer[];
         clearInterval(this.heartbeat);
         this.heartbeat = setInterval(() => this.send({ type: 'heartbeat', ...this.opts.heartbeat?.() }), msg.heartbeatMs);

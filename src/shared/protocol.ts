@@ -77,6 +77,8 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
       role: z.enum(['encoder', 'viewer']),
       /** A peer id from an earlier session, to keep the same identity across reconnects. */
       peerId: id.optional(),
+      /** The secret the pool gave with that id in `welcome`: without it the id is not reused (ids are public on /api/pool). */
+      resume: z.string().max(64).optional(),
       token: z.string().max(512).optional(),
       capabilities: capabilitiesSchema.optional(),
       /** Shards an encoder still holds (after a reload or reconnect). */
@@ -131,6 +133,8 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
     .strict(),
   z.object({ type: z.literal('signal'), to: id, data: signalData }).strict(),
   z.object({ type: z.literal('shard-dropped'), key: shardKeySchema }).strict(),
+  /** An encoder whose engines changed (e.g. WebCodecs gave up): the pool schedules by the new list. */
+  z.object({ type: z.literal('capabilities'), capabilities: capabilitiesSchema }).strict(),
   /** A replica the pool asked for (`replicate`) is now held, verified against the accepted hash. */
   z.object({ type: z.literal('shard-stored'), key: shardKeySchema, sha256: sha256Schema, size: z.number().int().positive().max(256 * 2 ** 20) }).strict(),
   z.object({ type: z.literal('replicate-failed'), key: shardKeySchema, reason: z.string().max(500) }).strict(),
@@ -203,6 +207,8 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
       type: z.literal('welcome'),
       protocol: z.literal(PROTOCOL_VERSION),
       peerId: id,
+      /** Proves this id on a reconnect (hello.resume). */
+      resume: z.string().max(64),
       heartbeatMs: z.number().int().positive(),
       iceServers: z.array(z.object({ urls: z.union([z.string(), z.array(z.string())]), username: z.string().optional(), credential: z.string().optional() })),
     })

@@ -178,6 +178,8 @@ describe('origin and CORS', () => {
     let s = (server = await startTestServer());
     const closed = await fetch(`${s.url}/api/contents`, { headers: { Origin: 'https://app.example' } });
     expect(closed.headers.get('access-control-allow-origin')).toBeNull();
+    // Join tokens ride in page URLs: no page may leak its URL to another site.
+    expect(closed.headers.get('referrer-policy')).toBe('no-referrer');
     const preflight = await fetch(`${s.url}/api/contents`, { method: 'OPTIONS', headers: { Origin: 'https://app.example', 'Access-Control-Request-Method': 'POST' } });
     expect(preflight.status).toBe(403);
     expect(preflight.headers.get('access-control-allow-origin')).toBeNull();

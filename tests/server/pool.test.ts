@@ -185,6 +185,43 @@ describe('pool manager', () => {
     expect(holders.shards.find((x) => x.index === key.index + 1)!.peers).toEqual([]);
   });
 
+  it('gives an id back on reconnect only with the secret the pool issued with it', async () => {
+    const s = await start();
+    const first = track(await WsPeer.connect(s.url));
+    const w = await first.hello({ role: 'encoder', capabilities: { engines: [{ name: 'test', codecs: ['h264', 'aac'] }], maxJobs: 1 } });
+    expect(w.resume.length).toBeGreaterThanOrEqual(16);
+    first.kill();
+    await waitFor(() => (s.pool.peers.size === 0 ? true : undefined), 'encoder gone');
+    // Ids are public on /api/pool: knowing one must not be enough to become that encoder.
+    const thief = track(await WsPeer.connect(s.url));
+    expect((await thief.hello({ role: 'encoder', peerId: w.peerId, capabilities: { engines: [{ name: 'test', codecs: ['h264'] }], maxJobs: 1 } })).peerId).not.toBe(w.peerId);
+    const guesser = track(await WsPeer.connect(s.url));
+    expect((await guesser.hello({ role: 'viewer', peerId: w.peerId, resume: 'x'.repeat(w.resume.length) })).peerId).not.toBe(w.peerId);
+    const back = track(await WsPeer.connect(s.url));
+    const again = await back.hello({ role: 'encoder', peerId: w.peerId, resume: w.resume, capabilities: { engines: [{ name: 'test', codecs: ['h264'] }], maxJobs: 1 } });
+    expect(again.peerId).toBe(w.peerId);
+    // Each welcome issues a fresh secret: the old one is spent.
+    expect(again.resume).not.toBe(w.resume);
+  });
+
+  it('schedules by the capabilities an encoder announces later', async () => {
+    const s = await start();
+    await publish(s);
+    const e = track(await WsPeer.encoder(s.url, { capabilities: { engines: [{ name: 'test', codecs: ['aac'] }], maxJobs: 1 } }));
+    const { job } = await e.next('job');
+    expect(job.kind).toBe('audio');
+    finishJob(e, job);
+    // Only video is left, which this encoder cannot make: nothing comes.
+    await expect(e.next('job', () => true, 1500)).rejects.toThrow();
+    e.send({ type: 'capabilities', capabilities: { engines: [{ name: 'test', codecs: ['h264', 'aac'] }], maxJobs: 1 } });
+    const { job: video } = await e.next('job');
+    expect(video.kind).toBe('video');
+    // A viewer has no capabilities to change.
+    const v = track(await WsPeer.viewer(s.url));
+    v.send({ type: 'capabilities', capabilities: { engines: [{ name: 'test', codecs: ['h264'] }], maxJobs: 1 } });
+    expect((await v.next('error')).code).toBe('not-an-encoder');
+  });
+
   it('relays WebRTC signals between peers, and refuses unknown targets', async () => {
     const s = await start();
     const a = track(await WsPeer.viewer(s.url));

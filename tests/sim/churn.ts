@@ -427,6 +427,7 @@ type Msg<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;
 abstract class SimClient {
   ws: WebSocket | undefined;
   peerId = '';
+  resume = '';
   welcomed = false;
   protected heartbeatTimer: NodeJS.Timeout | undefined;
 
@@ -454,6 +455,7 @@ abstract class SimClient {
       bump(this.sim.r.server.byType, `out:${msg.type}`);
       if (msg.type === 'welcome') {
         this.peerId = msg.peerId;
+        this.resume = msg.resume;
         this.welcomed = true;
       } else if (msg.type === 'error') {
         bump(this.sim.r.protocol.errors, `${msg.ref ?? '?'}:${msg.code}`);
@@ -534,7 +536,7 @@ class SimEncoder extends SimClient {
   leaveKind: LeaveKind | undefined;
   closedAt: number | undefined;
 
-  constructor(sim: Churn, speed?: number, private readonly rejoin?: { peerId: string; holdings: Map<string, Holding> }) {
+  constructor(sim: Churn, speed?: number, private readonly rejoin?: { peerId: string; resume: string; holdings: Map<string, Holding> }) {
     super(sim);
     this.speed = speed ?? sim.o.speedMin + sim.rand() * (sim.o.speedMax - sim.o.speedMin);
   }
@@ -548,7 +550,7 @@ class SimEncoder extends SimClient {
       : undefined;
     this.connect({
       role: 'encoder',
-      ...(this.rejoin && { peerId: this.rejoin.peerId }),
+      ...(this.rejoin && { peerId: this.rejoin.peerId, resume: this.rejoin.resume }),
       capabilities: { engines: [{ name: 'sim', codecs: ['h264', 'aac'], speed: this.speed }], maxJobs: 1 },
       ...(holdings && { holdings }),
     });
@@ -1119,7 +1121,7 @@ class Churn {
 
   // ---- bookkeeping called by the clients
 
-  addEncoder(rejoin?: { peerId: string; holdings: Map<string, Holding>; speed: number }): SimEncoder {
+  addEncoder(rejoin?: { peerId: string; resume: string; holdings: Map<string, Holding>; speed: number }): SimEncoder {
     const e = new SimEncoder(this, rejoin?.speed, rejoin);
     this.encoders.push(e);
     this.r.encoders.joined++;
@@ -1196,9 +1198,9 @@ class Churn {
     if (kind === 'close' && this.rand() < this.o.rejoinFraction && !this.stopping) {
       // A reload: the same tab comes back with what it kept in IndexedDB.
       const holdings = new Map(e.holdings);
-      const peerId = e.peerId;
+      const { peerId, resume } = e;
       setTimeout(() => {
-        if (!this.stopping) this.addEncoder({ peerId, holdings, speed: e.speed });
+        if (!this.stopping) this.addEncoder({ peerId, resume, holdings, speed: e.speed });
       }, 500 + this.rand() * 2000).unref();
     }
   }

@@ -68,7 +68,7 @@ describe('client messages', () => {
 
 describe('server messages', () => {
   it('validates what the browser receives', () => {
-    expect(parseServerMessage(enc({ type: 'welcome', protocol: 1, peerId: 'p', heartbeatMs: 2000, iceServers: [] })).ok).toBe(true);
+    expect(parseServerMessage(enc({ type: 'welcome', protocol: 1, peerId: 'p', resume: 'r', heartbeatMs: 2000, iceServers: [] })).ok).toBe(true);
     expect(parseServerMessage(enc({ type: 'holders', requestId: 1, contentId: 'c', shards: [{ index: 0, rendition: 'audio', peers: ['p'], cached: false }] })).ok).toBe(true);
     expect(parseServerMessage(enc({ type: 'welcome', protocol: 1 })).ok).toBe(false);
   });
