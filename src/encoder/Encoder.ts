@@ -124,7 +124,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     private readonly base: string = location.origin,
   ) {
     super();
-    this.engine = new FfmpegEngine({ watchdogMs: config.watchdogMs, recycleAfterExecs: config.recycleAfterExecs });
+    this.engine = new FfmpegEngine({ watchdogMs: config.watchdogMs, recycleAfterExecs: config.recycleAfterExecs, core: config.ffmpegCore });
     this.store = new ShardStore(config.storeBudgetBytes, config.persist ? new IndexedDbPersistence() : undefined, (s) => {
       // Tell the pool before the copy disappears; it decides whether another is needed.
       this.pool.send({ type: 'shard-dropped', key: s.key });
@@ -292,7 +292,8 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     const r = await this.engine.exec(
       () => [
         '-nostdin', '-f', 'lavfi', '-i', `testsrc2=size=320x180:rate=30:duration=${seconds}`,
-        '-c:v', 'libx264', '-preset', this.config.preset, '-bf', '0', '-f', 'null', '-',
+        '-c:v', 'libx264', '-preset', this.config.preset, '-bf', '0',
+        ...(this.engine.threads ? ['-threads', String(this.engine.threads)] : []), '-f', 'null', '-',
       ],
       {},
     );
@@ -335,6 +336,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
       const { shards, timings, engine, fallback } = await runJob(job, this.engine, {
         base: this.base,
         preset: this.config.preset,
+        ...(this.engine.threads && { threads: this.engine.threads }),
         webCodecs: {
           codecs: this.webCodecs,
           h264BitrateScale: (height) => webCodecsH264BitrateScale(height, this.config.webcodecsH264BitrateScale),

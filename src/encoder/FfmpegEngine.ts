@@ -6,10 +6,20 @@
  *   killed: the worker is terminated and a fresh core is loaded next time.
  * - The core is recycled every `recycleAfterExecs` execs, because a loaded
  *   core crashes after roughly 45-100 execs (DESIGN.md).
+ * - The multi-thread core (`core: 'multi'`) is used only where the page is
+ *   cross-origin isolated (it needs SharedArrayBuffer), and jobs must pass
+ *   `-threads 2` (`threads`). On its first crash or watchdog kill the engine
+ *   falls back to the single-thread core for good.
  */
 import { FFmpeg } from '@ffmpeg/ffmpeg';
 import coreURL from '@ffmpeg/core?url';
 import wasmURL from '@ffmpeg/core/wasm?url';
+import mtCoreURL from '@ffmpeg/core-mt?url';
+import mtWasmURL from '@ffmpeg/core-mt/wasm?url';
+import mtWorkerURL from '@ffmpeg/core-mt/worker?url';
+
+/** Which ffmpeg.wasm build runs the execs. */
+export type FfmpegCoreKind = 'single' | 'multi';
 
 /**
  * The ffmpeg.wasm build, for the `engine` field of shard-ready ("name@build"):
@@ -36,6 +46,8 @@ export interface EngineStats {
   execs: number;
   execsOnThisCore: number;
   watchdogKills: number;
+  /** Times the multi-thread core failed and the engine went back to the single-thread one. */
+  multiFallbacks: number;
 }
 
 export class FfmpegEngine {
@@ -43,13 +55,29 @@ export class FfmpegEngine {
   private loading: Promise<FFmpeg> | undefined;
   private readonly logTail: string[] = [];
   private lastActivity = 0;
-  readonly stats: EngineStats = { loads: 0, execs: 0, execsOnThisCore: 0, watchdogKills: 0 };
+  readonly stats: EngineStats = { loads: 0, execs: 0, execsOnThisCore: 0, watchdogKills: 0, multiFallbacks: 0 };
+  /** The core in use (or to be loaded next). */
+  kind: FfmpegCoreKind;
   /** Called with 0..1 while an exec runs (ffmpeg's own progress estimate). */
   onProgress: ((p: number) => void) | undefined;
   /** Called with every log line (frame=... lines carry fps). */
   onLog: ((line: string) => void) | undefined;
 
-  constructor(private readonly opts: { watchdogMs: number; recycleAfterExecs: number }) {}
+  constructor(private readonly opts: { watchdogMs: number; recycleAfterExecs: number; core?: FfmpegCoreKind }) {
+    this.kind = opts.core === 'multi' && globalThis.crossOriginIsolated === true ? 'multi' : 'single';
+  }
+
+  /** The `-threads` value jobs must pass: the multi-thread core's libx264 crashes without an explicit 2 (DESIGN.md). */
+  get threads(): number | undefined {
+    return this.kind === 'multi' ? 2 : undefined;
+  }
+
+  /** Drops the multi-thread core after a failure; the next exec loads the single-thread one. */
+  private fallBack(): void {
+    if (this.kind !== 'multi') return;
+    this.kind = 'single';
+    this.stats.multiFallbacks++;
+  }
 
   private async core(): Promise<FFmpeg> {
     if (this.ff && this.stats.execsOnThisCore >= this.opts.recycleAfterExecs) this.terminate();
@@ -67,7 +95,22 @@ export class FfmpegEngine {
           this.lastActivity = performance.now();
           if (progress >= 0 && progress <= 1) this.onProgress?.(progress);
         });
-        await ff.load({ coreURL, wasmURL });
+        if (this.kind === 'multi') {
+          try {
+            // A core that cannot start its threads may hang rather than fail: bound the wait.
+            let timer: ReturnType<typeof setTimeout> | undefined;
+            await Promise.race([
+              ff.load({ coreURL: mtCoreURL, wasmURL: mtWasmURL, workerURL: mtWorkerURL }),
+              new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('multi-thread core load timed out')), this.opts.watchdogMs))),
+            ]).finally(() => clearTimeout(timer));
+          } catch {
+            ff.terminate();
+            this.fallBack();
+            await ff.load({ coreURL, wasmURL });
+          }
+        } else {
+          await ff.load({ coreURL, wasmURL });
+        }
         this.stats.loads++;
         this.stats.execsOnThisCore = 0;
         this.ff = ff;
@@ -123,6 +166,7 @@ export class FfmpegEngine {
       try {
         code = await ff.exec(args(workDir));
       } catch (e) {
+        this.fallBack();
         if (timedOut) throw new WatchdogError(`ffmpeg made no progress for ${this.opts.watchdogMs} ms and was killed`);
         // A crashed core ("memory access out of bounds") is useless: start over next time.
         this.terminate();

@@ -14,6 +14,13 @@ export interface EncoderConfig {
   watchdogMs: number;
   /** libx264 preset for video jobs. */
   preset: string;
+  /**
+   * Which ffmpeg.wasm core runs jobs: 'single' (default) or 'multi', the
+   * multi-thread core with `-threads 2`, used only when the page is
+   * cross-origin isolated and dropped for the single-thread core on its first
+   * crash or stall. See tests/bench (a/d) for what it gains here.
+   */
+  ffmpegCore: 'single' | 'multi';
   /** Bytes of shards kept in memory (and IndexedDB); least recently served go first. */
   storeBudgetBytes: number;
   /** Shard transfers served at once, over all peers. */
@@ -89,6 +96,7 @@ export const DEFAULT_ENCODER_CONFIG: EncoderConfig = {
   recycleAfterExecs: 20,
   watchdogMs: 20_000,
   preset: 'veryfast',
+  ffmpegCore: 'single',
   storeBudgetBytes: 256 * 2 ** 20,
   maxConcurrentServes: 4,
   maxPeers: 16,
@@ -115,6 +123,10 @@ export function encoderConfigFrom(search: string, base: EncoderConfig = DEFAULT_
     if (typeof def === 'number') v = Number(raw);
     else if (typeof def === 'boolean') v = raw === '1' || raw === 'true';
     else v = raw;
+    if (key === 'ffmpegCore' && v !== 'single' && v !== 'multi') {
+      console.warn(`ignoring ${k}=${raw}: not 'single' or 'multi'`);
+      continue;
+    }
     if (typeof v === 'number' && !Number.isFinite(v)) {
       console.warn(`ignoring ${k}=${raw}: not a number`);
       continue;

@@ -248,3 +248,32 @@ describe('one tab, many jobs', () => {
     expect(st.coreLoads).toBe(Math.ceil(121 / 20));
   });
 });
+
+describe('one tab on the multi-thread core', () => {
+  beforeAll(async () => {
+    server = await startTestServer({});
+  });
+  afterAll(async () => {
+    for (const p of pages.splice(0)) await p.context.close().catch(() => {});
+    await server?.destroy();
+  });
+
+  it('encodes every shard with -threads 2, each holding exactly its frames, and never falls back', async () => {
+    const r = await upload(server.url, fs.readFileSync(await fixture('v-23976')));
+    const t = await openEncoder('?ffmpegCore=multi&persist=0');
+    const map = await waitReady(r.json.id);
+    const engine = await t.page.evaluate(() => ({ kind: (window as any).shardcastEncoder.engine.kind, isolated: crossOriginIsolated, stats: (window as any).shardcastEncoder.engine.stats }));
+    expect(engine).toMatchObject({ kind: 'multi', isolated: true, stats: { multiFallbacks: 0, watchdogKills: 0 } });
+    const dir = fs.mkdtempSync(path.join(server.dataDir, 'mt-'));
+    for (const s of map.shards) {
+      for (const rendition of Object.keys(s.renditions)) {
+        const res = await fetch(`${server.url}/api/contents/${r.json.id}/shards/${rendition}/${s.index}`);
+        expect(res.status).toBe(200);
+        const f = path.join(dir, `${rendition}_${s.index}.mp4`);
+        fs.writeFileSync(f, new Uint8Array(await res.arrayBuffer()));
+        expect(await countFramesOf(f)).toBe(s.frames);
+      }
+    }
+    expect(t.problems).toEqual([]);
+  });
+});
