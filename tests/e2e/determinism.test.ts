@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import type { Browser } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
-import { launchBrowser, newPage, type TrackedPage } from '../harness/browser.ts';
+import { launchBrowser, openEncoderTab, type TrackedPage } from '../harness/browser.ts';
 import { fixture } from '../harness/fixtures.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
 
@@ -30,11 +30,9 @@ afterAll(async () => {
 });
 
 async function openEncoder(): Promise<TrackedPage> {
-  const t = await newPage(browser);
-  pages.push(t);
   // ffmpeg.wasm alone: this test is about its determinism.
-  await t.page.goto(`${server.url}/encode?persist=0&engines=ffmpeg-wasm`);
-  await t.page.waitForFunction(() => (window as any).shardcastEncoder?.state.connection === 'open', null, { timeout: 60_000 });
+  const t = await openEncoderTab(browser, `${server.url}/encode?persist=0&engines=ffmpeg-wasm`);
+  pages.push(t);
   return t;
 }
 

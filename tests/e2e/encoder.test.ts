@@ -15,7 +15,7 @@ import { PeerManager } from '../../src/shared/PeerManager.ts';
 import { transportOf } from '../harness/nodePeer.ts';
 import { ShardTransfer } from '../../src/shared/ShardTransfer.ts';
 import { AAC_PACKET_SAMPLES, type ShardMap } from '../../src/shared/shardMap.ts';
-import { launchBrowser, newPage, type TrackedPage } from '../harness/browser.ts';
+import { launchBrowser, openEncoderTab, type TrackedPage } from '../harness/browser.ts';
 import { countFrames as countFramesOf, ffprobeJson, fixture } from '../harness/fixtures.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
 import { WsPeer } from '../harness/wsPeer.ts';
@@ -34,10 +34,8 @@ afterAll(async () => {
 
 /** An encoder tab on ffmpeg.wasm alone: these tests are about its pipeline (WebCodecs: webcodecs.test.ts). */
 async function openEncoder(query = ''): Promise<TrackedPage> {
-  const t = await newPage(browser);
+  const t = await openEncoderTab(browser, `${server.url}/encode${query}${query ? '&' : '?'}engines=ffmpeg-wasm`);
   pages.push(t);
-  await t.page.goto(`${server.url}/encode${query}${query ? '&' : '?'}engines=ffmpeg-wasm`);
-  await t.page.waitForFunction(() => (window as any).shardcastEncoder?.state.connection === 'open', null, { timeout: 60_000 });
   return t;
 }
 

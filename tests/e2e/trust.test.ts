@@ -11,7 +11,7 @@ import type { Browser } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FFMPEG_CORE_BUILD } from '../../src/encoder/FfmpegEngine.ts';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
-import { launchBrowser, newPage, type TrackedPage } from '../harness/browser.ts';
+import { launchBrowser, openEncoderTab, type TrackedPage } from '../harness/browser.ts';
 import { fixture } from '../harness/fixtures.ts';
 import { nativeEncoder } from '../harness/nativeEncoder.ts';
 import { waitFor } from '../harness/poolKit.ts';
@@ -32,11 +32,9 @@ afterAll(async () => {
 });
 
 async function openEncoder(): Promise<TrackedPage> {
-  const t = await newPage(browser);
-  pages.push(t);
   // ffmpeg.wasm alone: the engine cross-checks compare (WebCodecs is not known to be deterministic).
-  await t.page.goto(`${server.url}/encode?persist=0&engines=ffmpeg-wasm`);
-  await t.page.waitForFunction(() => (window as any).shardcastEncoder?.state.connection === 'open', null, { timeout: 60_000 });
+  const t = await openEncoderTab(browser, `${server.url}/encode?persist=0&engines=ffmpeg-wasm`);
+  pages.push(t);
   return t;
 }
 

@@ -87,6 +87,14 @@ export async function newPage(browser: Browser): Promise<TrackedPage> {
   return { page, context, problems, console: lines };
 }
 
+/** Opens an encode page (`url`, with its query) in a fresh context and waits until it has joined the pool. */
+export async function openEncoderTab(browser: Browser, url: string): Promise<TrackedPage> {
+  const t = await newPage(browser);
+  await t.page.goto(url);
+  await t.page.waitForFunction(() => (window as any).shardcastEncoder?.state.connection === 'open', null, { timeout: 60_000 });
+  return t;
+}
+
 /** The address other hosts reach this machine on: the test namespace's, or localhost. */
 export function hostAddress(): string {
   return process.env.SHARDCAST_HOST_IP || 'localhost';

@@ -7,16 +7,17 @@ export const BYTELESS = { verifyShardBytes: false, verifySampleRate: 0, verifyNe
 
 export const hashFor = (job: Job, index: number) => fakeHash(`${job.contentId}/${job.rendition}/${index}`);
 
-export function finishJob(p: WsPeer, job: Job): void {
+/** `engine`: the engine@build string to report for the job's shards (none by default). */
+export function finishJob(p: WsPeer, job: Job, engine?: (job: Job) => string): void {
   for (const sh of job.shards) {
     const key = { contentId: job.contentId, rendition: job.rendition, index: sh.index };
-    p.send({ type: 'shard-ready', jobId: job.id, key, sha256: hashFor(job, sh.index), size: 1000 + sh.index });
+    p.send({ type: 'shard-ready', jobId: job.id, key, sha256: hashFor(job, sh.index), size: 1000 + sh.index, ...(engine && { engine: engine(job) }) });
   }
   p.send({ type: 'job-done', jobId: job.id });
 }
 
 /** Plays an honest encoder: every job it gets is finished at once, until its socket closes. */
-export async function autoEncode(p: WsPeer, log: Job[]): Promise<void> {
+export async function autoEncode(p: WsPeer, log: Job[], engine?: (job: Job) => string): Promise<void> {
   for (;;) {
     let job: Job;
     try {
@@ -25,7 +26,7 @@ export async function autoEncode(p: WsPeer, log: Job[]): Promise<void> {
       return;
     }
     log.push(job);
-    finishJob(p, job);
+    finishJob(p, job, engine);
   }
 }
 

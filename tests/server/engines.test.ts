@@ -8,7 +8,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Job } from '../../src/shared/protocol.ts';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { fixture } from '../harness/fixtures.ts';
-import { BYTELESS, hashFor, waitFor } from '../harness/poolKit.ts';
+import { autoEncode, BYTELESS, waitFor } from '../harness/poolKit.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
 import { WsPeer } from '../harness/wsPeer.ts';
 
@@ -32,23 +32,8 @@ const ladder = [
   { id: 'audio', audio: { codec: 'aac', bitrate: 128_000, sampleRate: 48000, channels: 2 } },
 ];
 
-/** Finishes every job it gets, saying which engine (with a build) made the shards: the one the job named. */
-async function encodeAs(p: WsPeer, log: Job[]): Promise<void> {
-  for (;;) {
-    let job: Job;
-    try {
-      job = (await p.next('job', () => true, 60_000)).job;
-    } catch {
-      return;
-    }
-    log.push(job);
-    for (const sh of job.shards) {
-      const key = { contentId: job.contentId, rendition: job.rendition, index: sh.index };
-      p.send({ type: 'shard-ready', jobId: job.id, key, sha256: hashFor(job, sh.index), size: 1000 + sh.index, engine: `${job.engine}@build-1` });
-    }
-    p.send({ type: 'job-done', jobId: job.id });
-  }
-}
+/** Every shard says which engine (with a build) made it: the one its job named. */
+const namedEngine = (job: Job) => `${job.engine}@build-1`;
 
 describe('scheduling by engine', () => {
   it('names the fastest engine that makes the codec in each job, and records engine@build per accepted shard', async () => {
@@ -68,8 +53,8 @@ describe('scheduling by engine', () => {
     peers.push(both, plain);
     const jobsBoth: Job[] = [];
     const jobsPlain: Job[] = [];
-    void encodeAs(both, jobsBoth);
-    void encodeAs(plain, jobsPlain);
+    void autoEncode(both, jobsBoth, namedEngine);
+    void autoEncode(plain, jobsPlain, namedEngine);
     const { json } = await upload(server.url, clip, `?renditions=${encodeURIComponent(JSON.stringify(ladder))}`);
     const map = await waitFor(async () => {
       const c = (await (await fetch(`${server!.url}/api/contents/${json.id}`)).json()) as { status: string; shardMap: ShardMap };
