@@ -132,6 +132,10 @@ export interface ServerConfig {
   maxConcurrentUploads: number;
   /** Shards one encoder may hold in the holders index (announced, accepted or replicated); more are not indexed. */
   maxHoldingsPerEncoder: number;
+  /** Largest total of cached shard bytes one export (GET /api/contents/:id/export.mp4, built in memory) may use; more get 422 export-too-large. */
+  exportMaxBytes: number;
+  /** Distinct exports built at once; more get 503 busy with Retry-After. */
+  exportMaxConcurrent: number;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = {
@@ -186,6 +190,8 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxConnections: 10_000,
   maxConcurrentUploads: 4,
   maxHoldingsPerEncoder: 50_000,
+  exportMaxBytes: 1024 * 2 ** 20,
+  exportMaxConcurrent: 2,
 };
 
 const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);

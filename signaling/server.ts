@@ -12,7 +12,7 @@ import { ContentStore, contentStatus } from './ContentStore.ts';
 import { baseHeaders, HttpError, readBody, Router, sendError, sendJson, serveStatic } from './http.ts';
 import { ShardCache } from './ShardCache.ts';
 import { ShardIntake } from './ShardIntake.ts';
-import { DEFAULT_EXPORT_LIMITS, exportHandler } from './export.ts';
+import { exportHandler } from './export.ts';
 import { renditionIdSchema } from '../src/shared/shardMap.ts';
 import { ingestUpload } from './ingest.ts';
 import { PoolManager, ProtocolError } from './PoolManager.ts';
@@ -160,7 +160,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       res.writeHead(200, { 'Content-Type': 'video/mp4', 'Content-Length': bytes.byteLength, 'Cache-Control': 'public, max-age=31536000, immutable' });
       res.end(req.method === 'HEAD' ? undefined : bytes);
     })
-    .add('GET', '/api/contents/:id/export.mp4', exportHandler(store, cache, DEFAULT_EXPORT_LIMITS, log))
+    .add('GET', '/api/contents/:id/export.mp4', exportHandler(store, cache, { maxBytes: config.exportMaxBytes, maxConcurrent: config.exportMaxConcurrent }, log))
     .add('GET', '/api/pool', (_req, res) => sendJson(res, 200, pool.snapshot()))
     .add('GET', '/metrics', (_req, res) => {
       const text = renderMetrics(pool, store);
