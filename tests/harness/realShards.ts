@@ -20,9 +20,10 @@ export function nativeCaps(maxJobs = 1, speed?: number): Capabilities {
 /**
  * Encodes a video job natively, PUTs every shard with the job's token
  * (expecting 200), reports each, waits for every `shard-accepted`, then says
- * `job-done`. Returns the accepted hashes by shard index. Throws on any refusal.
+ * `job-done` (unless `done` is false: a tab that stops mid-job). Returns the
+ * accepted hashes by shard index. Throws on any refusal.
  */
-export async function completeJob(base: string, peer: WsPeer, job: Job, engine = NATIVE_ENGINE): Promise<Map<number, string>> {
+export async function completeJob(base: string, peer: WsPeer, job: Job, engine = NATIVE_ENGINE, done = true): Promise<Map<number, string>> {
   const shards = await encodeJob(base, job, 'honest');
   const out = new Map<number, string>();
   for (const [i, bytes] of shards.entries()) {
@@ -39,7 +40,7 @@ export async function completeJob(base: string, peer: WsPeer, job: Job, engine =
     await accepted;
     out.set(key.index, sha256);
   }
-  peer.send({ type: 'job-done', jobId: job.id });
+  if (done) peer.send({ type: 'job-done', jobId: job.id });
   return out;
 }
 

@@ -7,10 +7,11 @@
  * the scheduling a test observes.
  *
  * What each test backs among the byteless ones (tests/harness/poolKit.ts):
- * /metrics and score ordering back pool.test's "assigns every shard... all
- * complete"; deadline reissue backs pool.test's re-queue tests; quarantine
- * surviving a disconnect and busy-serving replication back policies.test's
- * quarantine and replication tests; the start class backs its scheduling test.
+ * /metrics (every shard assigned once, all accepted) and the killed encoder
+ * back pool.test's first two; the deadline tests back its failure tests;
+ * quarantine across a disconnect, the start class and busy-serving
+ * replication back policies.test's quarantine, scheduling and replication
+ * tests; the engine test backs engines.test; max holdings backs limits.test's.
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -81,6 +82,8 @@ describe('README behaviours with real shards', () => {
     const e = track(await WsPeer.encoder(s.url, { capabilities: nativeCaps() }));
     const jobs = await encodeAll(s, e, id);
     const shards = (await mapOf(s, id)).shardMap.shards.length;
+    // Every shard was given out exactly once.
+    expect(jobs.flatMap((j) => j.shards.map((x) => x.index)).sort((a, b) => a - b)).toEqual([...Array(shards).keys()]);
     const v = track(await WsPeer.viewer(s.url));
     for (let i = 0; i < 3; i++) {
       v.send({ type: 'locate', requestId: i, contentId: id, from: 0, count: 4 });
@@ -324,6 +327,64 @@ describe('README behaviours with real shards', () => {
     origin.send({ type: 'heartbeat', serving: 0 });
     await waitFor(() => (s.pool.peers.get(spare.peerId)!.serving === 5 ? true : undefined), 'heartbeat read');
     expect(await holdersNow()).toEqual([origin.peerId, spare.peerId]);
+  });
+
+  it('re-queues exactly the unfinished shards of a killed encoder; another finishes them with real bytes', async () => {
+    // No cache: the killed encoder's accepted shards lose their only holder and are encoded again.
+    const s = await start({ cacheEnabled: false });
+    const id = await publish(s);
+    const e1 = track(await WsPeer.encoder(s.url, { capabilities: nativeCaps() }));
+    const { job } = await e1.next('job');
+    expect(job.shards.length).toBeGreaterThan(4);
+    // The tab gets three shards accepted, then crashes mid-job.
+    const made = await completeJob(s.url, e1, { ...job, shards: job.shards.slice(0, 3) }, NATIVE_ENGINE, false);
+    expect(made.size).toBe(3);
+    e1.kill();
+    await waitFor(() => (s.pool.peers.size === 0 ? true : undefined), 'encoder lost');
+    const requeued = s.pool.recentEvents.filter((e) => e.type === 'job-requeued').map((e) => e.detail as { indices: number[]; reason: string });
+    expect(requeued).toHaveLength(1);
+    expect(requeued[0]!.indices).toEqual(job.shards.slice(3).map((x) => x.index));
+    expect(requeued[0]!.reason).toMatch(/^encoder lost/);
+    const e2 = track(await WsPeer.encoder(s.url, { capabilities: nativeCaps() }));
+    const { job: again } = await e2.next('job');
+    expect(again.shards.map((x) => x.index)).toEqual(job.shards.slice(3).map((x) => x.index));
+    await completeJob(s.url, e2, again);
+    const { job: lost } = await e2.next('job');
+    expect(lost.shards.map((x) => x.index)).toEqual(job.shards.slice(0, 3).map((x) => x.index));
+    await completeJob(s.url, e2, lost);
+    const { shardMap } = await mapOf(s, id);
+    for (const sh of job.shards) expect(shardMap.shards[sh.index]!.renditions.v!.status).toBe('ready');
+    expect([...(s.pool.holders.get(`${id}/v/${job.shards[0]!.index}`) ?? [])]).toEqual([e2.peerId]);
+  });
+
+  it('names the fastest engine in each job and records the engine@build each accepted shard reports', async () => {
+    const s = await start();
+    const both = track(await WsPeer.encoder(s.url, { capabilities: { engines: [{ name: NATIVE_ENGINE, codecs: ['h264'], speed: 2 }, { name: 'webcodecs', codecs: ['h264'], speed: 20 }], maxJobs: 1 } }));
+    const plain = track(await WsPeer.encoder(s.url, { capabilities: nativeCaps(1, 2) }));
+    const id = await publish(s);
+    const [{ job: jb }, { job: jp }] = await Promise.all([both.next('job'), plain.next('job')]);
+    expect([jb.engine, jp.engine]).toEqual(['webcodecs', NATIVE_ENGINE]);
+    // The shards report the engine the job named, with a build, as a tab does.
+    await Promise.all([completeJob(s.url, both, jb, `${jb.engine}@Chromium/1-test`), completeJob(s.url, plain, jp, `${jp.engine}@ffmpeg-test`)]);
+    const { shardMap } = await mapOf(s, id);
+    for (const x of jb.shards) expect(shardMap.shards[x.index]!.renditions.v!.engine).toBe('webcodecs@Chromium/1-test');
+    for (const x of jp.shards) expect(shardMap.shards[x.index]!.renditions.v!.engine).toBe(`${NATIVE_ENGINE}@ffmpeg-test`);
+  });
+
+  it('--max-holdings-per-encoder bounds the holders index; announced holdings count only with the accepted hash', async () => {
+    const s = await start({ maxHoldingsPerEncoder: 5, cacheEnabled: false });
+    const id = await publish(s);
+    const origin = track(await WsPeer.encoder(s.url, { capabilities: nativeCaps() }));
+    await encodeAll(s, origin, id);
+    expect(s.pool.peers.get(origin.peerId)!.holdings.size).toBe(5);
+    const map = (await mapOf(s, id)).shardMap;
+    const holdings = map.shards.map((sh) => ({ key: { contentId: id, rendition: 'v', index: sh.index }, sha256: sh.renditions.v!.sha256!, size: sh.renditions.v!.size! }));
+    expect(holdings.length).toBeGreaterThan(10);
+    // A returning tab claims every shard, the first with bytes other than the accepted ones.
+    const forged = [{ ...holdings[0]!, sha256: 'a'.repeat(64) }, ...holdings.slice(1)];
+    const back = track(await WsPeer.encoder(s.url, { capabilities: nativeCaps(), holdings: forged }));
+    const held = [...s.pool.peers.get(back.peerId)!.holdings].map((k) => Number(k.split('/')[2]));
+    expect(held).toEqual(holdings.slice(1, 6).map((h) => h.key.index));
   });
 
   it('publishes a MOV made by native ffmpeg: the map follows its frames, and its slices encode', async () => {
