@@ -164,8 +164,22 @@ describe('cross-checks', () => {
     }
     const caught = s.pool.health.isQuarantined(cheater.peer.peerId);
     if (caught) {
-      // Nothing of the cheater's is offered any more, and no cached copy is bad.
+      // Nothing of the cheater's is offered any more.
       expect([...s.pool.holders.values()].some((set) => set.has(cheater.peer.peerId))).toBe(false);
+      // The server's cache, read as a viewer reads it, holds every shard, each the accepted variant,
+      // and that variant is the honest encoders' (the cheater's copies left it when revoked).
+      const cached = await waitFor(async () => {
+        const got = await Promise.all(map.shards.map(async (sh) => {
+          const r = await fetch(`${s.url}/api/contents/${id}/shards/v/${sh.index}`);
+          return r.status === 200 ? createHash('sha256').update(new Uint8Array(await r.arrayBuffer())).digest('hex') : undefined;
+        }));
+        return got.every((h) => h !== undefined) ? got : undefined;
+      }, 'every shard in the cache');
+      for (const sh of map.shards) {
+        const k = `${id}/v/${sh.index}`;
+        expect(cached[sh.index], `cached ${k}`).toBe(sh.renditions.v!.sha256);
+        expect(cached[sh.index], `cached ${k} is the honest encode`).toBe(truth.get(k));
+      }
     }
     return { caught, badAccepted: badAccepted.size, badLeft, revoked };
   }
