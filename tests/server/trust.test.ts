@@ -175,10 +175,10 @@ describe('cross-checks', () => {
         }));
         return got.every((h) => h !== undefined) ? got : undefined;
       }, 'every shard in the cache');
-      for (const sh of map.shards) {
+      for (const [i, sh] of map.shards.entries()) {
         const k = `${id}/v/${sh.index}`;
-        expect(cached[sh.index], `cached ${k}`).toBe(sh.renditions.v!.sha256);
-        expect(cached[sh.index], `cached ${k} is the honest encode`).toBe(truth.get(k));
+        expect(cached[i], `cached ${k}`).toBe(sh.renditions.v!.sha256);
+        expect(cached[i], `cached ${k} is the honest encode`).toBe(truth.get(k));
       }
     }
     return { caught, badAccepted: badAccepted.size, badLeft, revoked };
