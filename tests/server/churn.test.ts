@@ -4,6 +4,8 @@
  * pool leaving at once while work is in flight) and 30 simulated viewers, all
  * speaking the real protocol (tests/sim/churn.ts). Encoders are slow on
  * purpose (0.3-1.5x real time) so the batch loss lands on unfinished jobs.
+ * Then one silent tab against an in-process server, to pin down when the pool
+ * drops it: not before its heartbeat timeout, and with its job re-queued.
  */
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
