@@ -264,7 +264,7 @@ const failover: Bench = async () => {
 /**
  * The pool manager at scale, no browsers: the real server process driven by
  * 200 simulated encoders and 500 simulated viewers for 90 s (tests/sim/churn.ts)
- * over 4 contents at the start and one more uploaded every 3 s for the first
+ * over 4 contents at the start and one more uploaded every 2 s for the first
  * 67 s, so work keeps arriving and departures land on running jobs. Encoders
  * run 0.3-1.5x real time (ffmpeg.wasm: ~0.7x at 720p, ~1.3x at 360p, bench a).
  * 20%/min random departures (half of them silent), reloads, joins, and a
@@ -276,7 +276,7 @@ const churn: Bench = async (run) => {
     encoders: 200,
     viewers: 500,
     contents: 4,
-    publishEverySeconds: 3,
+    publishEverySeconds: 2,
     speedMin: 0.3,
     speedMax: 1.5,
     seconds: 90,
@@ -805,7 +805,7 @@ const BENCHES: Record<string, { title: string; run: Bench; maxRuns?: number }> =
 
 // ---------------------------------------------------------------- report
 
-function machine(): string[] {
+function software(): string {
   const chromium = (() => {
     try {
       return execFileSync(process.env.SHARDCAST_CHROMIUM || 'chromium', ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
@@ -814,11 +814,7 @@ function machine(): string[] {
     }
   })();
   const pkg = (name: string) => JSON.parse(fs.readFileSync(path.join(import.meta.dirname, '../../node_modules', name, 'package.json'), 'utf8')).version as string;
-  return [
-    `- CPU: ${os.cpus()[0]?.model ?? 'unknown'} × ${os.cpus().length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`,
-    `- ${chromium}; Node ${process.version}; @ffmpeg/core ${pkg('@ffmpeg/core')}; simple-peer ${pkg('simple-peer')}; mediabunny ${pkg('mediabunny')}`,
-    `- up to ${RUNS} runs per row in the last run (the runs column says how many)`,
-  ];
+  return `${chromium}; Node ${process.version}; @ffmpeg/core ${pkg('@ffmpeg/core')}; simple-peer ${pkg('simple-peer')}; mediabunny ${pkg('mediabunny')}`;
 }
 
 /** One row as results.json keeps it: a value and a note per run (null: no sample / no note). */
@@ -837,6 +833,8 @@ interface BenchResult {
   at: string;
   runs: number;
   seconds: number;
+  /** Browser and library versions it ran with. */
+  software: string;
   rows: Row[];
 }
 
@@ -861,7 +859,8 @@ function readPrevious(file: string): BenchResult[] {
   for (const r of j.results as { bench: string; metric: string; unit: string; values: number[]; notes: string[] }[]) {
     const id = Object.entries(BENCHES).find(([, b]) => b.title === r.bench)?.[0] ?? r.bench;
     let b = out.find((x) => x.id === id);
-    if (!b) out.push((b = { id, title: r.bench, at: j.at, runs: j.runs, seconds: 0, rows: [] }));
+    if (!b) out.push((b = { id, title: r.bench, at: j.at, runs: 0, seconds: 0, software: 'not recorded', rows: [] }));
+    b.runs = Math.max(b.runs, r.values.length);
     // The old format kept notes only where given, not per run: its first note stands for every run.
     b.rows.push({ metric: r.metric, unit: r.unit, values: r.values.map((v) => (Number.isFinite(v) ? v : null)), notes: r.values.map(() => r.notes[0] ?? null) });
   }
@@ -919,7 +918,7 @@ async function main(): Promise<void> {
       }
     }
     for (const r of rows) while (r.values.length < runs) (r.values.push(null), r.notes.push(null));
-    fresh.push({ id, title: b.title, at: new Date(t0).toISOString(), runs, seconds: Math.round((Date.now() - t0) / 1000), rows });
+    fresh.push({ id, title: b.title, at: new Date(t0).toISOString(), runs, seconds: Math.round((Date.now() - t0) / 1000), software: software(), rows });
   }
   // Merge: benches not run now keep their previous rows, date and run count.
   const previous = readPrevious(path.join(OUT_DIR, 'results.json'));
@@ -931,12 +930,12 @@ async function main(): Promise<void> {
     '',
     'Made by `npm run bench` (tests/bench/suite.ts). Figures are medians with min–max over the runs; ratios are taken within one run. The notes column shows the note of the run whose value is the median. "no samples": the run had nothing to measure for that row.',
     '',
-    ...machine(),
+    `- CPU: ${os.cpus()[0]?.model ?? 'unknown'} × ${os.cpus().length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`,
     `- Last written ${file.updated}; that run re-ran: ${fresh.map((f) => f.title).join(', ') || 'nothing'}${ONLY ? ` (--only ${ONLY.join(',')}; the other benches keep the figures of their own last run)` : ''}.`,
     '',
-    '| bench | ran at | runs | took |',
-    '|---|---|---|---|',
-    ...merged.map((b) => `| ${b.title} | ${b.at} | ${b.runs} | ${b.seconds ? `${b.seconds} s` : '–'} |`),
+    '| bench | ran at | runs | took | software |',
+    '|---|---|---|---|---|',
+    ...merged.map((b) => `| ${b.title} | ${b.at} | ${b.runs} | ${b.seconds ? `${b.seconds} s` : '–'} | ${b.software} |`),
     '',
     '| bench | measurement | median | min–max | runs | unit | notes |',
     '|---|---|---|---|---|---|---|',

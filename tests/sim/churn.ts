@@ -1675,7 +1675,7 @@ export function formatReport(r: ChurnReport): string {
   const rows: [string, string][] = [
     ['scale', `${o.encoders} encoders, ${o.viewers} viewers, ${o.contents} contents${o.publishEverySeconds > 0 ? ` (+1 every ${o.publishEverySeconds} s)` : ''}; ${o.seconds} s run + up to ${o.settleSeconds} s settle; time scale ${o.timeScale}`],
     ['churn', `${f(o.churnPerMin * 100, 0)}%/min (silent ${f(o.silentFraction * 100, 0)}%, rejoin ${f(o.rejoinFraction * 100, 0)}%), batch ${f(o.batchFraction * 100, 0)}% at ${o.batchAt} s; heartbeat ${o.heartbeatMs}/${o.heartbeatTimeoutMs} ms`],
-    ['contents', r.contents.map((c) => `${c.fixture} ${c.readyAtEnd}/${c.variants}`).join(', ')],
+    ['contents', `${r.contents.length}, ${r.contents.filter((c) => c.readyAtEnd === c.variants).length} complete; not complete: ${r.contents.filter((c) => c.readyAtEnd < c.variants).map((c) => `${c.fixture} ${c.readyAtEnd}/${c.variants}`).join(', ') || 'none'}`],
     ['completion', r.completionSeconds === null ? 'NOT COMPLETE' : `${f(r.completionSeconds)} s`],
     ['shards lost at end', `${r.lost.atEnd} (orphaned during run ${r.lost.orphanedDuringRun}, recovered ${r.lost.recovered}; not ready at end ${r.lost.notReadyAtEnd})${r.lost.examples.length ? ` e.g. ${r.lost.examples.slice(0, 3).join(', ')}` : ''}`],
     ['departures', Object.entries(r.requeue.departures).map(([k, v]) => `${k} ${v}`).join(', ')],
@@ -1685,7 +1685,8 @@ export function formatReport(r: ChurnReport): string {
     ...Object.entries(r.requeue.reassignByKind).map(([k, v]) => [`  after ${k}`, d(v)] as [string, string]),
     ['never reassigned', `${r.requeue.neverReassigned}; re-encode jobs ${r.requeue.reencodeJobs}; duplicate assignments ${r.requeue.duplicateAssignments}; cancels ${r.requeue.jobsCancelled}`],
     ['holder load', `most requested content: mean ${f(r.load.meanRps, 2)} req/s per holder, busiest ${f(r.load.busiestRps, 2)} req/s (x${f(r.load.busiestToMean, 1)} mean), peak ${r.load.peakSecond} in one second; ${r.load.viewerRequests} requests, ${r.load.replicationCopies} replica copies, ${r.load.idleHolders} idle holders`],
-    ...r.load.byContent.map((c, i) => [`  content ${i} (${c.fixture})`, `${c.requests} requests over ${c.holders} holders: mean ${f(c.meanRps, 2)}, busiest ${f(c.busiestRps, 2)} req/s (x${f(c.busiestToMean, 1)})`] as [string, string]),
+    // The most watched few (the first contents, by popularity); the rest are a long tail.
+    ...r.load.byContent.slice(0, 6).map((c, i) => [`  content ${i} (${c.fixture})`, `${c.requests} requests over ${c.holders} holders: mean ${f(c.meanRps, 2)}, busiest ${f(c.busiestRps, 2)} req/s (x${f(c.busiestToMean, 1)})`] as [string, string]),
     ['viewer shards', `${r.viewers.fromPeers} from peers, ${r.viewers.fromCache} from cache; missed ${r.viewers.missesUnencoded} not yet encoded + ${r.viewers.missesNoHolder} with no holder; ${r.viewers.staleHolderPicks} stale holder picks`],
     ['viewer playback', `stalled ${f(r.viewers.stallSeconds)} s in all; start ${d(r.viewers.startupMs)}; ${r.viewers.watchesFinished} watches finished`],
     ['locate round trip', `${d(r.viewers.locateRttMs)}; unanswered ${r.viewers.locatesUnanswered}`],
