@@ -267,6 +267,8 @@ export interface ChurnReport {
     invalidServerMessages: number;
     invalidExamples: string[];
     replicates: number;
+    /** Most replicate orders one encoder received within one wall second (each is answered by one message). */
+    replicatesPeakPerSecond: number;
     replicateFailed: number;
     releases: number;
     releasesOfUnheld: number;
@@ -789,8 +791,13 @@ class SimEncoder extends SimClient {
     this.send({ type: 'job-done', jobId: job.id });
   }
 
+  private replicateSecond = { at: 0, n: 0 };
+
   private replicate(msg: Msg<'replicate'>): void {
     this.sim.r.protocol.replicates++;
+    const sec = Math.floor(Date.now() / 1000);
+    if (this.replicateSecond.at !== sec) this.replicateSecond = { at: sec, n: 0 };
+    this.sim.r.protocol.replicatesPeakPerSecond = Math.max(this.sim.r.protocol.replicatesPeakPerSecond, ++this.replicateSecond.n);
     const k = keyStr(msg.key.contentId, msg.key.rendition, msg.key.index);
     const fail = (reason: string) => {
       this.sim.r.protocol.replicateFailed++;
@@ -1150,6 +1157,7 @@ class Churn {
         invalidServerMessages: 0,
         invalidExamples: [],
         replicates: 0,
+        replicatesPeakPerSecond: 0,
         replicateFailed: 0,
         releases: 0,
         releasesOfUnheld: 0,
@@ -1697,7 +1705,7 @@ export function formatReport(r: ChurnReport): string {
     ['messages', `${r.server.messagesIn} in, ${r.server.messagesOut} out, ${f(r.server.messagesPerSecond, 0)}/s`],
     ['server counters', JSON.stringify(r.server.counters)],
     ['server health', `${r.server.healthOk ? 'ok' : 'NOT OK'}; exit ${r.server.exit ?? '-'}; ${r.server.errorLines.length} error lines`],
-    ['protocol', `errors ${JSON.stringify(r.protocol.errors)}; invalid server messages ${r.protocol.invalidServerMessages}; replicate ${r.protocol.replicates} (failed ${r.protocol.replicateFailed}), release ${r.protocol.releases} (unheld ${r.protocol.releasesOfUnheld})`],
+    ['protocol', `errors ${JSON.stringify(r.protocol.errors)}; invalid server messages ${r.protocol.invalidServerMessages}; replicate ${r.protocol.replicates} (failed ${r.protocol.replicateFailed}, at most ${r.protocol.replicatesPeakPerSecond} to one encoder in a second), release ${r.protocol.releases} (unheld ${r.protocol.releasesOfUnheld})`],
     ['holder index vs truth', `server-only ${r.protocol.serverOnlyHolders}, sim-only ${r.protocol.simOnlyHolders}; unexpected closes ${JSON.stringify(r.protocol.unexpectedCloses)}`],
     ['simulator', `CPU ${f(r.sim.cpuSeconds, 1)} s, event-loop delay p99 ${f(r.sim.loopDelayP99Ms, 0)} ms, max ${f(r.sim.loopDelayMaxMs, 0)} ms; wall ${f(r.wallSeconds, 0)} s`],
   ];
