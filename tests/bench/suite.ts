@@ -4,8 +4,11 @@
  * Prints a markdown table and writes tests/bench/RESULTS.md and results.json.
  *
  * Run inside the private network namespace by tests/harness/run.ts --bench.
- * Pick benches with --only delivery,failover. Each bench is a function that
- * returns rows; add new ones to BENCHES.
+ * Pick benches with --only delivery,failover: their rows replace those benches'
+ * rows in RESULTS.md and results.json, and every other bench keeps its last
+ * figures with their own date and run count. Each bench is a function that
+ * returns rows; add new ones to BENCHES, and say how a new ratio is measured
+ * in HOW_MEASURED.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
