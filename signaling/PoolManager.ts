@@ -197,6 +197,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   private readonly reported = new Set<string>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweepPeriod = 1000;
+  /** Replicate orders sent to each encoder since the last sweep (see replicateTo). */
+  private replicateOrdersThisSweep = new Map<string, number>();
   private lastSweep = 0;
   private scheduleQueued = false;
 
@@ -324,6 +326,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     // When the server itself is behind (a long task), the sweep runs late and messages wait unread:
     // allow for that lateness, or a busy server would drop healthy tabs and feed itself more work.
     const now0 = this.now();
+    this.replicateOrdersThisSweep.clear();
     const late = this.lastSweep ? Math.max(0, now0 - this.lastSweep - this.sweepPeriod) : 0;
     this.lastSweep = now0;
     const cutoff = now0 - this.config.heartbeatTimeoutMs - late;
@@ -1042,11 +1045,18 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     if (holders.length === 0 && !cached) return 0;
     let pending = this.replicating.get(key);
     if (!pending) this.replicating.set(key, (pending = new Map()));
+    // Orders given since the last sweep count as load. Every order is answered by one message
+    // (shard-stored or replicate-failed) that counts against the encoder's own message rate limit,
+    // and load read from heartbeats does not move within a sweep: one pass over many hot shards, or
+    // one leave orphaning hundreds, sent every order to the same least-loaded tab (426 in one second
+    // in the churn simulation), whose answers then got it closed for flooding (1008) with all it held.
+    const given = (id: string) => this.replicateOrdersThisSweep.get(id) ?? 0;
     const targets = [...this.peers.values()]
       .filter((p) => p.role === 'encoder' && !p.holdings.has(key) && !pending.has(p.id) && !this.health.isQuarantined(p.id) && (this.replicateBackoff.get(p.id) ?? 0) <= this.now())
-      .sort((a, b) => a.serving + a.jobs.size - (b.serving + b.jobs.size) || a.holdings.size - b.holdings.size)
+      .sort((a, b) => a.serving + a.jobs.size + given(a.id) - (b.serving + b.jobs.size + given(b.id)) || a.holdings.size - b.holdings.size)
       .slice(0, n);
     for (const t of targets) {
+      this.replicateOrdersThisSweep.set(t.id, given(t.id) + 1);
       pending.set(t.id, this.now());
       t.conn.send({ type: 'replicate', key: k, sha256, size, from: holders.slice(0, 16), cached });
       this.counters.replications++;
