@@ -558,7 +558,9 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     const content = this.store.get(msg.contentId);
     if (!content) throw new ProtocolError('unknown-content', `no content ${msg.contentId}`);
     this.counters.locates++;
-    if (peer.role === 'viewer') this.demand.locate(peer.id, msg.contentId, msg.from, Math.min(msg.count, content.map.shards.length - msg.from));
+    // A window past the end (valid: `from` is bounded by the schema, not by this content) asks for nothing;
+    // a negative count would run the requests counter backwards.
+    if (peer.role === 'viewer') this.demand.locate(peer.id, msg.contentId, msg.from, Math.max(0, Math.min(msg.count, content.map.shards.length - msg.from)));
     const renditions = msg.renditions ?? content.map.renditions.map((r) => r.id);
     const shards: HolderEntry[] = [];
     const end = Math.min(content.map.shards.length, msg.from + msg.count);
