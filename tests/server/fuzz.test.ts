@@ -76,7 +76,8 @@ beforeAll(async () => {
   console.log(`fuzz: seed ${SEED} (repeat with SHARDCAST_FUZZ_SEED=${SEED})`);
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'shardcast-fuzz-'));
   // The server's own limits (rate, connections): only the upload size and concurrency are lowered.
-  srv = await spawnServer(dataDir, ['--admin-token', TOKEN, '--max-upload-bytes', String(MAX_UPLOAD), '--max-concurrent-uploads', '2']);
+  // A heartbeat timeout longer than the test: a fuzz socket leaves the pool because it closed, never by going silent.
+  srv = await spawnServer(dataDir, ['--admin-token', TOKEN, '--max-upload-bytes', String(MAX_UPLOAD), '--max-concurrent-uploads', '2', '--heartbeat-timeout-ms', '600000']);
   const res = await fetch(`${srv.url}/api/contents`, { method: 'POST', body: fs.readFileSync(await fixture('av-2997')) as unknown as BodyInit, headers: { Authorization: `Bearer ${TOKEN}` } });
   expect(res.status).toBe(201);
   contentId = ((await res.json()) as { id: string }).id;
