@@ -323,7 +323,7 @@ function labelled(n: number, random: () => number, role: Role, selfId: string): 
 }
 
 /** Every limit of the table, deterministically: each number and string at its limit (valid) and past it, each field dropped. */
-function edges(role: Role, selfId: string): Labelled[] {
+function edges(selfId: string): Labelled[] {
   const out: Labelled[] = [];
   for (const b of table(selfId, map.renditions[0]!.id)) {
     const type = b.msg.type as string;
@@ -346,7 +346,7 @@ function edges(role: Role, selfId: string): Labelled[] {
     for (const p of b.required) variant(`without ${p.join('.')}`, p, undefined, 'bad-message');
     for (const p of b.optional) variant(`without ${p.join('.')}`, p, undefined);
   }
-  return out.map((x) => (x.code ? x : { ...x, what: `${x.what} [${role}]` }));
+  return out;
 }
 
 // ------------------------------------------------------------------ sockets
@@ -466,7 +466,7 @@ describe('fuzzing', () => {
     for (let b = 0, sock = 0; b < INPUTS; sock++) {
       const role: Role = sock % 2 ? 'encoder' : 'viewer';
       const s = await open(srv.url, role);
-      edgeQueue[role] ??= edges(role, s.selfId);
+      edgeQueue[role] ??= edges(s.selfId);
       const fromEdges = edgeQueue[role].splice(0, PER_SOCKET);
       // Edge inputs name the peer's own id in `signal.to`; a later socket of the role has another: send those as labelled.
       const batch = fromEdges.length && sock < 4 ? fromEdges : labelled(Math.min(PER_SOCKET, INPUTS - b), random, role, s.selfId);
