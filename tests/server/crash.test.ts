@@ -38,9 +38,14 @@ import type { Job } from '../../src/shared/protocol.ts';
 const ROUNDS = Number(process.env.SHARDCAST_CRASH_ROUNDS ?? 6);
 const REAL_ROUNDS = 3;
 const SEED = Number(process.env.SHARDCAST_CRASH_SEED ?? Date.now() % 2 ** 31);
-let seed = SEED;
 /** A small deterministic generator, so a failing run can be repeated with its seed. */
-const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+function lcg(s: number): () => number {
+  return () => (s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+}
+// One stream per use: how many uploads fit in a round varies from run to run, and must not move the kills.
+const killAt = lcg(SEED);
+const clipPick = lcg(SEED + 1);
+const sourcePick = lcg(SEED + 2);
 
 const TOKEN = 'crash-admin-token';
 const COMMON = ['--admin-token', TOKEN, '--snapshot-delay-ms', '5', '--heartbeat-ms', '200', '--max-concurrent-uploads', '8'];
@@ -113,7 +118,7 @@ async function checkRestarted(s: ServerProcess, dataDir: string, startedAt: numb
   // The source of a few acknowledged contents is read back through the API (a remux of its first second).
   const ackedIds = [...acked.contents];
   for (let i = 0; i < Math.min(sampleSources, ackedIds.length); i++) {
-    const id = ackedIds[Math.floor(random() * ackedIds.length)]!;
+    const id = ackedIds[Math.floor(sourcePick() * ackedIds.length)]!;
     const res = await fetch(`${s.url}/api/contents/${id}/source?start=0&end=1&tracks=video`);
     expect(res.status, `source of ${id}`).toBe(200);
     expect((await res.arrayBuffer()).byteLength).toBeGreaterThan(1000);
@@ -214,10 +219,10 @@ describe('crash safety', () => {
       recordAcks(enc.ws, acked, (key) => 1000 + Number(key.split('/').at(-1)));
       // Uploads keep arriving until the kill; each 201 is an acknowledgement.
       const state = { killed: false, started: 0 };
-      const first = uploader(s, () => clips[Math.floor(random() * clips.length)]!, state, acked, problems);
-      const pause = random() * 200;
+      const first = uploader(s, () => clips[Math.floor(clipPick() * clips.length)]!, state, acked, problems);
+      const pause = killAt() * 200;
       const second = new Promise((r) => setTimeout(r, pause)).then(() => uploader(s, () => clips[1]!, state, acked, problems));
-      const delay = 100 + random() * 1500;
+      const delay = 100 + killAt() * 1500;
       kills.push(Math.round(delay));
       await new Promise((r) => setTimeout(r, delay));
       state.killed = true;
@@ -242,6 +247,7 @@ describe('crash safety', () => {
     const dataDir = newDataDir();
     const acked: Acked = { contents: new Set(), shards: new Map() };
     const kills: number[] = [];
+    const problems: string[] = [];
     for (let round = 0; round < REAL_ROUNDS; round++) {
       const startedAt = Date.now();
       srv = await spawnServer(dataDir, REAL_ARGS);
@@ -252,16 +258,22 @@ describe('crash safety', () => {
         expect(res.status).toBe(201);
         acked.contents.add(((await res.json()) as { id: string }).id);
       }
-      const enc: NativeEncoder = await nativeEncoder(s.url, 'honest');
+      // Every answer to its uploads must be a 200 while the server lives; after the kill, only failures.
+      const round_ = { killed: false };
+      const enc: NativeEncoder = await nativeEncoder(s.url, 'honest', undefined, (what, answer) => {
+        if (typeof answer === 'number' ? answer !== 200 : !round_.killed) problems.push(`${what}: ${String(answer)} ${round_.killed ? 'after' : 'before'} the kill`);
+      });
       const acksNow = recordAcks(enc.peer.ws, acked);
       // Killed while shards are being accepted: some time after this round's first acknowledgement.
       await waitFor(() => acksNow() > 0 || undefined, `a shard accepted in round ${round}`, 120_000);
-      const delay = random() * 1500;
+      const delay = killAt() * 1500;
       kills.push(Math.round(delay));
       await new Promise((r) => setTimeout(r, delay));
+      round_.killed = true;
       await killServer(s);
       enc.peer.kill();
       srv = undefined;
+      expect(problems, `round ${round}, seed ${SEED}`).toEqual([]);
     }
     // The real restart: a new process on the same DATA_DIR.
     const startedAt = Date.now();
