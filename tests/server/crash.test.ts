@@ -275,6 +275,14 @@ describe('crash safety', () => {
       srv = undefined;
       expect(problems, `round ${round}, seed ${SEED}`).toEqual([]);
     }
+    // A kill between an acknowledgement and the cache's rename leaves the shard's bytes in a temp file only.
+    // The kills above may or may not have hit that moment; here it is made certain for one shard.
+    const cacheDir = path.join(dataDir, 'cache');
+    const inCache = [...acked.shards.keys()].filter((k) => fs.existsSync(path.join(cacheDir, `${k}.mp4`)));
+    expect(inCache.length, 'acknowledged shards in the cache').toBeGreaterThan(0);
+    const torn = inCache[Math.floor(sourcePick() * inCache.length)]!;
+    const tornTemp = path.join(cacheDir, `${torn}.mp4.tmp-0badf00d`);
+    fs.renameSync(path.join(cacheDir, `${torn}.mp4`), tornTemp);
     // The real restart: a new process on the same DATA_DIR.
     const startedAt = Date.now();
     srv = await spawnServer(dataDir, REAL_ARGS);
@@ -296,9 +304,11 @@ describe('crash safety', () => {
       // The copy is the accepted variant: same bytes as the encoder's acknowledged upload.
       expect({ key, sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.byteLength }).toEqual({ key, sha256: a.sha256, size: st.size });
     }
+    expect(uncached, 'the shard whose cache write was cut').toContain(torn);
+    expect(fs.existsSync(tornTemp), 'the cache temp file cleared at start').toBe(false);
     // An acknowledged shard the kill kept out of the cache (its encoder gone too) has no copy anywhere:
     // once returning tabs had their chance to announce it, it must go back to the queue.
-    if (uncached.length) {
+    {
       await waitFor(
         async () => {
           const m = await getMap(s, id!);
