@@ -49,7 +49,7 @@ const RATE = { perSecond: 100, burst: 400, closeAfter: 200 };
 const PER_SOCKET = 120;
 /**
  * RSS growth allowed over the bounded burst (~100 MB of messages, below). Measured on the 2-core
- * machine: -3 to +33 MiB over three runs (the heap settling after the first large frames); a leak of one copy of each
+ * machine: -3 to +33 MiB over six runs (the heap settling after the first large frames); a leak of one copy of each
  * message would add 100 MiB or more.
  */
 const RSS_GROWTH_BOUND = 64 * 2 ** 20;
