@@ -253,11 +253,10 @@ describe('crash safety', () => {
       srv = await spawnServer(dataDir, REAL_ARGS);
       await checkRestarted(srv, dataDir, startedAt, acked, 0, true);
       const s = srv;
-      if (round === 0) {
-        const res = await fetch(`${s.url}/api/contents`, { method: 'POST', body: clips[0] as unknown as BodyInit, headers: { Authorization: `Bearer ${TOKEN}` } });
-        expect(res.status).toBe(201);
-        acked.contents.add(((await res.json()) as { id: string }).id);
-      }
+      // A new content each round, so that every round has work left to be killed in (the native encoder is quick).
+      const res = await fetch(`${s.url}/api/contents`, { method: 'POST', body: clips[0] as unknown as BodyInit, headers: { Authorization: `Bearer ${TOKEN}` } });
+      expect(res.status).toBe(201);
+      acked.contents.add(((await res.json()) as { id: string }).id);
       // Every answer to its uploads must be a 200 while the server lives; after the kill, only failures.
       const round_ = { killed: false };
       const enc: NativeEncoder = await nativeEncoder(s.url, 'honest', undefined, (what, answer) => {
@@ -288,13 +287,13 @@ describe('crash safety', () => {
     srv = await spawnServer(dataDir, REAL_ARGS);
     const s = srv;
     await checkRestarted(s, dataDir, startedAt, acked, 1, true);
-    const [id] = acked.contents;
-    const map = await getMap(s, id!);
+    const maps = new Map<string, ShardMap>();
+    for (const id of acked.contents) maps.set(id, await getMap(s, id));
     const uncached: string[] = [];
     for (const [key, a] of acked.shards) {
-      const [, rendition, index] = key.split('/');
-      const st = map.shards[Number(index)]!.renditions[rendition!]!;
-      const res = await fetch(`${s.url}/api/contents/${key.split('/')[0]}/shards/${rendition}/${index}`);
+      const [id, rendition, index] = key.split('/');
+      const st = maps.get(id!)!.shards[Number(index)]!.renditions[rendition!]!;
+      const res = await fetch(`${s.url}/api/contents/${id}/shards/${rendition}/${index}`);
       if (res.status === 404) {
         uncached.push(key);
         continue;
@@ -311,8 +310,11 @@ describe('crash safety', () => {
     {
       await waitFor(
         async () => {
-          const m = await getMap(s, id!);
-          return uncached.every((key) => m.shards[Number(key.split('/')[2])]!.renditions[key.split('/')[1]!]!.status !== 'ready') || undefined;
+          for (const id of acked.contents) maps.set(id, await getMap(s, id));
+          return uncached.every((key) => {
+            const [id, rendition, index] = key.split('/');
+            return maps.get(id!)!.shards[Number(index)]!.renditions[rendition!]!.status !== 'ready';
+          }) || undefined;
         },
         `uncached acknowledged shards ${uncached.join(', ')} re-queued (seed ${SEED})`,
         30_000,
