@@ -30,7 +30,7 @@ import { Replication } from './pool/Replication.ts';
 import { candidates, plan, type Candidate, type PlanInput } from './pool/Scheduler.ts';
 import { Sessions } from './pool/Sessions.ts';
 import { Stats } from './pool/Stats.ts';
-import { Every, HeartbeatExpiry, JobDeadlines, Ticker } from './pool/tasks.ts';
+import { Every, HeartbeatExpiry, JobDeadlines, Once, Ticker } from './pool/tasks.ts';
 import { ProtocolError, type ActiveJob, type CrossCheck, type JobClass, type Outbox, type Peer, type PeerConnection, type PoolEvents, type StagedShard } from './pool/types.ts';
 import { Views } from './pool/Views.ts';
 
@@ -127,6 +127,11 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
         new HeartbeatExpiry(period, this.config.heartbeatTimeoutMs, (cutoff) =>
           this.sessions.silentSince(cutoff).map((p) => ({ id: p.id, close: () => (p.conn.close(4000, 'missed heartbeats'), this.leave(p.id, 'missed heartbeats')) })),
         ),
+        // After a restart nobody holds anything until tabs reconnect and announce their holdings.
+        // A tab not back within the heartbeat timeout is as lost as a silent one: a shard only it
+        // held, with no cached copy either (a kill can come between acknowledgement and cache
+        // write), would otherwise stay "ready" with no copy anywhere, and never be encoded again.
+        new Once('restart-unheld-check', period, this.now() + this.config.heartbeatTimeoutMs, () => this.replication.orphanUnheld()),
         new JobDeadlines(period, (now) => [...this.ledger.jobs.values()].filter((aj) => aj.job.deadline < now), (aj) => this.expireJob(aj)),
         new Every('replication-pass', period, () => this.replication.pass()),
         new Every('health-pruning', period, () => this.health.prune((id) => this.sessions.peers.has(id))),
@@ -338,7 +343,9 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     const content = this.store.get(msg.contentId);
     if (!content) throw new ProtocolError('unknown-content', `no content ${msg.contentId}`);
     this.emit('located', { peerId: peer.id, contentId: msg.contentId });
-    if (peer.role === 'viewer') this.demand.locate(peer.id, msg.contentId, msg.from, Math.min(msg.count, content.map.shards.length - msg.from));
+    // A window past the end (valid: `from` is bounded by the schema, not by this content) asks for nothing;
+    // a negative count would run the requests counter backwards.
+    if (peer.role === 'viewer') this.demand.locate(peer.id, msg.contentId, msg.from, Math.max(0, Math.min(msg.count, content.map.shards.length - msg.from)));
     const renditions = msg.renditions ?? content.map.renditions.map((r) => r.id);
     const shards: HolderEntry[] = [];
     const end = Math.min(content.map.shards.length, msg.from + msg.count);

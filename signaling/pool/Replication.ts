@@ -76,6 +76,18 @@ export class Replication {
     }
   }
 
+  /** Orphans every accepted shard that neither a connected encoder nor the cache holds: it is encoded again. */
+  orphanUnheld(): void {
+    for (const c of this.store.all())
+      for (const sh of c.map.shards)
+        for (const [rendition, st] of Object.entries(sh.renditions)) {
+          if (st.status !== 'ready') continue;
+          const k = { contentId: c.meta.id, rendition, index: sh.index };
+          const key = variantKeyString(k);
+          if (this.index.holdersOf(key).size === 0 && !this.isCached(k)) this.orphaned(key);
+        }
+  }
+
   /** Sends up to `n` `replicate` orders for a key to the least-loaded able encoders. Returns how many were sent. */
   replicateTo(key: string, sha256: string, size: number, n: number, reason: string): number {
     const k = parseVariantKey(key)!;

@@ -61,6 +61,24 @@ export class Every implements PoolTask {
   }
 }
 
+/** Runs `fn` once, at the first tick at or after `at` (epoch ms). */
+export class Once implements PoolTask {
+  private done = false;
+
+  constructor(
+    readonly name: string,
+    readonly periodMs: number,
+    private readonly at: number,
+    private readonly fn: () => void,
+  ) {}
+
+  run(now: number): void {
+    if (this.done || now < this.at) return;
+    this.done = true;
+    this.fn();
+  }
+}
+
 /** Runs the tasks on one timer of `periodMs`. */
 export class Ticker {
   private timer: NodeJS.Timeout | undefined;
