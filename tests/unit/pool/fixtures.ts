@@ -6,7 +6,7 @@ import type { VariantKey } from '../../../src/shared/variantKey.ts';
 import type { AcceptedVariant, Content, ContentStore } from '../../../signaling/ContentStore.ts';
 import type { Outbox, PoolEvents } from '../../../signaling/pool/types.ts';
 
-/** A content of `seconds` of 30 fps video and AAC audio, 2 s shards, renditions 180p, 90p, audio. */
+/** A content of `seconds` of 30 fps video and AAC audio, 0.5 s shards, renditions 180p, 90p, audio. */
 export function contentOf(id: string, seconds = 20): Content {
   const n = Math.round(seconds * 30);
   const facts: ProbeFacts = {
@@ -18,7 +18,7 @@ export function contentOf(id: string, seconds = 20): Content {
     video: { codec: 'avc', width: 320, height: 180, fps: 30, frameTimes: Array.from({ length: n }, (_, i) => i / 30), lastFrameDuration: 1 / 30, keyframeTimes: [0], variableFrameRate: false },
     audio: { codec: 'aac', sampleRate: 48000, channels: 2, start: 0, duration: seconds },
   };
-  const map = buildShardMap({ contentId: id, facts, shardDuration: 2 });
+  const map = buildShardMap({ contentId: id, facts, shardDuration: 0.5 });
   const { frameTimes: _f, ...video } = facts.video!;
   return { meta: { id, name: `${id}.mp4`, createdAt: '2026-01-01T00:00:00Z', sourceFile: 'source.mp4', facts: { ...facts, video: { ...video, frameCount: n } } }, map };
 }
