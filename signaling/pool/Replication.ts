@@ -8,6 +8,7 @@
  */
 import type { ClientMessage } from '../../src/shared/protocol.ts';
 import { parseVariantKey, variantKeyString, type VariantKey } from '../../src/shared/variantKey.ts';
+import type { ServerConfig } from '../config.ts';
 import type { ContentStore } from '../ContentStore.ts';
 import type { Demand } from '../policy/Demand.ts';
 import type { Health } from '../policy/Health.ts';
@@ -15,21 +16,11 @@ import type { AvailabilityIndex } from './AvailabilityIndex.ts';
 import type { Sessions } from './Sessions.ts';
 import { ProtocolError, type Outbox, type Peer } from './types.ts';
 
-export interface ReplicationConfig {
-  /** Demand (req/s) above which a shard gets more than one holder. */
-  replicateAboveRate: number;
-  /** Demand (req/s) one replica is meant to serve. */
-  perReplicaRate: number;
-  maxReplicas: number;
-  /** Transfers at which a holder counts as busy. */
-  busyServing: number;
-  /** Demand (req/s) below which a shard is cool. */
-  releaseBelowRate: number;
-  /** How long (ms) a shard stays cool before its replicas are released. */
-  releaseAfterMs: number;
-  /** How long (ms) an order may go unanswered. */
-  replicateTimeoutMs: number;
-}
+/** Replication's options (see signaling/config.ts for each one's meaning and unit). */
+export type ReplicationConfig = Pick<
+  ServerConfig,
+  'replicateAboveRate' | 'perReplicaRate' | 'maxReplicas' | 'busyServing' | 'releaseBelowRate' | 'releaseAfterMs' | 'replicateTimeoutMs'
+>;
 
 export class Replication {
   /** variant key -> peer -> when a `replicate` was sent and not yet answered (ms). */

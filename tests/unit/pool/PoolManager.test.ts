@@ -1,31 +1,17 @@
 /** The facade on its own: no sockets, no timers (the ticker is not started), a fake clock. */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Job, ServerMessage } from '../../../src/shared/protocol.ts';
 import { loadConfig } from '../../../signaling/config.ts';
-import { ContentStore } from '../../../signaling/ContentStore.ts';
 import { PoolManager } from '../../../signaling/PoolManager.ts';
-import { contentOf, fakeClock, H264 } from './fixtures.ts';
+import { fakeClock, H264, publishedStore, removeStores } from './fixtures.ts';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
+afterEach(removeStores);
 
 async function setup() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sc-pool-'));
-  dirs.push(dir);
-  const store = new ContentStore(dir, 10_000);
-  await store.open();
+  const { dir, store } = await publishedStore(1);
   const clock = fakeClock();
   const config = loadConfig([], {}, { dataDir: dir, verifyShardBytes: false, maxJobsPerEncoder: 1 });
   const pool = new PoolManager(store, config, clock.now, () => false, () => 0.99);
-  const upload = store.newUploadPath();
-  fs.writeFileSync(upload, 'x');
-  const c = contentOf('c', 1);
-  await store.publish(upload, c.meta, c.map);
   const tab = (role: 'encoder' | 'viewer') => {
     const inbox: ServerMessage[] = [];
     const id = pool.join({ send: (m) => void inbox.push(m), close: () => {} }, { type: 'hello', protocol: 1, role, ...(role === 'encoder' && { capabilities: { engines: H264, maxJobs: 1 } }) });

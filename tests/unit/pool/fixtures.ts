@@ -1,26 +1,20 @@
-/** Small in-memory stand-ins for the pool's unit tests: a content, a store, an outbox, a fake clock. */
-import type { ProbeFacts } from '../../../src/shared/media.ts';
+/** Small stand-ins for the pool's unit tests: a content, a store (in memory, or real in a temporary directory), an outbox, a fake clock. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { ServerMessage } from '../../../src/shared/protocol.ts';
 import { buildShardMap } from '../../../src/shared/shardMap.ts';
 import type { VariantKey } from '../../../src/shared/variantKey.ts';
-import type { AcceptedVariant, Content, ContentStore } from '../../../signaling/ContentStore.ts';
+import { ContentStore, type AcceptedVariant, type Content } from '../../../signaling/ContentStore.ts';
 import type { Outbox, PoolEvents } from '../../../signaling/pool/types.ts';
+import { avFacts } from '../facts.ts';
 
 /** A content of `seconds` of 30 fps video and AAC audio, 0.5 s shards, renditions 180p, 90p, audio. */
 export function contentOf(id: string, seconds = 20): Content {
-  const n = Math.round(seconds * 30);
-  const facts: ProbeFacts = {
-    container: 'mp4',
-    mimeType: 'video/mp4',
-    duration: seconds,
-    timeOrigin: 0,
-    size: 1,
-    video: { codec: 'avc', width: 320, height: 180, fps: 30, frameTimes: Array.from({ length: n }, (_, i) => i / 30), lastFrameDuration: 1 / 30, keyframeTimes: [0], variableFrameRate: false },
-    audio: { codec: 'aac', sampleRate: 48000, channels: 2, start: 0, duration: seconds },
-  };
+  const facts = avFacts(seconds);
   const map = buildShardMap({ contentId: id, facts, shardDuration: 0.5 });
-  const { frameTimes: _f, ...video } = facts.video!;
-  return { meta: { id, name: `${id}.mp4`, createdAt: '2026-01-01T00:00:00Z', sourceFile: 'source.mp4', facts: { ...facts, video: { ...video, frameCount: n } } }, map };
+  const { frameTimes, ...video } = facts.video!;
+  return { meta: { id, name: `${id}.mp4`, createdAt: '2026-01-01T00:00:00Z', sourceFile: 'source.mp4', facts: { ...facts, video: { ...video, frameCount: frameTimes.length } } }, map };
 }
 
 /**
@@ -74,3 +68,22 @@ export function fakeClock(t = 1_000_000) {
 export const key = (contentId: string, rendition: string, index: number): VariantKey => ({ contentId, rendition, index });
 
 export const H264 = [{ name: 'ffmpeg-wasm', codecs: ['h264', 'aac'], speed: 1 }];
+
+const tempDirs: string[] = [];
+
+/** A real ContentStore in a new temporary directory with content 'c' of `seconds` published (call removeStores after each test). */
+export async function publishedStore(seconds: number) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sc-pool-'));
+  tempDirs.push(dir);
+  const store = new ContentStore(dir, 10_000);
+  await store.open();
+  const upload = store.newUploadPath();
+  fs.writeFileSync(upload, 'x');
+  const c = contentOf('c', seconds);
+  const content = await store.publish(upload, c.meta, c.map);
+  return { dir, store, content };
+}
+
+export function removeStores(): void {
+  for (const d of tempDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+}

@@ -1,25 +1,14 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { VariantKey } from '../../../src/shared/variantKey.ts';
 import { ContentStore } from '../../../signaling/ContentStore.ts';
-import { contentOf } from './fixtures.ts';
+import { publishedStore, removeStores } from './fixtures.ts';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
+afterEach(removeStores);
 
 async function published() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sc-status-'));
-  dirs.push(dir);
-  const store = new ContentStore(dir, 10_000);
-  await store.open();
-  const upload = store.newUploadPath();
-  fs.writeFileSync(upload, 'x');
-  const c = contentOf('c', 2);
-  const content = await store.publish(upload, c.meta, c.map);
+  const { dir, store, content } = await publishedStore(2);
   const inFlight = new Set<string>();
   const orphans = new Set<string>();
   const s = (k: VariantKey) => `${k.rendition}/${k.index}`;
