@@ -188,6 +188,11 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
 
   // ------------------------------------------------------------ messages
 
+  /** A message that failed validation at the socket (counted as a bad message); `peerId` undefined before hello. */
+  badMessage(peerId: string | undefined, code: string): void {
+    this.emit('bad-message', { ...(peerId !== undefined && { peerId }), code });
+  }
+
   /** Handles one validated message from a joined peer. Protocol violations get an error reply. */
   handle(peerId: string, msg: ClientMessage): void {
     const peer = this.sessions.seen(peerId, this.now());

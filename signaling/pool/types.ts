@@ -1,7 +1,7 @@
 /**
  * The pool's shared vocabulary: the records its modules pass around, the
- * events it emits, the outbox every module sends through, and the protocol
- * error a handler throws to answer a peer with an `error` message.
+ * events it emits, the outbox every module sends through; a handler throws
+ * the shared ProtocolError to answer a peer with an `error` message.
  */
 import type { Capabilities, Job, ServerMessage } from '../../src/shared/protocol.ts';
 import type { VariantKey } from '../../src/shared/variantKey.ts';
@@ -113,8 +113,8 @@ export interface PoolEvents {
   'check-requeued': { jobId: string; peerId: string };
   /** A viewer or encoder asked who holds a window of shards. */
   'located': { peerId: string; contentId: string };
-  /** A peer sent a message the protocol refuses (answered with `error`). */
-  'bad-message': { peerId: string; code: string };
+  /** A peer sent a message the protocol refuses (answered with `error`); no `peerId` before its hello. */
+  'bad-message': { peerId?: string; code: string };
   /** An upload's bytes passed the intake check; `checkMs` is the time that took. */
   'shard-staged': { jobId: string; index: number; size: number; checkMs: number };
   /** An upload failed the intake's structure check. */
@@ -136,12 +136,5 @@ export interface Outbox {
   emit<K extends keyof PoolEvents>(type: K, detail: PoolEvents[K]): void;
 }
 
-/** A refused message: `code` goes back to the peer in an `error` message, with `message` saying what to do. */
-export class ProtocolError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+/** A refused message: `code` goes back to the peer in an `error` message (the shared error vocabulary). */
+export { ProtocolError } from '../../src/shared/errors.ts';
