@@ -26,7 +26,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { ProbeFacts } from '../src/shared/media.ts';
 import { parseShardMap, readiness, type ShardMap, type ShardRenditionState, type ShardStatus } from '../src/shared/shardMap.ts';
-import type { VariantKey } from '../src/shared/variantKey.ts';
+import { variantKeyString } from '../src/shared/variantKey.ts';
 import { readJson, removeTempFiles, writeFileAtomic, writeFileAtomicSync } from './fsutil.ts';
 import { ShardcastError } from '../src/shared/errors.ts';
 
@@ -75,12 +75,12 @@ interface AcceptedLine {
 
 export type AcceptedVariant = Pick<AcceptedLine, 'sha256' | 'size' | 'engine' | 'lead' | 'tail'>;
 
-/** The pool's live state of a variant, which the public status depends on. */
+/** The pool's live state of a variant, which the public status depends on; `key` is variantKeyString()'s form. */
 export interface LiveVariantState {
   /** A job has it in flight. */
-  encoding(k: VariantKey): boolean;
+  encoding(key: string): boolean;
   /** Accepted, but its last holder is gone and it is to be encoded again. */
-  orphaned(k: VariantKey): boolean;
+  orphaned(key: string): boolean;
 }
 
 const NO_LIVE_STATE: LiveVariantState = { encoding: () => false, orphaned: () => false };
@@ -211,14 +211,16 @@ export class ContentStore {
     for (const s of map.shards) {
       for (const [rendition, st] of Object.entries(s.renditions)) {
         if (st.status === 'failed') this.failed.add(st);
-        const key: VariantKey = { contentId, rendition, index: s.index };
+        // The key string is made on first read: the scheduler reads statuses in its hot loop.
+        let key: string | undefined;
+        const keyOf = () => (key ??= variantKeyString({ contentId, rendition, index: s.index }));
         Object.defineProperty(st, 'status', {
           enumerable: true,
           configurable: true,
           get: (): ShardStatus => {
             if (this.failed.has(st)) return 'failed';
-            if (st.sha256 !== undefined && !this.live.orphaned(key)) return 'ready';
-            return this.live.encoding(key) ? 'encoding' : 'pending';
+            if (st.sha256 !== undefined && !this.live.orphaned(keyOf())) return 'ready';
+            return this.live.encoding(keyOf()) ? 'encoding' : 'pending';
           },
         });
       }

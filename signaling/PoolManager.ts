@@ -14,7 +14,7 @@
  * writer of shard-variant state.
  */
 import { randomBytes } from 'node:crypto';
-import type { ClientMessage, Job, HolderEntry } from '../src/shared/protocol.ts';
+import type { ClientMessage, Job } from '../src/shared/protocol.ts';
 import { variantKeyString, contentKeyPrefix, type VariantKey } from '../src/shared/variantKey.ts';
 import type { ServerConfig } from './config.ts';
 import type { Content, ContentStore } from './ContentStore.ts';
@@ -27,7 +27,7 @@ import { CrossChecks } from './pool/CrossChecks.ts';
 import { buildJob, runIndices } from './pool/JobBuilder.ts';
 import { JobLedger } from './pool/JobLedger.ts';
 import { Replication } from './pool/Replication.ts';
-import { candidates, plan, type Candidate, type PlanInput } from './pool/Scheduler.ts';
+import { candidates, engineFor, plan, playheadTimes, type Candidate, type PlanInput } from './pool/Scheduler.ts';
 import { Sessions } from './pool/Sessions.ts';
 import { Stats } from './pool/Stats.ts';
 import { Every, HeartbeatExpiry, JobDeadlines, Once, Ticker } from './pool/tasks.ts';
@@ -83,7 +83,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     }, config);
     this.views = new Views({ store, sessions: this.sessions, ledger: this.ledger, index: this.index, health: this.health, trust: this.trust, demand: this.demand, stats: this.stats, checks: this.crossChecks, isCached, now });
     // The public status of a variant is computed from the store's durable state and this live state.
-    store.setLiveState({ encoding: (k) => this.ledger.isInFlight(variantKeyString(k)), orphaned: (k) => this.index.isOrphaned(variantKeyString(k)) });
+    store.setLiveState({ encoding: (key) => this.ledger.isInFlight(key), orphaned: (key) => this.index.isOrphaned(key) });
   }
 
   // ------------------------------------------------------------ read-only views (server, metrics, tests)
@@ -351,22 +351,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     // A window past the end (valid: `from` is bounded by the schema, not by this content) asks for nothing;
     // a negative count would run the requests counter backwards.
     if (peer.role === 'viewer') this.demand.locate(peer.id, msg.contentId, msg.from, Math.max(0, Math.min(msg.count, content.map.shards.length - msg.from)));
-    const renditions = msg.renditions ?? content.map.renditions.map((r) => r.id);
-    const shards: HolderEntry[] = [];
-    const end = Math.min(content.map.shards.length, msg.from + msg.count);
-    for (let i = msg.from; i < end; i++) {
-      const s = content.map.shards[i]!;
-      for (const r of renditions) {
-        const st = s.renditions[r];
-        if (!st) continue;
-        const k = { contentId: msg.contentId, rendition: r, index: i };
-        // Quarantined peers are not offered; the least busy come first.
-        const peers = [...this.index.holdersOf(variantKeyString(k))]
-          .filter((p) => p !== peer.id && !this.health.isQuarantined(p))
-          .sort((a, b) => (this.sessions.get(a)?.serving ?? 0) - (this.sessions.get(b)?.serving ?? 0));
-        shards.push({ index: i, rendition: r, ...(st.sha256 && { sha256: st.sha256 }), peers, cached: this.isCached(k) });
-      }
-    }
+    const shards = this.views.holdersOf(content, msg.from, msg.count, msg.renditions, peer.id);
     peer.conn.send({ type: 'holders', requestId: msg.requestId, contentId: msg.contentId, shards });
   }
 
@@ -409,7 +394,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     const statusOf = (k: VariantKey) => this.store.get(k.contentId)?.map.shards[k.index]?.renditions[k.rendition]?.status;
     return {
       contents: this.store.all(),
-      playheads: this.playheadTimes(),
+      playheads: playheadTimes(this.demand.active(), (id) => this.store.get(id)),
       isPending: (k) => statusOf(k) === 'pending',
       isRetry: (k) => this.ledger.attemptsOf(variantKeyString(k)) > 0,
       predicted: (id, start) => this.demand.predicted(id, start),
@@ -461,22 +446,6 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     });
   }
 
-  /** Active viewers' playhead times, per content, one per distinct shard. */
-  private playheadTimes(): Map<string, number[]> {
-    const out = new Map<string, Set<number>>();
-    for (const p of this.demand.active()) {
-      let set = out.get(p.contentId);
-      if (!set) out.set(p.contentId, (set = new Set()));
-      set.add(p.index);
-    }
-    const times = new Map<string, number[]>();
-    for (const [id, set] of out) {
-      const shards = this.store.get(id)?.map.shards;
-      if (shards) times.set(id, [...set].flatMap((i) => (shards[i] ? [shards[i].start] : [])));
-    }
-    return times;
-  }
-
   private newJob(content: Content, rendition: string, indices: readonly number[]): Job {
     const ids = { id: randomBytes(8).toString('hex'), now: this.now(), ...(this.config.verifyShardBytes && { uploadToken: randomBytes(18).toString('base64url') }) };
     return buildJob(content, rendition, indices, ids, this.config);
@@ -484,7 +453,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
 
   /** Sends a job and records it; the job names the engine, so the pool's choice is what runs (a check runs the engine it checks). */
   private assign(peer: Peer, job: Job, klass: JobClass, check?: CrossCheck): void {
-    const engine = check ? check.engine.split('@')[0] : engineFor(peer, job.video?.codec ?? job.audio?.codec ?? '');
+    const engine = check ? check.engine.split('@')[0] : engineFor(peer.capabilities?.engines ?? [], job.video?.codec ?? job.audio?.codec ?? '');
     if (engine) job.engine = engine;
     this.ledger.add({ job, peerId: peer.id, assignedAt: this.now(), done: new Set(), progress: 0, klass, ...(check && { check, results: new Map() }) });
     peer.conn.send({ type: 'job', job });
@@ -557,21 +526,4 @@ function inJob(job: Job, key: VariantKey): boolean {
 
 function isComplete(c: Content): boolean {
   return c.map.shards.every((s) => Object.values(s.renditions).every((st) => st.status === 'ready'));
-}
-
-/**
- * The engine of a peer that finishes a job of `codec` soonest: the fastest
- * of its engines that make the codec, by the join benchmark (every engine
- * benchmarks the same 320x180 encode, so the speeds compare; WebCodecs H.264
- * ran 4-15x ffmpeg.wasm here). Each engine's rate control is set to reach
- * the rendition's quality target (src/encoder/config.ts), so speed decides.
- */
-function engineFor(peer: Peer, codec: string): string | undefined {
-  let best: { name: string; speed: number } | undefined;
-  for (const e of peer.capabilities?.engines ?? []) {
-    if (!e.codecs.includes(codec)) continue;
-    const speed = e.speed ?? 0;
-    if (!best || speed > best.speed) best = { name: e.name, speed };
-  }
-  return best?.name;
 }

@@ -118,7 +118,7 @@ function candidatesOf(input: PlanInput, content: Content, order: number, renditi
   const r = map.renditions.find((x) => x.id === renditionId)!;
   const codec = isVideoRendition(r) ? r.video.codec : r.audio.codec;
   const keyOf = (i: number): VariantKey => ({ contentId: map.contentId, rendition: renditionId, index: i });
-  const pendingAt = (i: number) => input.isPending(keyOf(i)) && !taken.has(variantKeyString(keyOf(i)));
+  const pendingAt = (i: number) => input.isPending(keyOf(i)) && (taken.size === 0 || !taken.has(variantKeyString(keyOf(i))));
   const retryOf = (i: number) => input.isRetry(keyOf(i));
   const out: Candidate[] = [];
   const base = { content, order, rendition: renditionId, codec };
@@ -203,4 +203,37 @@ function preemption(list: readonly Candidate[], running: readonly RunningBackgro
     if (pick) return { preempt: { jobId: j.jobId, peerId: j.peerId, pick } };
   }
   return {};
+}
+
+/** Active viewers' playhead times (s), per content, one per distinct shard. */
+export function playheadTimes(active: Iterable<{ contentId: string; index: number }>, contentOf: (id: string) => Content | undefined): Map<string, number[]> {
+  const out = new Map<string, Set<number>>();
+  for (const p of active) {
+    let set = out.get(p.contentId);
+    if (!set) out.set(p.contentId, (set = new Set()));
+    set.add(p.index);
+  }
+  const times = new Map<string, number[]>();
+  for (const [id, set] of out) {
+    const shards = contentOf(id)?.map.shards;
+    if (shards) times.set(id, [...set].flatMap((i) => (shards[i] ? [shards[i].start] : [])));
+  }
+  return times;
+}
+
+/**
+ * The engine that finishes a job of `codec` soonest: the fastest of the
+ * encoder's engines that make the codec, by the join benchmark (every engine
+ * benchmarks the same 320x180 encode, so the speeds compare; WebCodecs H.264
+ * ran 4-15x ffmpeg.wasm here). Each engine's rate control is set to reach
+ * the rendition's quality target (src/encoder/config.ts), so speed decides.
+ */
+export function engineFor(engines: Capabilities['engines'], codec: string): string | undefined {
+  let best: { name: string; speed: number } | undefined;
+  for (const e of engines) {
+    if (!e.codecs.includes(codec)) continue;
+    const speed = e.speed ?? 0;
+    if (!best || speed > best.speed) best = { name: e.name, speed };
+  }
+  return best?.name;
 }

@@ -3,7 +3,8 @@
  * /metrics. Owns no state: everything is read from the modules that own it.
  */
 import { variantKeyString, type VariantKey } from '../../src/shared/variantKey.ts';
-import type { ContentStore } from '../ContentStore.ts';
+import type { HolderEntry } from '../../src/shared/protocol.ts';
+import type { Content, ContentStore } from '../ContentStore.ts';
 import type { Demand } from '../policy/Demand.ts';
 import type { Health } from '../policy/Health.ts';
 import type { Trust } from '../policy/Trust.ts';
@@ -50,6 +51,31 @@ export class Views {
       })),
       demand: c.map.shards.map((s) => Number(demand.rate(c.meta.id, s.index).toFixed(2))),
     }));
+  }
+
+  /**
+   * The `holders` answer for shards [from, from + count) of a content: per
+   * shard and rendition, the accepted hash, the peers holding it (quarantined
+   * ones and the asker left out, the least busy first) and whether the cache has it.
+   */
+  holdersOf(content: Content, from: number, count: number, renditionIds: readonly string[] | undefined, asker: string): HolderEntry[] {
+    const { index, health, sessions, isCached } = this.s;
+    const renditions = renditionIds ?? content.map.renditions.map((r) => r.id);
+    const shards: HolderEntry[] = [];
+    const end = Math.min(content.map.shards.length, from + count);
+    for (let i = from; i < end; i++) {
+      const s = content.map.shards[i]!;
+      for (const r of renditions) {
+        const st = s.renditions[r];
+        if (!st) continue;
+        const k = { contentId: content.meta.id, rendition: r, index: i };
+        const peers = [...index.holdersOf(variantKeyString(k))]
+          .filter((p) => p !== asker && !health.isQuarantined(p))
+          .sort((a, b) => (sessions.get(a)?.serving ?? 0) - (sessions.get(b)?.serving ?? 0));
+        shards.push({ index: i, rendition: r, ...(st.sha256 && { sha256: st.sha256 }), peers, cached: isCached(k) });
+      }
+    }
+    return shards;
   }
 
   /** Connected peers by role, and encoders in quarantine (for /metrics). */

@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { VariantKey } from '../../../src/shared/variantKey.ts';
 import { ContentStore } from '../../../signaling/ContentStore.ts';
 import { publishedStore, removeStores } from './fixtures.ts';
 
@@ -11,7 +10,7 @@ async function published() {
   const { dir, store, content } = await publishedStore(2);
   const inFlight = new Set<string>();
   const orphans = new Set<string>();
-  const s = (k: VariantKey) => `${k.rendition}/${k.index}`;
+  const s = (key: string) => key.slice(key.indexOf('/') + 1);
   store.setLiveState({ encoding: (k) => inFlight.has(s(k)), orphaned: (k) => orphans.has(s(k)) });
   const status = (r: string, i: number) => content.map.shards[i]!.renditions[r]!.status;
   return { dir, store, content, inFlight, orphans, status };
