@@ -45,7 +45,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   readonly health: Health;
   readonly trust: Trust;
   readonly demand: Demand;
-  readonly index: AvailabilityIndex;
+  readonly availability: AvailabilityIndex;
   readonly ledger = new JobLedger();
   readonly sessions: Sessions;
   readonly crossChecks: CrossChecks;
@@ -69,21 +69,21 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     this.health = new Health(config, now);
     this.demand = new Demand(config, now);
     this.trust = new Trust(config, random);
-    this.index = new AvailabilityIndex(config.maxHoldingsPerEncoder);
-    this.sessions = new Sessions({ jobsOf: (id) => this.ledger.jobsOf(id), holdingsOf: (id) => this.index.heldBy(id) });
+    this.availability = new AvailabilityIndex(config.maxHoldingsPerEncoder);
+    this.sessions = new Sessions({ jobsOf: (id) => this.ledger.jobsOf(id), holdingsOf: (id) => this.availability.heldBy(id) });
     this.outbox = { send: (id, msg) => this.sessions.get(id)?.conn.send(msg), emit: (type, detail) => this.emit(type, detail) };
     this.stats = new Stats(this, now);
     const soon = () => this.scheduleSoon();
-    this.replication = new Replication(store, this.index, this.sessions, this.health, this.demand, isCached, this.outbox, config, now, soon);
-    this.crossChecks = new CrossChecks(store, this.index, this.ledger, this.trust, this.health, this.outbox, {
+    this.replication = new Replication(store, this.availability, this.sessions, this.health, this.demand, isCached, this.outbox, config, now, soon);
+    this.crossChecks = new CrossChecks(store, this.availability, this.ledger, this.trust, this.health, this.outbox, {
       addHolder: (peerId, key) => this.addHolder(peerId, key),
       forgetReplica: (peerId, key) => this.replication.forgetReplica(peerId, key),
       quarantined: (peerId, reason) => this.quarantined(peerId, reason),
       scheduleSoon: soon,
     }, config);
-    this.views = new Views({ store, sessions: this.sessions, ledger: this.ledger, index: this.index, health: this.health, trust: this.trust, demand: this.demand, stats: this.stats, checks: this.crossChecks, isCached, now });
+    this.views = new Views({ store, sessions: this.sessions, ledger: this.ledger, index: this.availability, health: this.health, trust: this.trust, demand: this.demand, stats: this.stats, checks: this.crossChecks, isCached, now });
     // The public status of a variant is computed from the store's durable state and this live state.
-    store.setLiveState({ encoding: (key) => this.ledger.isInFlight(key), orphaned: (key) => this.index.isOrphaned(key) });
+    store.setLiveState({ encoding: (key) => this.ledger.isInFlight(key), orphaned: (key) => this.availability.isOrphaned(key) });
   }
 
   // ------------------------------------------------------------ read-only views (server, metrics, tests)
@@ -96,7 +96,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   }
   /** Variant key -> ids of peers holding the accepted bytes. */
   get holders(): ReadonlyMap<string, ReadonlySet<string>> {
-    return this.index.holders;
+    return this.availability.holders;
   }
   /** Cross-checks waiting for an able verifier, oldest first. */
   get checks(): readonly CrossCheck[] {
@@ -164,7 +164,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       if (!st || st.sha256 !== h.sha256) continue;
       const key = variantKeyString(h.key);
       // A reloaded tab brings back a shard orphaned while it was away: no need to encode it again.
-      if (st.status === 'pending') this.index.clearOrphan(key);
+      if (st.status === 'pending') this.availability.clearOrphan(key);
       if (st.status === 'ready') this.addHolder(id, key);
     }
     this.emit('peer-joined', { peerId: id, role: hello.role });
@@ -179,7 +179,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     if (!peer) return;
     let requeued = 0;
     for (const jobId of [...this.ledger.jobsOf(peerId)]) requeued += this.requeueJob(jobId, `encoder lost: ${reason}`, false);
-    for (const key of this.index.removePeer(peerId)) this.replication.orphaned(key);
+    for (const key of this.availability.removePeer(peerId)) this.replication.orphaned(key);
     this.replication.peerLeft(peerId);
     if (peer.role === 'viewer') this.demand.leave(peerId);
     this.emit('peer-lost', { peerId, role: peer.role, reason, requeued });
@@ -257,7 +257,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     // Only a report about a peer that claims the shard counts, and once per reporter and shard.
     const key = variantKeyString(msg.key);
     const once = `${peer.id} ${key} ${msg.peerId}`;
-    if (!this.index.holds(msg.peerId, key) || this.reported.has(once)) return;
+    if (!this.availability.holds(msg.peerId, key) || this.reported.has(once)) return;
     this.reported.add(once);
     if (this.reported.size > 100_000) this.reported.clear();
     this.removeHolder(msg.peerId, key);
@@ -324,7 +324,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       // A re-encode of an orphaned shard may differ byte for byte from the lost one: the new variant replaces it.
       if (!aj) throw new ProtocolError('not-assigned', `shard ${key} was not assigned to you`);
       this.store.accept(msg.key.contentId, msg.key.rendition, msg.key.index, variant);
-      this.index.clearOrphan(key);
+      this.availability.clearOrphan(key);
       peer.shardsEncoded++;
       this.trust.accepted(peer.id, key);
       this.emit('shard-accepted', { key: msg.key, peerId: peer.id, sha256: msg.sha256, ...(staged?.bytes && { bytes: staged.bytes }) });
@@ -337,11 +337,11 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
 
   /** Records a holder if the peer is connected (the index enforces the holdings cap). */
   private addHolder(peerId: string, key: string): void {
-    if (this.sessions.get(peerId)) this.index.add(peerId, key);
+    if (this.sessions.get(peerId)) this.availability.add(peerId, key);
   }
 
   private removeHolder(peerId: string, key: string): void {
-    if (this.index.remove(peerId, key)) this.replication.orphaned(key);
+    if (this.availability.remove(peerId, key)) this.replication.orphaned(key);
   }
 
   private locate(peer: Peer, msg: Msg<'locate'>): void {
@@ -515,7 +515,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     for (const aj of this.ledger.removeContent(contentId)) this.outbox.send(aj.peerId, { type: 'job-cancel', jobId: aj.job.id, reason: 'content deleted' });
     this.crossChecks.forgetContent(contentId);
     this.trust.forgetPrefix(contentKeyPrefix(contentId));
-    this.index.removePrefix(contentKeyPrefix(contentId));
+    this.availability.removePrefix(contentKeyPrefix(contentId));
     this.schedule();
   }
 }
