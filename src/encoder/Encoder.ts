@@ -10,7 +10,7 @@ import { PoolClient, poolUrl } from '../shared/PoolClient.ts';
 import type { Capabilities, Job, ServerMessage } from '../shared/protocol.ts';
 import { sha256Hex } from '../shared/wire.ts';
 import { ServeLimiter, ShardTransfer } from '../shared/ShardTransfer.ts';
-import { shardKeyString, type VideoSpec } from '../shared/shardMap.ts';
+import { shardKeyString, type ShardKey, type VideoSpec } from '../shared/shardMap.ts';
 import { webCodecsH264BitrateScale, type EncoderConfig } from './config.ts';
 import { FFMPEG_CORE_BUILD, FfmpegEngine, WatchdogError } from './FfmpegEngine.ts';
 import { runJob, type EngineName } from './JobRunner.ts';
@@ -380,6 +380,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
           ...(s.lead !== undefined && { lead: s.lead }),
           ...(s.tail !== undefined && { tail: s.tail }),
         });
+        this.reportIfGone(key);
       }
       this.pool.send({ type: 'job-done', jobId: job.id });
       this.state.jobsDone++;
@@ -438,7 +439,17 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     await this.store.put(m.key, m.sha256, bytes);
     this.state.replicasTaken++;
     this.pool.send({ type: 'shard-stored', key: m.key, sha256: m.sha256, size: bytes.byteLength });
+    this.reportIfGone(m.key);
     this.logLine(`replicated ${k} (${bytes.byteLength} bytes)`);
+  }
+
+  /**
+   * A shard can be evicted between its put and the report that we hold it
+   * (another put made room while the upload ran); its drop was announced
+   * before the pool counted us as a holder, so announce it again.
+   */
+  private reportIfGone(key: ShardKey): void {
+    if (!this.store.has(key)) this.pool.send({ type: 'shard-dropped', key });
   }
 
   /** Uploads a shard for the server's check (and cache); false when it was refused or could not be sent. */
