@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { launchBrowser, newPage, openEncoderTab, type TrackedPage } from '../harness/browser.ts';
 import { fixture } from '../harness/fixtures.ts';
+import { FFMPEG_CORE_BUILD } from '../../src/encoder/FfmpegEngine.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
 
 let browser: Browser;
@@ -113,4 +114,35 @@ describe('store budget', () => {
     const after = await t.page.evaluate(() => ({ ...(window as any).shardcastEncoder.state, max: (window as any).__maxHeld }));
     expect(after.max).toBeLessThanOrEqual(budget);
   }, 300_000);
+});
+
+describe('multi-thread core', () => {
+  it('falls back to the single-thread core when the multi-thread core crashes mid-job, and finishes the job there', async () => {
+    server = await startTestServer({});
+    const { json } = await upload(server.url, fs.readFileSync(await fixture('mov')), '', 'clip.mov');
+    // The hook kills the multi-thread core's first job exec after 20 frames, as its real crashes do.
+    const t = await openEncoderTab(browser, `${server.url}/encode?persist=0&engines=ffmpeg-wasm&ffmpegCore=multi&failEngine=ffmpeg-multi&failAfterFrames=20`);
+    pages.push(t);
+    const map = await waitReady(json.id);
+    await t.page.waitForFunction(() => (window as any).shardcastEncoder.state.current === undefined, null, { timeout: 30_000 });
+    const st = await t.page.evaluate(() => {
+      const enc = (window as any).shardcastEncoder;
+      return { ...enc.state, stats: enc.engine.stats, isolated: crossOriginIsolated };
+    });
+    // It started on the multi-thread core (the join benchmark ran there) and loaded the single-thread one once it crashed.
+    expect(st.isolated).toBe(true);
+    expect(st.stats.loads).toBeGreaterThanOrEqual(2);
+    expect(st.stats.multiFallbacks).toBe(1);
+    expect(st.coreFallbacks).toBe(1);
+    expect(st.ffmpegCore).toBe('single');
+    expect(st.engines[0].build).toBe(`ffmpeg-wasm@${FFMPEG_CORE_BUILD}/veryfast`);
+    expect(st.log.join('\n')).toMatch(/the multi-thread core failed .*encoded with the single-thread core/);
+    // The job it crashed in was finished in the tab, not failed back to the pool.
+    expect(st.jobsFailed).toBe(0);
+    expect(server.pool.recentEvents.filter((e) => /job-(failed|requeued)/.test(e.type))).toEqual([]);
+    // Every shard was made by the single-thread core, and says so.
+    const engines = new Set(map.shards.flatMap((s) => Object.values(s.renditions).map((r) => (r as { engine?: string }).engine)));
+    expect([...engines]).toEqual([`ffmpeg-wasm@${FFMPEG_CORE_BUILD}/veryfast`]);
+    expect(t.problems).toEqual([]);
+  }, 240_000);
 });
