@@ -241,7 +241,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       this.schedule();
     },
     'shard-dropped': (peer, msg) => {
-      this.removeHolder(peer.id, variantKeyString(msg.key));
+      this.removeHolder(peer.id, variantKeyString(msg.key), true);
       this.replication.forgetReplica(peer.id, variantKeyString(msg.key));
     },
     'shard-stored': (peer, msg) => this.replication.stored(peer, msg, (id, key) => this.addHolder(id, key)),
@@ -340,8 +340,9 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     if (this.sessions.get(peerId)) this.availability.add(peerId, key);
   }
 
-  private removeHolder(peerId: string, key: string): void {
-    if (this.availability.remove(peerId, key)) this.replication.orphaned(key);
+  /** `dropped`: the peer evicted it to make room, so it is no place to copy it back to. */
+  private removeHolder(peerId: string, key: string, dropped = false): void {
+    if (this.availability.remove(peerId, key)) this.replication.orphaned(key, dropped ? peerId : undefined);
   }
 
   private locate(peer: Peer, msg: Msg<'locate'>): void {

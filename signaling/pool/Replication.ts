@@ -49,16 +49,19 @@ export class Replication {
   ) {}
 
   /**
-   * A shard variant's last holder is gone. With a cached copy, an encoder is
-   * asked to take it from the cache; otherwise it is encoded again.
+   * A shard variant's last holder is gone. With a cached copy, an encoder
+   * with free room (other than `droppedBy`, which just evicted it) is asked to
+   * take it from the cache; none may have room, and then the cache alone
+   * serves it. Otherwise it is encoded again. Copying into a full store would
+   * evict another last copy, orphan that one, and so on for ever.
    */
-  orphaned(key: string): void {
+  orphaned(key: string, droppedBy?: string): void {
     const k = parseVariantKey(key);
     const st = k && this.store.get(k.contentId)?.map.shards[k.index]?.renditions[k.rendition];
     if (!k || !st || st.status !== 'ready') return;
     if (this.isCached(k)) {
       this.outbox.emit('shard-orphaned', { key, action: 'from-cache' });
-      this.replicateTo(key, st.sha256!, st.size ?? 1, 1, 'last holder left; copy from the cache');
+      this.replicateTo(key, st.sha256!, st.size ?? 1, 1, 'last holder left; copy from the cache', { ...(droppedBy && { exclude: droppedBy }), needRoom: true });
     } else {
       this.outbox.emit('shard-orphaned', { key, action: 're-encode' });
       this.index.markOrphaned(key);
@@ -79,8 +82,13 @@ export class Replication {
         }
   }
 
-  /** Sends up to `n` `replicate` orders for a key to the least-loaded able encoders. Returns how many were sent. */
-  replicateTo(key: string, sha256: string, size: number, n: number, reason: string): number {
+  /**
+   * Sends up to `n` `replicate` orders for a key to the least-loaded able
+   * encoders: not `exclude`, and with `needRoom`, only those whose store (as
+   * last reported: capabilities and heartbeats) takes `size` bytes without
+   * evicting. Returns how many were sent.
+   */
+  replicateTo(key: string, sha256: string, size: number, n: number, reason: string, opts: { exclude?: string; needRoom?: boolean } = {}): number {
     const k = parseVariantKey(key)!;
     const holders = [...this.index.holdersOf(key)].filter((p) => !this.health.isQuarantined(p));
     const cached = this.isCached(k);
@@ -95,7 +103,8 @@ export class Replication {
     const given = (id: string) => this.ordersThisPass.get(id) ?? 0;
     const now = this.now();
     const targets = [...this.sessions.peers.values()]
-      .filter((p) => p.role === 'encoder' && !p.holdings.has(key) && !pending.has(p.id) && !this.health.isQuarantined(p.id) && (this.backoff.get(p.id) ?? 0) <= now)
+      .filter((p) => p.role === 'encoder' && p.id !== opts.exclude && !p.holdings.has(key) && !pending.has(p.id) && !this.health.isQuarantined(p.id) && (this.backoff.get(p.id) ?? 0) <= now)
+      .filter((p) => !opts.needRoom || p.capabilities?.storageBytes === undefined || p.heldBytes + size <= p.capabilities.storageBytes)
       .sort((a, b) => a.serving + a.jobs.size + given(a.id) - (b.serving + b.jobs.size + given(b.id)) || a.holdings.size - b.holdings.size)
       .slice(0, n);
     for (const t of targets) {

@@ -11,9 +11,9 @@ import { PoolClient, poolUrl } from '../shared/PoolClient.ts';
 import type { Capabilities, Job, ServerMessage } from '../shared/protocol.ts';
 import { sha256Hex } from '../shared/wire.ts';
 import { ServeLimiter, ShardTransfer } from '../shared/ShardTransfer.ts';
-import { shardKeyString, type VideoSpec } from '../shared/shardMap.ts';
+import { shardKeyString, type ShardKey, type VideoSpec } from '../shared/shardMap.ts';
 import { webCodecsH264BitrateScale, type EncoderConfig } from './config.ts';
-import { FFMPEG_CORE_BUILD, FfmpegEngine, WatchdogError } from './FfmpegEngine.ts';
+import { FFMPEG_CORE_BUILD, FFMPEG_CORE_MT_BUILD, FfmpegEngine, WatchdogError, type FfmpegCoreKind } from './FfmpegEngine.ts';
 import { runJob, type EngineName } from './JobRunner.ts';
 import { benchmarkWebCodecs, webCodecsBuild, webCodecsCodecs } from './WebCodecsEngine.ts';
 import { IndexedDbPersistence, ShardStore } from './ShardStore.ts';
@@ -51,6 +51,10 @@ export interface EncoderState {
   engines: EngineReport[];
   /** H.264 jobs WebCodecs failed and ffmpeg.wasm finished. */
   fallbacks: number;
+  /** Jobs the multi-thread ffmpeg core failed and the single-thread core finished. */
+  coreFallbacks: number;
+  /** The ffmpeg.wasm core that runs jobs now ('multi' until its first failure when asked for). */
+  ffmpegCore: FfmpegCoreKind;
   current: CurrentJob | undefined;
   jobsDone: number;
   jobsFailed: number;
@@ -87,6 +91,8 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     benchmarkFps: undefined,
     engines: [],
     fallbacks: 0,
+    coreFallbacks: 0,
+    ffmpegCore: 'single',
     current: undefined,
     jobsDone: 0,
     jobsFailed: 0,
@@ -217,6 +223,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     this.state.bytesHeld = this.store.usedBytes;
     this.state.coreLoads = this.engine.stats.loads;
     this.state.watchdogKills = this.engine.stats.watchdogKills;
+    this.state.ffmpegCore = this.engine.kind;
     this.emit('update', this.state);
   }
 
@@ -256,7 +263,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
 
   private webCodecsSpeed: { speed: number; fps: number } | undefined;
 
-  /** "name@build" for shard-ready: the ffmpeg core build and the preset (it changes the bytes), or the browser build. */
+  /** "name@build" for shard-ready: the ffmpeg core build (single- or multi-thread) and the preset (both change the bytes), or the browser build. */
   private capabilities(): Capabilities {
     return {
       engines: this.state.engines.map((e) => ({ name: e.name, codecs: e.codecs, ...(e.speed !== undefined && { speed: e.speed }) })),
@@ -265,8 +272,10 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     };
   }
 
-  private buildOf(engine: EngineName): string {
-    return engine === 'ffmpeg-wasm' ? `ffmpeg-wasm@${FFMPEG_CORE_BUILD}/${this.config.preset}` : `webcodecs@${this.webCodecsBuild}`;
+  private buildOf(engine: EngineName, core: FfmpegCoreKind = this.engine.kind): string {
+    return engine === 'ffmpeg-wasm'
+      ? `ffmpeg-wasm@${core === 'multi' ? FFMPEG_CORE_MT_BUILD : FFMPEG_CORE_BUILD}/${this.config.preset}`
+      : `webcodecs@${this.webCodecsBuild}`;
   }
 
   /**
@@ -334,7 +343,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     const kind = job.kind;
     try {
       const totalFrames = job.shards.reduce((a, s) => a + s.frames, 0);
-      const { shards, timings, engine, fallback } = await runJob(job, this.engine, {
+      const { shards, timings, engine, core, fallback, coreFallback } = await runJob(job, this.engine, {
         base: this.base,
         preset: this.config.preset,
         ...(this.engine.threads && { threads: this.engine.threads }),
@@ -343,6 +352,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
           h264BitrateScale: (height) => webCodecsH264BitrateScale(height, this.config.webcodecsH264BitrateScale),
           ...(this.config.failEngine === 'webcodecs' && { failAfterFrames: this.config.failAfterFrames }),
         },
+        ...(this.config.failEngine === 'ffmpeg-multi' && { crashMultiAfterFrames: this.config.failAfterFrames }),
         onProgress: (p) => {
           // WebCodecs prints no fps line as ffmpeg does: derive it from progress.
           const cur = this.state.current;
@@ -350,6 +360,11 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
           this.engine.onProgress?.(p);
         },
       });
+      if (coreFallback) {
+        this.state.coreFallbacks++;
+        this.state.engines = this.state.engines.map((e) => (e.name === 'ffmpeg-wasm' ? { ...e, build: this.buildOf('ffmpeg-wasm') } : e));
+        this.logLine(`job ${job.id.slice(0, 6)}: ${coreFallback}`);
+      }
       if (fallback) {
         this.state.fallbacks++;
         this.webCodecsFailuresInARow++;
@@ -377,10 +392,11 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
           key,
           sha256: s.sha256,
           size: s.bytes.byteLength,
-          engine: this.buildOf(engine),
+          engine: this.buildOf(engine, core),
           ...(s.lead !== undefined && { lead: s.lead }),
           ...(s.tail !== undefined && { tail: s.tail }),
         });
+        this.reportIfGone(key);
       }
       this.pool.send({ type: 'job-done', jobId: job.id });
       this.state.jobsDone++;
@@ -439,7 +455,17 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     await this.store.put(m.key, m.sha256, bytes);
     this.state.replicasTaken++;
     this.pool.send({ type: 'shard-stored', key: m.key, sha256: m.sha256, size: bytes.byteLength });
+    this.reportIfGone(m.key);
     this.logLine(`replicated ${k} (${bytes.byteLength} bytes)`);
+  }
+
+  /**
+   * A shard can be evicted between its put and the report that we hold it
+   * (another put made room while the upload ran); its drop was announced
+   * before the pool counted us as a holder, so announce it again.
+   */
+  private reportIfGone(key: ShardKey): void {
+    if (!this.store.has(key)) this.pool.send({ type: 'shard-dropped', key });
   }
 
   /** Uploads a shard for the server's check (and cache); false when it was refused or could not be sent. */

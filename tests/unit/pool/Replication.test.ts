@@ -46,6 +46,19 @@ describe('Replication', () => {
     expect(s.box.sent).toEqual([{ to: b.id, msg: expect.objectContaining({ type: 'replicate', cached: true, from: [] }) }]);
   });
 
+  it('copies an evicted last copy back only into a store with room, never into the tab that dropped it', () => {
+    const s = setup(true);
+    const full = s.encoder();
+    full.capabilities = { engines: [], maxJobs: 1, storageBytes: 1000 };
+    full.heldBytes = 900;
+    const dropper = s.encoder();
+    s.r.orphaned('c/180p/0', dropper.id);
+    expect(s.box.sent).toEqual([]);
+    const roomy = s.encoder();
+    s.r.orphaned('c/180p/0', dropper.id);
+    expect(s.box.sent.map((m) => m.to)).toEqual([roomy.id]);
+  });
+
   it('spreads one pass of orders over encoders (orders count as load), and lapsed orders back an encoder off', () => {
     const s = setup(true);
     const a = s.encoder();
