@@ -146,7 +146,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       const key = shardKeyFrom(p);
       const bytes = await readBody(req, MAX_SHARD_UPLOAD);
       // With a job's upload token: the check before acceptance. Without: a copy of an accepted variant for the cache.
-      if (req.headers.authorization !== undefined || config.verifyShardBytes) {
+      if (req.headers.authorization !== undefined || config.testHooks.verifyShardBytes) {
         const r = await intake.receive(req.headers.authorization, key, bytes, url.searchParams);
         return sendJson(res, 200, { checked: `${key.contentId}/${key.rendition}/${key.index}`, sha256: r.sha256, size: r.size });
       }
