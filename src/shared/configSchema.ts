@@ -137,9 +137,11 @@ export class ConfigSchema<S extends z.ZodObject> {
     return out;
   }
 
-  /** `base` (deep-copied) with the assignments applied in order, later ones winning. */
+  /** A copy of `base` with the assignments applied in order, later ones winning (`base` is not changed). */
   apply(base: z.output<S>, assignments: readonly Assignment[]): z.output<S> {
-    const out = structuredClone(base) as Record<string, unknown>;
+    // Values are replaced, never mutated, so copying the root and each sub-object is a deep enough copy.
+    const out: Record<string, unknown> = { ...base };
+    for (const g of this.groups.keys()) out[g] = { ...(out[g] as object) };
     for (const { option, value } of assignments) {
       let obj = out;
       for (const k of option.path.slice(0, -1)) obj = obj[k] as Record<string, unknown>;
