@@ -59,6 +59,7 @@ export interface ConfigSchemaOptions {
 }
 
 const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
 /** A config: the schema, its flattened options, and the parsers and help text built from them. */
 export class ConfigSchema<S extends z.ZodObject> {
   readonly options: readonly ConfigOption[];
@@ -153,12 +154,14 @@ export class ConfigSchema<S extends z.ZodObject> {
   /**
    * `--help` lines: per option its flag, environment variable (if any) and
    * default as JSON on one line, its description indented on the next; the
-   * options of a sub-object follow under its description.
+   * options of each sub-object follow the top-level ones, under its description.
    */
   help(): string {
     const lines: string[] = [];
     let group = '';
-    for (const o of this.options) {
+    // Top-level options first, so each sub-object's heading appears once.
+    const ordered = [...this.options.filter((o) => o.path.length === 1), ...this.options.filter((o) => o.path.length > 1)];
+    for (const o of ordered) {
       const g = o.path.length > 1 ? o.path[0]! : '';
       if (g !== group) {
         group = g;

@@ -84,6 +84,9 @@ describe('ConfigSchema', () => {
     expect(lines[1]).toBe('      TCP port.');
     expect(lines).toContain('  Test hooks:');
     expect(lines.at(-2)).toMatch(/^ {2}--fail-after +APP_FAIL_AFTER +default 10$/);
+    // A sub-object declared first is still listed after the top-level options, under one heading.
+    const first = new ConfigSchema(z.object({ h: z.object({ a: z.number().default(1).describe('A.') }).prefault({}).describe('Hooks'), b: z.number().default(2).describe('B.') }));
+    expect(first.help().split('\n').filter((l) => !l.startsWith('      '))).toEqual(['  --b                            default 2', '', '  Hooks:', '  --a                            default 1']);
     // Without an environment prefix there is no environment column.
     const plain = new ConfigSchema(z.object({ n: z.number().default(1).describe('N.') })).help();
     expect(plain).toMatch(/^ {2}--n +default 1\n {6}N\.$/);
