@@ -16,6 +16,8 @@ import {
 import type { ServerConfig } from './config.ts';
 import type { Content, ContentStore } from './ContentStore.ts';
 import { TypedEmitter } from '../src/shared/events.ts';
+import { ProtocolError } from '../src/shared/errors.ts';
+export { ProtocolError };
 import { planRun } from './jobs.ts';
 import { Demand } from './policy/Demand.ts';
 import { Health } from './policy/Health.ts';
@@ -131,15 +133,6 @@ export interface PoolEventRecord {
   detail: unknown;
 }
 
-export class ProtocolError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 export class PoolManager extends TypedEmitter<PoolEvents> {
   readonly peers = new Map<string, Peer>();
   /**
@@ -197,6 +190,10 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   private readonly reported = new Set<string>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweepPeriod = 1000;
+  /** Replicate orders sent to each encoder since the last sweep (see replicateTo). */
+  private replicateOrdersThisSweep = new Map<string, number>();
+  /** Epoch ms at which shards accepted before this start that no tab has announced are re-queued (once); see start(). */
+  private unheldCheckAt: number | undefined;
   private lastSweep = 0;
   private scheduleQueued = false;
 
@@ -244,6 +241,11 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     this.sweepPeriod = period;
     this.sweepTimer = setInterval(() => this.sweep(), period);
     this.sweepTimer.unref();
+    // After a restart nobody holds anything until tabs reconnect and announce their holdings.
+    // A tab not back within the heartbeat timeout is as lost as a silent one: a shard only it
+    // held, with no cached copy either (a kill can come between acknowledgement and cache
+    // write), would otherwise stay "ready" with no copy anywhere, and never be encoded again.
+    this.unheldCheckAt = this.now() + this.config.heartbeatTimeoutMs;
   }
 
   stop(): void {
@@ -324,6 +326,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     // When the server itself is behind (a long task), the sweep runs late and messages wait unread:
     // allow for that lateness, or a busy server would drop healthy tabs and feed itself more work.
     const now0 = this.now();
+    this.replicateOrdersThisSweep.clear();
     const late = this.lastSweep ? Math.max(0, now0 - this.lastSweep - this.sweepPeriod) : 0;
     this.lastSweep = now0;
     const cutoff = now0 - this.config.heartbeatTimeoutMs - late;
@@ -334,6 +337,10 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       }
     }
     const now = this.now();
+    if (this.unheldCheckAt !== undefined && now >= this.unheldCheckAt) {
+      this.unheldCheckAt = undefined;
+      this.requeueUnheld();
+    }
     for (const [jobId, aj] of [...this.jobs]) {
       if (aj.job.deadline < now) {
         this.peers.get(aj.peerId)?.conn.send({ type: 'job-cancel', jobId, reason: 'deadline passed' });
@@ -547,7 +554,9 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     const content = this.store.get(msg.contentId);
     if (!content) throw new ProtocolError('unknown-content', `no content ${msg.contentId}`);
     this.counters.locates++;
-    if (peer.role === 'viewer') this.demand.locate(peer.id, msg.contentId, msg.from, Math.min(msg.count, content.map.shards.length - msg.from));
+    // A window past the end (valid: `from` is bounded by the schema, not by this content) asks for nothing;
+    // a negative count would run the requests counter backwards.
+    if (peer.role === 'viewer') this.demand.locate(peer.id, msg.contentId, msg.from, Math.max(0, Math.min(msg.count, content.map.shards.length - msg.from)));
     const renditions = msg.renditions ?? content.map.renditions.map((r) => r.id);
     const shards: HolderEntry[] = [];
     const end = Math.min(content.map.shards.length, msg.from + msg.count);
@@ -1013,6 +1022,18 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
 
   // ------------------------------------------------------------ replication
 
+  /** Orphans every accepted shard that neither a connected encoder nor the cache holds: it is encoded again. */
+  private requeueUnheld(): void {
+    for (const c of this.store.all())
+      for (const sh of c.map.shards)
+        for (const [rendition, st] of Object.entries(sh.renditions)) {
+          if (st.status !== 'ready') continue;
+          const k = { contentId: c.meta.id, rendition, index: sh.index };
+          const key = shardKeyString(k);
+          if (!this.holders.get(key)?.size && !this.isCached(k)) this.orphaned(key);
+        }
+  }
+
   /**
    * A shard variant's last holder is gone. With a cached copy, an encoder is
    * asked to take it from the cache; otherwise it is encoded again.
@@ -1042,11 +1063,18 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     if (holders.length === 0 && !cached) return 0;
     let pending = this.replicating.get(key);
     if (!pending) this.replicating.set(key, (pending = new Map()));
+    // Orders given since the last sweep count as load. Every order is answered by one message
+    // (shard-stored or replicate-failed) that counts against the encoder's own message rate limit,
+    // and load read from heartbeats does not move within a sweep: one pass over many hot shards, or
+    // one leave orphaning hundreds, sent every order to the same least-loaded tab (426 in one second
+    // in the churn simulation), whose answers then got it closed for flooding (1008) with all it held.
+    const given = (id: string) => this.replicateOrdersThisSweep.get(id) ?? 0;
     const targets = [...this.peers.values()]
       .filter((p) => p.role === 'encoder' && !p.holdings.has(key) && !pending.has(p.id) && !this.health.isQuarantined(p.id) && (this.replicateBackoff.get(p.id) ?? 0) <= this.now())
-      .sort((a, b) => a.serving + a.jobs.size - (b.serving + b.jobs.size) || a.holdings.size - b.holdings.size)
+      .sort((a, b) => a.serving + a.jobs.size + given(a.id) - (b.serving + b.jobs.size + given(b.id)) || a.holdings.size - b.holdings.size)
       .slice(0, n);
     for (const t of targets) {
+      this.replicateOrdersThisSweep.set(t.id, given(t.id) + 1);
       pending.set(t.id, this.now());
       t.conn.send({ type: 'replicate', key: k, sha256, size, from: holders.slice(0, 16), cached });
       this.counters.replications++;

@@ -6,6 +6,7 @@
 import Peer from 'simple-peer/simplepeer.min.js';
 import { TypedEmitter } from '../shared/events.ts';
 import { PeerManager, type PeerCtor } from '../shared/PeerManager.ts';
+import { apiUrl } from '../shared/api.ts';
 import { PoolClient, poolUrl } from '../shared/PoolClient.ts';
 import type { Capabilities, Job, ServerMessage } from '../shared/protocol.ts';
 import { sha256Hex } from '../shared/wire.ts';
@@ -422,7 +423,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     }
     if (!bytes && m.cached) {
       try {
-        const res = await fetch(new URL(`/api/contents/${encodeURIComponent(m.key.contentId)}/shards/${encodeURIComponent(m.key.rendition)}/${m.key.index}`, this.base));
+        const res = await fetch(new URL(apiUrl.shard(m.key), this.base));
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
         const got = new Uint8Array(await res.arrayBuffer());
         if ((await sha256Hex(got)) !== m.sha256) throw new Error('hash mismatch');
@@ -443,9 +444,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
 
   /** Uploads a shard for the server's check (and cache); false when it was refused or could not be sent. */
   private async upload(job: Job, s: { index: number; bytes: Uint8Array; lead?: number; tail?: number }): Promise<boolean> {
-    const url = new URL(`/api/contents/${encodeURIComponent(job.contentId)}/shards/${encodeURIComponent(job.rendition)}/${s.index}`, this.base);
-    if (s.lead !== undefined) url.searchParams.set('lead', String(s.lead));
-    if (s.tail !== undefined) url.searchParams.set('tail', String(s.tail));
+    const url = new URL(apiUrl.shard({ contentId: job.contentId, rendition: job.rendition, index: s.index }, { lead: s.lead, tail: s.tail }), this.base);
     try {
       const res = await fetch(url, {
         method: 'PUT',

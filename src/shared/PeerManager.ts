@@ -23,6 +23,8 @@ export type LinkFrame = string | Uint8Array;
  */
 const BUFFER_HIGH = 4 * 2 ** 20;
 const BUFFER_LOW = 1 * 2 ** 20;
+/** How often a send waiting on a full buffer re-checks it (ms), in case the low-water event is missed. */
+const BUFFER_POLL_MS = 100;
 
 export interface PeerLinkEvents {
   open: Record<string, never>;
@@ -85,12 +87,21 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> {
     if (ch && ch.bufferedAmount > BUFFER_HIGH) {
       ch.bufferedAmountLowThreshold = BUFFER_LOW;
       await new Promise<void>((resolve, reject) => {
+        // The event alone is not enough: @roamhq/wrtc (the Node peer of tests and tools) updates
+        // bufferedAmount from its network thread, so the buffer can drain below the mark before the
+        // threshold is set and the event never comes (measured: a second transfer on a link hung
+        // forever, holding its serve slot). A slow re-check bounds the wait; browsers fire the event.
+        const poll = setInterval(() => {
+          if (ch.bufferedAmount <= BUFFER_LOW) done();
+        }, BUFFER_POLL_MS);
         const done = () => {
+          clearInterval(poll);
           ch.removeEventListener('bufferedamountlow', done);
           ch.removeEventListener('close', fail);
           resolve();
         };
         const fail = () => {
+          clearInterval(poll);
           ch.removeEventListener('bufferedamountlow', done);
           reject(new Error(`link to ${this.remoteId} closed while sending`));
         };

@@ -45,6 +45,7 @@ import {
   type VideoRendition,
 } from './shardMap.ts';
 import { aacObjectType, aacSilentFrame } from './aac.ts';
+import { ShardcastError } from './errors.ts';
 
 export type ShardGetter = (rendition: string, index: number) => Promise<Uint8Array | undefined>;
 
@@ -75,14 +76,9 @@ export interface ExportResult {
   report: ExportReport;
 }
 
-export class ExportError extends Error {
-  constructor(
-    readonly code: 'unknown-rendition' | 'nothing-to-export',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'ExportError';
-  }
+/** An export that cannot be built (yet); the server's export route throws it too, for its limits. */
+export class ExportError extends ShardcastError<'unknown-rendition' | 'nothing-to-export' | 'not-cached' | 'export-too-large' | 'busy'> {
+  override name = 'ExportError';
 }
 
 // ---------------------------------------------------------------- pure planning

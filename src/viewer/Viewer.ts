@@ -10,6 +10,7 @@
 import Peer from 'simple-peer/simplepeer.min.js';
 import { TypedEmitter } from '../shared/events.ts';
 import { PeerManager, type PeerCtor } from '../shared/PeerManager.ts';
+import { apiUrl } from '../shared/api.ts';
 import { PoolClient, poolUrl } from '../shared/PoolClient.ts';
 import type { HolderEntry } from '../shared/protocol.ts';
 import { FetchError, ShardTransfer } from '../shared/ShardTransfer.ts';
@@ -141,7 +142,7 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
 
   async start(): Promise<void> {
     try {
-      const res = await fetch(`/api/contents/${encodeURIComponent(this.contentId)}`);
+      const res = await fetch(apiUrl.content(this.contentId));
       if (!res.ok) throw new Error(res.status === 404 ? `there is no content "${this.contentId}"` : `the server answered ${res.status}`);
       const body = (await res.json()) as { shardMap: unknown };
       this.map = parseShardMap(body.shardMap);
@@ -344,7 +345,7 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
       if (!sha) continue;
       try {
         const t0 = performance.now();
-        const res = await fetch(`/api/contents/${encodeURIComponent(this.contentId)}/shards/${rendition}/${index}`);
+        const res = await fetch(apiUrl.shard({ contentId: this.contentId, rendition, index }));
         if (!res.ok) {
           cell.failures.push(`cache ${rendition}: ${res.status}`);
           continue;

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ShardMap } from '../../src/shared/shardMap.ts';
+import { AAC_PACKET_SAMPLES, type ShardMap } from '../../src/shared/shardMap.ts';
 import { fixture, ffprobeJson } from '../harness/fixtures.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
 
@@ -29,6 +29,33 @@ async function getMap(id: string): Promise<ShardMap> {
   const res = await fetch(`${s.url}/api/contents/${id}`);
   expect(res.status).toBe(200);
   return ((await res.json()) as { shardMap: ShardMap }).shardMap;
+}
+
+/**
+ * The source's audio track survived ingest: the map's source facts are the track's (native ffprobe
+ * is the referee), there is an audio rendition, and every shard has its audio placed on the AAC
+ * packet grid, back to back, covering the track.
+ */
+async function expectAudioKept(map: ShardMap, file: string): Promise<void> {
+  const probe = await ffprobeJson(file, ['-select_streams', 'a:0', '-show_streams', '-show_format']);
+  const a = probe.streams[0];
+  expect(a, 'the fixture has an audio track').toBeDefined();
+  expect(map.source.audio).toMatchObject({ codec: a.codec_name, sampleRate: Number(a.sample_rate), channels: a.channels });
+  const r = map.renditions.find((x) => x.id === 'audio');
+  expect(r).toEqual({ id: 'audio', audio: expect.objectContaining({ codec: 'aac', sampleRate: 48000, channels: Math.min(2, a.channels) }) });
+  const sr = 48000;
+  let total = 0;
+  for (const [i, sh] of map.shards.entries()) {
+    const st = sh.renditions.audio;
+    expect(st, `shard ${i} has audio`).toMatchObject({ status: 'pending' });
+    expect(st!.samples! % AAC_PACKET_SAMPLES, `shard ${i}: whole packets`).toBe(0);
+    expect(st!.samples!).toBeGreaterThan(0);
+    if (i === 0) expect(st!.start).toBeCloseTo(map.source.audio!.start ?? 0, 6);
+    else expect(st!.start).toBeCloseTo(map.shards[i - 1]!.renditions.audio!.start! + map.shards[i - 1]!.renditions.audio!.samples! / sr, 6);
+    total += st!.samples!;
+  }
+  // Together the shards cover the track, to within the packet the last one is rounded up to.
+  expect(Math.abs(total / sr - Number(probe.format.duration))).toBeLessThan((2 * AAC_PACKET_SAMPLES) / sr);
 }
 
 describe('publish', () => {
@@ -79,6 +106,7 @@ describe('publish', () => {
     if (vfr !== null) expect(map.source.video!.variableFrameRate).toBe(vfr);
     if (name === 'a-only') expect(map.renditions.map((x) => x.id)).toEqual(['audio']);
     if (name === 'v-23976' || name === 'vfr') expect(map.renditions.every((x) => 'video' in x)).toBe(true);
+    if (name === 'webm' || name === 'mkv') await expectAudioKept(map, await fixture(name));
     const list = (await (await fetch(`${s.url}/api/contents`)).json()) as { contents: { id: string; status: string }[] };
     expect(list.contents.find((c) => c.id === r.json.id)).toMatchObject({ status: 'encoding' });
   });

@@ -48,16 +48,18 @@ describe('pool manager', () => {
   it('assigns every shard of every rendition once, and all complete', async () => {
     const s = await start();
     const id = await publish(s);
-    const jobs: Job[] = [];
+    const byA: Job[] = [];
+    const byB: Job[] = [];
     const a = track(await WsPeer.encoder(s.url));
     const b = track(await WsPeer.encoder(s.url));
-    void autoEncode(a, jobs);
-    void autoEncode(b, jobs);
+    void autoEncode(a, byA);
+    void autoEncode(b, byB);
     const done = await waitFor(async () => {
       const c = await getMap(s, id);
       return c.status === 'ready' ? c : undefined;
     }, 'content ready');
     const map = done.shardMap;
+    const jobs = [...byA, ...byB];
     // Every variant ready with the hash its encoder reported, and assigned exactly once.
     const assigned = new Map<string, number>();
     for (const j of jobs) for (const sh of j.shards) assigned.set(`${j.rendition}/${sh.index}`, (assigned.get(`${j.rendition}/${sh.index}`) ?? 0) + 1);
@@ -71,8 +73,29 @@ describe('pool manager', () => {
       }
     }
     expect(assigned.size).toBe(variants);
-    // Both encoders took part.
     expect(new Set(jobs.map((j) => j.id)).size).toBe(jobs.length);
+    // Both encoders took part: each got jobs and finished them, and the pool counts them as its.
+    const pool = (await (await fetch(`${s.url}/api/pool`)).json()) as { peers: { id: string; completedJobs: number; shardsEncoded: number }[] };
+    for (const [p, log] of [[a, byA], [b, byB]] as const) {
+      expect(log.length).toBeGreaterThan(0);
+      const row = pool.peers.find((x) => x.id === p.peerId)!;
+      expect(row.completedJobs).toBe(log.length);
+      expect(row.shardsEncoded).toBe(log.reduce((n, j) => n + j.shards.length, 0));
+    }
+    // Each shard's holder, as a viewer is told, is the encoder whose job made it (no cross-checks or
+    // replication here, so no one else holds it).
+    const maker = new Map<string, string>();
+    for (const [p, log] of [[a, byA], [b, byB]] as const) for (const j of log) for (const sh of j.shards) maker.set(`${j.rendition}/${sh.index}`, p.peerId);
+    const viewer = track(await WsPeer.viewer(s.url));
+    const renditions = map.renditions.map((r) => r.id);
+    viewer.send({ type: 'locate', requestId: 1, contentId: id, from: 0, count: map.shards.length, renditions });
+    const located = await viewer.next('holders', (m) => m.requestId === 1);
+    let checked = 0;
+    for (const sh of located.shards) {
+      expect(sh.peers, `${sh.rendition}/${sh.index}`).toEqual([maker.get(`${sh.rendition}/${sh.index}`)]);
+      checked++;
+    }
+    expect(checked).toBe(variants);
     // Video jobs are runs of consecutive shards of about 2-5 s; the 10 s audio is one job.
     for (const j of jobs) {
       const idx = j.shards.map((x) => x.index);

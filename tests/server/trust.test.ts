@@ -141,6 +141,12 @@ describe('cross-checks', () => {
     s.pool.on('shard-revoked', (r) => {
       if (r.peerId === cheater.peer.peerId) revoked++;
     });
+    // Each shard's history, for the message of a failed cache check below.
+    const history = new Map<number, string[]>();
+    const note = (i: number, x: string) => history.set(i, [...(history.get(i) ?? []), x]);
+    const who = (p: string) => (p === cheater.peer.peerId ? 'the cheater' : p);
+    s.pool.on('shard-revoked', (r) => note(r.key.index, `revoked from ${who(r.peerId)} (${r.reason})`));
+    s.pool.on('shard-accepted', (a) => note(a.key.index, `accepted ${a.sha256.slice(0, 8)} from ${who(a.peerId)}${a.bytes ? ' with bytes' : ' without bytes'}`));
     // Let the cheater take a job or two before anyone else is there.
     await waitFor(() => cheater.jobs >= 1 || undefined, 'the cheater at work', 30_000);
     const honest: NativeEncoder[] = [];
@@ -164,8 +170,28 @@ describe('cross-checks', () => {
     }
     const caught = s.pool.health.isQuarantined(cheater.peer.peerId);
     if (caught) {
-      // Nothing of the cheater's is offered any more, and no cached copy is bad.
+      // Nothing of the cheater's is offered any more.
       expect([...s.pool.holders.values()].some((set) => set.has(cheater.peer.peerId))).toBe(false);
+      // The server's cache, read as a viewer reads it, holds every shard, each the accepted variant,
+      // and that variant is the honest encoders' (the cheater's copies left it when revoked).
+      const readCache = () =>
+        Promise.all(
+          map.shards.map(async (sh) => {
+            const r = await fetch(`${s.url}/api/contents/${id}/shards/v/${sh.index}`);
+            return r.status === 200 ? createHash('sha256').update(new Uint8Array(await r.arrayBuffer())).digest('hex') : undefined;
+          }),
+        );
+      const cached = await waitFor(async () => {
+        const got = await readCache();
+        return got.every((h) => h !== undefined) ? got : undefined;
+      }, 'every shard in the cache', 30_000).catch(async () => readCache());
+      const missing = cached.flatMap((h, i) => (h ? [] : [`${map.shards[i]!.index}: ${(history.get(map.shards[i]!.index) ?? []).join('; ')}`]));
+      expect(missing, 'shards missing from the cache, with what was accepted and revoked for each').toEqual([]);
+      for (const [i, sh] of map.shards.entries()) {
+        const k = `${id}/v/${sh.index}`;
+        expect(cached[i], `cached ${k}`).toBe(sh.renditions.v!.sha256);
+        expect(cached[i], `cached ${k} is the honest encode`).toBe(truth.get(k));
+      }
     }
     return { caught, badAccepted: badAccepted.size, badLeft, revoked };
   }

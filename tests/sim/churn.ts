@@ -7,8 +7,11 @@
  * waiting the job's content length divided by its speed, then reports every
  * shard with a hash all simulated encoders agree on (SHA-256 of the shard key),
  * so any two encoders of one shard agree like honest real ones. A viewer
- * "fetches" a shard by picking one of the holders the server listed and
- * counting a request against that simulated encoder, in process.
+ * "fetches" a shard by trying the holders the server listed in the order the
+ * watch page tries them (src/viewer/Viewer.ts: the list shuffled, then peers
+ * it already has a connection to first; at most maxPeers connections, the
+ * least recently used closed) and counting a request against the first live
+ * one, in process.
  *
  * Library: `runChurn(opts)` resolves to a ChurnReport; `formatReport` prints it.
  * CLI:     npx tsx tests/sim/churn.ts --encoders 200 --viewers 500 --contents 4 --seconds 120
@@ -37,6 +40,12 @@ export interface ChurnOptions {
   viewers: number;
   /** Contents published before anyone joins; they alternate between the fixtures below. */
   contents: number;
+  /**
+   * Wall seconds between further uploads during the first three quarters of the
+   * run (0: none), so work keeps arriving and departures land on running jobs,
+   * not only on finished holders; the last quarter lets the last ones finish.
+   */
+  publishEverySeconds: number;
   /** Fixtures the contents are made from, in turn. */
   fixtures: FixtureName[];
   /** Length of the churn and viewing phase, wall seconds. */
@@ -66,6 +75,8 @@ export interface ChurnOptions {
   /** Viewer settings, as the watch page's (src/viewer/config.ts). */
   lookAheadSeconds: number;
   locateEveryMs: number;
+  /** Peer connections a viewer keeps at once, least recently used closed first (src/viewer/config.ts maxPeers). */
+  maxPeers: number;
   /** A shard nobody can provide is waited for this long (wall ms) before it is skipped. */
   missingGraceMs: number;
   /** Before the first shard plays, it is waited for this long (wall ms). */
@@ -101,6 +112,7 @@ export const DEFAULT_CHURN_OPTIONS: ChurnOptions = {
   encoders: 20,
   viewers: 30,
   contents: 2,
+  publishEverySeconds: 0,
   fixtures: ['long-tiny', 'av-2997'],
   seconds: 60,
   settleSeconds: 30,
@@ -117,6 +129,7 @@ export const DEFAULT_CHURN_OPTIONS: ChurnOptions = {
   heartbeatTimeoutMs: 6000,
   lookAheadSeconds: 6,
   locateEveryMs: 1000,
+  maxPeers: 8,
   missingGraceMs: 1500,
   startWaitMs: 10_000,
   viewerStart: 2,
@@ -141,13 +154,26 @@ export interface Dist {
   max: number;
 }
 
+export interface ContentLoad {
+  contentId: string;
+  fixture: string;
+  requests: number;
+  holders: number;
+  meanRps: number;
+  busiestRps: number;
+  busiestToMean: number;
+}
+
 export type LeaveKind = 'close' | 'silent' | 'batch-close' | 'batch-silent' | 'kicked';
 
 export interface ChurnReport {
   options: Omit<ChurnOptions, 'log'>;
   wallSeconds: number;
   contents: { id: string; fixture: string; shards: number; variants: number; readyAtEnd: number }[];
-  /** Seconds from the first encoder joining until every variant of every content was ready (null: never). */
+  /**
+   * Seconds from the first encoder joining until every variant of every content
+   * was ready, counted once the last upload is in (null: never).
+   */
   completionSeconds: number | null;
   lost: {
     /** Variants accepted at some point that, at the end, no live encoder holds and the cache lacks. */
@@ -166,6 +192,10 @@ export interface ChurnReport {
     silentDetectMs: Dist;
     /** Silent departures the server never noticed. */
     silentUndetected: number;
+    /** Departures of encoders that had a job running or queued (the ones that test re-queueing). */
+    departuresWithWork: number;
+    /** Unfinished shards those departures left behind (each one a sample of reassignMs once reassigned). */
+    shardsLeftUnfinished: number;
     /** From an encoder's departure to each of its unfinished shards appearing in another encoder's job. */
     reassignMs: Dist;
     reassignByKind: Partial<Record<LeaveKind, Dist>>;
@@ -180,7 +210,15 @@ export interface ChurnReport {
   load: {
     viewerRequests: number;
     replicationCopies: number;
-    /** Requests per second of each encoder over its time alive in the viewing phase (>= 5 s alive). */
+    /**
+     * Load spread over the holders of each watched content: for every encoder
+     * that held some shard of the content for >= 5 s of the viewing phase, the
+     * viewer requests for that content it served, per second it held some of
+     * it; busiest and mean over those holders. Contents in publishing order
+     * (the first is the most watched).
+     */
+    byContent: ContentLoad[];
+    /** The most requested content's figures (byContent's entry with the most requests). */
     meanRps: number;
     busiestRps: number;
     busiestToMean: number;
@@ -230,6 +268,8 @@ export interface ChurnReport {
     invalidServerMessages: number;
     invalidExamples: string[];
     replicates: number;
+    /** Most replicate orders one encoder received within one wall second (each is answered by one message). */
+    replicatesPeakPerSecond: number;
     replicateFailed: number;
     releases: number;
     releasesOfUnheld: number;
@@ -530,6 +570,10 @@ class SimEncoder extends SimClient {
   readonly speed: number;
   served = 0;
   servedInWindow = 0;
+  /** Viewer requests served in the viewing phase, by content id. */
+  readonly servedByContent = new Map<string, number>();
+  /** Per content: variants held now, since when some were held, and the closed [from, to] spans of holding some (wall ms). */
+  readonly heldSpans = new Map<string, { count: number; since: number; spans: [number, number][] }>();
   readonly perSecond = new Map<number, number>();
   private readonly activeUntil: number[] = [];
   joinedAt = Date.now();
@@ -574,14 +618,17 @@ class SimEncoder extends SimClient {
     return this.activeUntil.length;
   }
 
-  /** A viewer (or a replicating peer) fetched a shard from us. */
-  serve(kind: 'view' | 'copy'): void {
+  /** A viewer (or a replicating peer) fetched a shard of `contentId` from us. */
+  serve(kind: 'view' | 'copy', contentId = ''): void {
     const now = Date.now();
     // Requests arrive roughly in order, so the list stays sorted enough to prune from its head.
     this.activeUntil.push(now + this.sim.o.transferMs / this.sim.o.timeScale);
     if (kind === 'copy') return;
     this.served++;
-    if (this.sim.inViewingPhase(now)) this.servedInWindow++;
+    if (this.sim.inViewingPhase(now)) {
+      this.servedInWindow++;
+      this.servedByContent.set(contentId, (this.servedByContent.get(contentId) ?? 0) + 1);
+    }
     const sec = Math.floor((now - this.sim.t0) / 1000);
     this.perSecond.set(sec, (this.perSecond.get(sec) ?? 0) + 1);
   }
@@ -745,8 +792,13 @@ class SimEncoder extends SimClient {
     this.send({ type: 'job-done', jobId: job.id });
   }
 
+  private replicateSecond = { at: 0, n: 0 };
+
   private replicate(msg: Msg<'replicate'>): void {
     this.sim.r.protocol.replicates++;
+    const sec = Math.floor(Date.now() / 1000);
+    if (this.replicateSecond.at !== sec) this.replicateSecond = { at: sec, n: 0 };
+    this.sim.r.protocol.replicatesPeakPerSecond = Math.max(this.sim.r.protocol.replicatesPeakPerSecond, ++this.replicateSecond.n);
     const k = keyStr(msg.key.contentId, msg.key.rendition, msg.key.index);
     const fail = (reason: string) => {
       this.sim.r.protocol.replicateFailed++;
@@ -766,7 +818,7 @@ class SimEncoder extends SimClient {
         const sources = msg.from.map((p) => this.sim.byPeerId.get(p)).filter((e): e is SimEncoder => !!e && e.live && e.holdings.has(k));
         const src = sources[Math.floor(this.sim.rand() * sources.length)];
         if (src) {
-          src.serve('copy');
+          src.serve('copy', msg.key.contentId);
           this.sim.r.load.replicationCopies++;
         } else if (!msg.cached) {
           return fail('no listed source could serve it');
@@ -845,6 +897,8 @@ class SimViewer extends SimClient {
   private lastTick = 0;
   private tickTimer: NodeJS.Timeout | undefined;
   private nextRequest = 1;
+  /** Open peer connections of this watch, by peer id: when last used (PeerManager's LRU limit). */
+  private readonly conns = new Map<string, number>();
 
   start(): void {
     this.pick();
@@ -856,6 +910,8 @@ class SimViewer extends SimClient {
     this.pos = 0;
     this.fetched.clear();
     this.holders.clear();
+    // A new watch is a new page: its connections start from none.
+    this.conns.clear();
     this.started = false;
     this.stalledSince = undefined;
     this.watchStart = Date.now();
@@ -979,16 +1035,19 @@ class SimViewer extends SimClient {
           if (!e) continue;
           cached ||= e.cached;
           const k = keyStr(c.id, r, i);
-          const order = [...e.peers];
-          for (let n = order.length; n > 0 && !got; n--) {
-            const j = Math.floor(this.sim.rand() * n);
-            const p = order[j]!;
-            order[j] = order[n - 1]!;
+          // The watch page's own order (Viewer.fromPeers), the same expression with the seeded generator: the
+          // server's list (least busy first) shuffled by a random comparator, then connected peers first.
+          const order = [...e.peers].sort(() => this.sim.rand() - 0.5).sort((a, b) => Number(this.conns.has(b)) - Number(this.conns.has(a)));
+          for (const p of order) {
             const enc = this.sim.byPeerId.get(p);
             if (enc && enc.live && enc.holdings.has(k)) {
-              enc.serve('view');
+              enc.serve('view', c.id);
+              this.usePeer(p);
               got = true;
+              break;
             } else {
+              // A peer that left takes its connection with it.
+              if (!enc?.live) this.conns.delete(p);
               // The server listed a holder that left, went silent or released the shard: a wasted connection
               // attempt, which a tab would not repeat until the next locate.
               this.sim.r.viewers.staleHolderPicks++;
@@ -1003,6 +1062,14 @@ class SimViewer extends SimClient {
         this.fetched.add(fk);
       }
     }
+  }
+
+  /** Opens (or reuses) a connection to `peerId`, closing the least recently used beyond maxPeers. */
+  private usePeer(peerId: string): void {
+    this.conns.delete(peerId);
+    this.conns.set(peerId, Date.now());
+    // Map order is insertion order and every use re-inserts: the first entries are the least recently used.
+    while (this.conns.size > this.sim.o.maxPeers) this.conns.delete(this.conns.keys().next().value!);
   }
 }
 
@@ -1043,6 +1110,8 @@ class Churn {
       lost: { atEnd: 0, orphanedDuringRun: 0, recovered: 0, notReadyAtEnd: 0, examples: [] },
       requeue: {
         departures: { close: 0, silent: 0, 'batch-close': 0, 'batch-silent': 0, kicked: 0 },
+        departuresWithWork: 0,
+        shardsLeftUnfinished: 0,
         silentDetectMs: dist([]),
         silentUndetected: 0,
         reassignMs: dist([]),
@@ -1052,7 +1121,7 @@ class Churn {
         duplicateAssignments: 0,
         jobsCancelled: 0,
       },
-      load: { viewerRequests: 0, replicationCopies: 0, meanRps: 0, busiestRps: 0, busiestToMean: 0, peakSecond: 0, idleHolders: 0 },
+      load: { viewerRequests: 0, replicationCopies: 0, byContent: [], meanRps: 0, busiestRps: 0, busiestToMean: 0, peakSecond: 0, idleHolders: 0 },
       viewers: {
         fromPeers: 0,
         fromCache: 0,
@@ -1089,6 +1158,7 @@ class Churn {
         invalidServerMessages: 0,
         invalidExamples: [],
         replicates: 0,
+        replicatesPeakPerSecond: 0,
         replicateFailed: 0,
         releases: 0,
         releasesOfUnheld: 0,
@@ -1168,13 +1238,22 @@ class Churn {
   holderAdded(e: SimEncoder, k: string): void {
     let set = this.liveHolders.get(k);
     if (!set) this.liveHolders.set(k, (set = new Set()));
-    set.add(e);
+    if (!set.has(e)) {
+      set.add(e);
+      const cid = splitKey(k)[0];
+      let h = e.heldSpans.get(cid);
+      if (!h) e.heldSpans.set(cid, (h = { count: 0, since: 0, spans: [] }));
+      if (h.count++ === 0) h.since = Date.now();
+    }
     if (this.orphaned.has(k)) this.recovered.add(k);
   }
 
   holderRemoved(e: SimEncoder, k: string): void {
     const set = this.liveHolders.get(k);
-    set?.delete(e);
+    if (set?.delete(e)) {
+      const h = e.heldSpans.get(splitKey(k)[0]);
+      if (h && --h.count === 0) h.spans.push([h.since, Date.now()]);
+    }
     if (set && set.size === 0) {
       this.liveHolders.delete(k);
       if (this.everAccepted.has(k)) {
@@ -1188,12 +1267,20 @@ class Churn {
     this.r.requeue.departures[kind]++;
     for (const k of e.holdings.keys()) this.holderRemoved(e, k);
     const unfinished = [...(e.current ? [e.current.job] : []), ...e.queue];
+    let left = 0;
     for (const job of unfinished) {
       for (const s of job.shards) {
         const k = keyStr(job.contentId, job.rendition, s.index);
         if (e.current?.job === job && e.current.accepted.has(s.index)) continue;
-        if (this.assignedTo.get(k) === e) this.awaiting.set(k, { at: e.leftAt ?? Date.now(), kind });
+        if (this.assignedTo.get(k) === e) {
+          this.awaiting.set(k, { at: e.leftAt ?? Date.now(), kind });
+          left++;
+        }
       }
+    }
+    if (left > 0) {
+      this.r.requeue.departuresWithWork++;
+      this.r.requeue.shardsLeftUnfinished += left;
     }
     e.queue.length = 0;
     if (kind === 'close' && this.rand() < this.o.rejoinFraction && !this.stopping) {
@@ -1214,9 +1301,13 @@ class Churn {
 
   // ---- the run
 
-  async publish(): Promise<void> {
-    const files = new Map<string, Uint8Array>();
-    for (let i = 0; i < this.o.contents; i++) {
+  private readonly files = new Map<string, Uint8Array>();
+  /** Uploads still to come during the run (publishEverySeconds). */
+  uploadsPending = 0;
+
+  async publish(n = this.o.contents): Promise<void> {
+    const files = this.files;
+    for (let n0 = this.contents.length, i = n0; i < n0 + n; i++) {
       const name = this.o.fixtures[i % this.o.fixtures.length]!;
       if (!files.has(name)) files.set(name, fs.readFileSync(await fixture(name)));
       const q = this.o.shardDuration > 0 ? `?shardDuration=${this.o.shardDuration}` : '';
@@ -1304,20 +1395,36 @@ class Churn {
     }
     r.lost.orphanedDuringRun = this.orphaned.size;
     r.lost.recovered = [...this.orphaned].filter((k) => this.liveHolders.has(k)).length;
-    // Holder load over the viewing phase.
+    // Holder load over the viewing phase, per content, over the holders of that content.
     const end = Math.min(now, this.viewEnd);
-    const rates: number[] = [];
     for (const e of this.encoders) {
       const from = Math.max(e.joinedAt, this.viewStart);
       const to = Math.min(e.leftAt ?? end, end);
       if (to - from < 5000) continue;
-      rates.push(e.servedInWindow / ((to - from) / 1000));
       if (e.servedInWindow === 0 && e.holdings.size > 0) r.load.idleHolders++;
     }
+    for (const c of this.contents) {
+      const rates: number[] = [];
+      let requests = 0;
+      for (const e of this.encoders) {
+        const h = e.heldSpans.get(c.id);
+        if (!h) continue;
+        const spans = h.count > 0 ? [...h.spans, [h.since, end] as [number, number]] : h.spans;
+        const heldMs = spans.reduce((a, [f, t]) => a + Math.max(0, Math.min(t, end) - Math.max(f, this.viewStart)), 0);
+        const served = e.servedByContent.get(c.id) ?? 0;
+        requests += served;
+        if (heldMs < 5000) continue;
+        rates.push(served / (heldMs / 1000));
+      }
+      const mean = rates.length ? rates.reduce((a, b) => a + b, 0) / rates.length : 0;
+      const busiest = rates.length ? Math.max(...rates) : 0;
+      r.load.byContent.push({ contentId: c.id, fixture: c.fixture, requests, holders: rates.length, meanRps: mean, busiestRps: busiest, busiestToMean: mean > 0 ? busiest / mean : 0 });
+    }
+    const top = [...r.load.byContent].sort((a, b) => b.requests - a.requests)[0];
     r.load.viewerRequests = this.encoders.reduce((a, e) => a + e.served, 0);
-    r.load.meanRps = rates.length ? rates.reduce((a, b) => a + b, 0) / rates.length : 0;
-    r.load.busiestRps = rates.length ? Math.max(...rates) : 0;
-    r.load.busiestToMean = r.load.meanRps > 0 ? r.load.busiestRps / r.load.meanRps : 0;
+    r.load.meanRps = top?.meanRps ?? 0;
+    r.load.busiestRps = top?.busiestRps ?? 0;
+    r.load.busiestToMean = top?.busiestToMean ?? 0;
     r.load.peakSecond = Math.max(0, ...this.encoders.flatMap((e) => [...e.perSecond.values()]));
     r.viewers.startupMs = dist(this.startup);
     r.viewers.locateRttMs = dist(this.locateRtt);
@@ -1371,7 +1478,7 @@ export async function runChurn(opts: Partial<ChurnOptions> = {}): Promise<ChurnR
         fetch(`${sim.url}/api/contents`)
           .then((res) => res.json() as Promise<{ contents: { status: string; ready: number; total: number }[] }>)
           .then((j) => {
-            if (r.completionSeconds === null && j.contents.length === o.contents && j.contents.every((c) => c.status === 'ready')) {
+            if (r.completionSeconds === null && sim.uploadsPending === 0 && j.contents.length === sim.contents.length && j.contents.every((c) => c.status === 'ready')) {
               r.completionSeconds = (Date.now() - sim.t0) / 1000;
               sim.log(`all contents ready`);
             }
@@ -1402,6 +1509,24 @@ export async function runChurn(opts: Partial<ChurnOptions> = {}): Promise<ChurnR
         (o.viewerStart + (o.viewerRamp * i) / Math.max(1, o.viewers)) * 1000,
       );
       timers.push(t);
+    }
+
+    // Uploads during the run, one at a time, so the pool always has work arriving.
+    if (o.publishEverySeconds > 0) {
+      sim.uploadsPending = Math.floor((o.seconds * 0.75) / o.publishEverySeconds);
+      void (async () => {
+        for (let k = 1; sim.uploadsPending > 0 && !sim.stopping; k++) {
+          await sleep(sim.t0 + k * o.publishEverySeconds * 1000 - Date.now());
+          if (sim.stopping) return;
+          try {
+            await sim.publish(1);
+          } catch (e) {
+            bump(r.protocol.errors, `sim:upload-failed`);
+            pushExample(r.protocol.errorExamples, `upload during the run: ${(e as Error).message}`);
+          }
+          sim.uploadsPending--;
+        }
+      })();
     }
 
     // Churn: departures and joins as Poisson processes, and one batch.
@@ -1557,17 +1682,20 @@ export function formatReport(r: ChurnReport): string {
   const d = (x: Dist, unit = 'ms') => (x.n ? `median ${f(x.median, 0)} / p95 ${f(x.p95, 0)} / max ${f(x.max, 0)} ${unit} (n=${x.n})` : 'none');
   const o = r.options;
   const rows: [string, string][] = [
-    ['scale', `${o.encoders} encoders, ${o.viewers} viewers, ${o.contents} contents; ${o.seconds} s run + up to ${o.settleSeconds} s settle; time scale ${o.timeScale}`],
+    ['scale', `${o.encoders} encoders, ${o.viewers} viewers, ${o.contents} contents${o.publishEverySeconds > 0 ? ` (+1 every ${o.publishEverySeconds} s)` : ''}; ${o.seconds} s run + up to ${o.settleSeconds} s settle; time scale ${o.timeScale}`],
     ['churn', `${f(o.churnPerMin * 100, 0)}%/min (silent ${f(o.silentFraction * 100, 0)}%, rejoin ${f(o.rejoinFraction * 100, 0)}%), batch ${f(o.batchFraction * 100, 0)}% at ${o.batchAt} s; heartbeat ${o.heartbeatMs}/${o.heartbeatTimeoutMs} ms`],
-    ['contents', r.contents.map((c) => `${c.fixture} ${c.readyAtEnd}/${c.variants}`).join(', ')],
+    ['contents', `${r.contents.length}, ${r.contents.filter((c) => c.readyAtEnd === c.variants).length} complete; not complete: ${r.contents.filter((c) => c.readyAtEnd < c.variants).map((c) => `${c.fixture} ${c.readyAtEnd}/${c.variants}`).join(', ') || 'none'}`],
     ['completion', r.completionSeconds === null ? 'NOT COMPLETE' : `${f(r.completionSeconds)} s`],
     ['shards lost at end', `${r.lost.atEnd} (orphaned during run ${r.lost.orphanedDuringRun}, recovered ${r.lost.recovered}; not ready at end ${r.lost.notReadyAtEnd})${r.lost.examples.length ? ` e.g. ${r.lost.examples.slice(0, 3).join(', ')}` : ''}`],
     ['departures', Object.entries(r.requeue.departures).map(([k, v]) => `${k} ${v}`).join(', ')],
     ['silent tab noticed after', `${d(r.requeue.silentDetectMs)}; never noticed ${r.requeue.silentUndetected}`],
+    ['departures with work', `${r.requeue.departuresWithWork} of ${Object.values(r.requeue.departures).reduce((a, b) => a + b, 0)} left ${r.requeue.shardsLeftUnfinished} unfinished shards`],
     ['re-queue delay (loss to reassigned)', d(r.requeue.reassignMs)],
     ...Object.entries(r.requeue.reassignByKind).map(([k, v]) => [`  after ${k}`, d(v)] as [string, string]),
     ['never reassigned', `${r.requeue.neverReassigned}; re-encode jobs ${r.requeue.reencodeJobs}; duplicate assignments ${r.requeue.duplicateAssignments}; cancels ${r.requeue.jobsCancelled}`],
-    ['holder load', `mean ${f(r.load.meanRps, 2)} req/s, busiest ${f(r.load.busiestRps, 2)} req/s (x${f(r.load.busiestToMean, 1)} mean), peak ${r.load.peakSecond} in one second; ${r.load.viewerRequests} requests, ${r.load.replicationCopies} replica copies, ${r.load.idleHolders} idle holders`],
+    ['holder load', `most requested content: mean ${f(r.load.meanRps, 2)} req/s per holder, busiest ${f(r.load.busiestRps, 2)} req/s (x${f(r.load.busiestToMean, 1)} mean), peak ${r.load.peakSecond} in one second; ${r.load.viewerRequests} requests, ${r.load.replicationCopies} replica copies, ${r.load.idleHolders} idle holders`],
+    // The most watched few (the first contents, by popularity); the rest are a long tail.
+    ...r.load.byContent.slice(0, 6).map((c, i) => [`  content ${i} (${c.fixture})`, `${c.requests} requests over ${c.holders} holders: mean ${f(c.meanRps, 2)}, busiest ${f(c.busiestRps, 2)} req/s (x${f(c.busiestToMean, 1)})`] as [string, string]),
     ['viewer shards', `${r.viewers.fromPeers} from peers, ${r.viewers.fromCache} from cache; missed ${r.viewers.missesUnencoded} not yet encoded + ${r.viewers.missesNoHolder} with no holder; ${r.viewers.staleHolderPicks} stale holder picks`],
     ['viewer playback', `stalled ${f(r.viewers.stallSeconds)} s in all; start ${d(r.viewers.startupMs)}; ${r.viewers.watchesFinished} watches finished`],
     ['locate round trip', `${d(r.viewers.locateRttMs)}; unanswered ${r.viewers.locatesUnanswered}`],
@@ -1578,7 +1706,7 @@ export function formatReport(r: ChurnReport): string {
     ['messages', `${r.server.messagesIn} in, ${r.server.messagesOut} out, ${f(r.server.messagesPerSecond, 0)}/s`],
     ['server counters', JSON.stringify(r.server.counters)],
     ['server health', `${r.server.healthOk ? 'ok' : 'NOT OK'}; exit ${r.server.exit ?? '-'}; ${r.server.errorLines.length} error lines`],
-    ['protocol', `errors ${JSON.stringify(r.protocol.errors)}; invalid server messages ${r.protocol.invalidServerMessages}; replicate ${r.protocol.replicates} (failed ${r.protocol.replicateFailed}), release ${r.protocol.releases} (unheld ${r.protocol.releasesOfUnheld})`],
+    ['protocol', `errors ${JSON.stringify(r.protocol.errors)}; invalid server messages ${r.protocol.invalidServerMessages}; replicate ${r.protocol.replicates} (failed ${r.protocol.replicateFailed}, at most ${r.protocol.replicatesPeakPerSecond} to one encoder in a second), release ${r.protocol.releases} (unheld ${r.protocol.releasesOfUnheld})`],
     ['holder index vs truth', `server-only ${r.protocol.serverOnlyHolders}, sim-only ${r.protocol.simOnlyHolders}; unexpected closes ${JSON.stringify(r.protocol.unexpectedCloses)}`],
     ['simulator', `CPU ${f(r.sim.cpuSeconds, 1)} s, event-loop delay p99 ${f(r.sim.loopDelayP99Ms, 0)} ms, max ${f(r.sim.loopDelayMaxMs, 0)} ms; wall ${f(r.wallSeconds, 0)} s`],
   ];
