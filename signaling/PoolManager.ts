@@ -290,7 +290,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     const aj = msg.jobId !== undefined ? this.ledger.own(peer.id, msg.jobId) : undefined;
     if (aj && !inJob(aj.job, msg.key)) throw new ProtocolError('not-in-job', `shard ${key} is not part of job ${msg.jobId}`);
     let staged: StagedShard | undefined;
-    if (aj && this.config.verifyShardBytes) {
+    if (aj && this.config.testHooks.verifyShardBytes) {
       // The server accepts what it has checked, never an encoder's word: the bytes come first.
       staged = this.ledger.staging(aj.job.id, msg.key.index);
       const why = !staged
@@ -448,7 +448,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   }
 
   private newJob(content: Content, rendition: string, indices: readonly number[]): Job {
-    const ids = { id: randomBytes(8).toString('hex'), now: this.now(), ...(this.config.verifyShardBytes && { uploadToken: randomBytes(18).toString('base64url') }) };
+    const ids = { id: randomBytes(8).toString('hex'), now: this.now(), ...(this.config.testHooks.verifyShardBytes && { uploadToken: randomBytes(18).toString('base64url') }) };
     return buildJob(content, rendition, indices, ids, this.config);
   }
 

@@ -14,7 +14,6 @@ export const AUDIO_RUN_OVERLAP = 0.1;
 export interface JobBuilderConfig extends JobPlanOptions {
   jobDeadlineMinMs: number;
   jobDeadlineMsPerSecond: number;
-  verifyShardBytes: boolean;
 }
 
 /**
@@ -40,7 +39,11 @@ export function runIndices(
   return planRun(map, renditionId, first, (i) => free(i) && isRetry(i) === retry && specOf(i) === spec, content.meta.facts.video?.keyframeTimes ?? [], config);
 }
 
-/** The job message for shards `indices` of one rendition; `now` (ms) sets the deadline. */
+/**
+ * The job message for shards `indices` of one rendition; `now` (ms) sets the
+ * deadline. With an `uploadToken` the encoder must upload each shard's bytes
+ * for the server's check before reporting it.
+ */
 export function buildJob(content: Content, renditionId: string, indices: readonly number[], ids: { id: string; uploadToken?: string; now: number }, config: JobBuilderConfig): Job {
   const map = content.map;
   const r = map.renditions.find((x) => x.id === renditionId)!;
@@ -90,8 +93,8 @@ export function buildJob(content: Content, renditionId: string, indices: readonl
     start,
     end,
     deadline: ids.now + Math.max(config.jobDeadlineMinMs, Math.round(seconds * config.jobDeadlineMsPerSecond)),
-    upload: config.verifyShardBytes,
-    ...(config.verifyShardBytes && ids.uploadToken !== undefined && { uploadToken: ids.uploadToken }),
+    upload: ids.uploadToken !== undefined,
+    ...(ids.uploadToken !== undefined && { uploadToken: ids.uploadToken }),
     ...(kind === 'audio' && { leadPackets, tailPackets }),
   };
 }

@@ -350,9 +350,9 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
         webCodecs: {
           codecs: this.webCodecs,
           h264BitrateScale: (height) => webCodecsH264BitrateScale(height, this.config.webcodecsH264BitrateScale),
-          ...(this.config.failEngine === 'webcodecs' && { failAfterFrames: this.config.failAfterFrames }),
+          ...(this.config.testHooks.failEngine === 'webcodecs' && { failAfterFrames: this.config.testHooks.failAfterFrames }),
         },
-        ...(this.config.failEngine === 'ffmpeg-multi' && { crashMultiAfterFrames: this.config.failAfterFrames }),
+        ...(this.config.testHooks.failEngine === 'ffmpeg-multi' && { crashMultiAfterFrames: this.config.testHooks.failAfterFrames }),
         onProgress: (p) => {
           // WebCodecs prints no fps line as ffmpeg does: derive it from progress.
           const cur = this.state.current;

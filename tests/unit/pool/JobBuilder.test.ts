@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { AUDIO_RUN_OVERLAP, buildJob, runIndices } from '../../../signaling/pool/JobBuilder.ts';
 import { contentOf } from './fixtures.ts';
 
-const config = { jobSeconds: 4, jobMaxSeconds: 6, audioJobSeconds: 30, jobDeadlineMinMs: 10_000, jobDeadlineMsPerSecond: 2000, verifyShardBytes: true };
+const config = { jobSeconds: 4, jobMaxSeconds: 6, audioJobSeconds: 30, jobDeadlineMinMs: 10_000, jobDeadlineMsPerSecond: 2000 };
 
 describe('JobBuilder (pure)', () => {
   it('takes a run of free shards of the same retry class', () => {
@@ -20,7 +20,7 @@ describe('JobBuilder (pure)', () => {
     const job = buildJob(c, '180p', [2, 3], { id: 'j', uploadToken: 't', now: 1000 }, config);
     expect(job).toMatchObject({ id: 'j', contentId: 'c', rendition: '180p', kind: 'video', start: 1, end: 2, deadline: 1000 + 10_000, upload: true, uploadToken: 't' });
     expect(job.sourceUrl).toBe('/api/contents/c/source?start=1.000000&end=2.000000&tracks=video');
-    expect(buildJob(c, '180p', [2], { id: 'j', uploadToken: 't', now: 0 }, { ...config, verifyShardBytes: false }).uploadToken).toBeUndefined();
+    expect(buildJob(c, '180p', [2], { id: 'j', now: 0 }, config)).toMatchObject({ upload: false, uploadToken: undefined });
   });
 
   it('gives an audio run that meets another run ~100 ms of overlap on that side', () => {

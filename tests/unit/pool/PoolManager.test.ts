@@ -10,7 +10,7 @@ afterEach(removeStores);
 async function setup() {
   const { dir, store } = await publishedStore(1);
   const clock = fakeClock();
-  const config = loadConfig([], {}, { dataDir: dir, verifyShardBytes: false, maxJobsPerEncoder: 1 });
+  const config = loadConfig([], {}, { dataDir: dir, maxJobsPerEncoder: 1, testHooks: { verifyShardBytes: false } });
   const pool = new PoolManager(store, config, clock.now, () => false, () => 0.99);
   const tab = (role: 'encoder' | 'viewer') => {
     const inbox: ServerMessage[] = [];
