@@ -13,6 +13,7 @@ import { countFrames, fixture } from '../harness/fixtures.ts';
 import { NodePeer } from '../harness/nodePeer.ts';
 import { decodeErrors, psnr, silences, streams } from '../harness/referee.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
+import { WsPeer } from '../harness/wsPeer.ts';
 
 let browser: Browser;
 let server: TestServer | undefined;
@@ -145,10 +146,27 @@ describe('viewer', () => {
     expect(await v.page.textContent('[data-testid="download-report"]')).toMatch(/34 video shards, 34 audio/);
   });
 
-  it('catches a peer serving corrupted bytes by hash, reports it, and still plays to the end', async () => {
+  it('catches a peer serving corrupted bytes by hash; the report counts against it (quarantine), and reports the server can refute do not', async () => {
     server = await startTestServer({});
     const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
     const { map, encoders } = await encodeAll(json.id, 1, true);
+    const honestId = await encoders[0]!.page.evaluate(() => (window as any).shardcastEncoder.state.peerId as string);
+    const top = map.renditions[0]!.id;
+
+    // A viewer accuses the honest tab. The server can refute a report about a shard the tab does not
+    // claim, and a second report of one shard; a report about a shard it does claim it cannot
+    // (that one counts, and shows the forger's messages are read at all).
+    const forger = await WsPeer.viewer(server.url);
+    const accuse = (index: number) => forger.send({ type: 'report-peer', peerId: honestId, key: { contentId: json.id, rendition: top, index }, reason: 'forged' });
+    accuse(map.shards.length + 3);
+    accuse(0);
+    accuse(0);
+    await processed(forger, json.id);
+    forger.close();
+    expect(server.pool.health.get(honestId).invalid).toBe(1);
+    expect(server.pool.health.isQuarantined(honestId)).toBe(false);
+    expect(rejectedEvents(honestId)).toBe(1);
+
     // The honest tab leaves; a liar announces every shard with the accepted hash and serves garbage.
     await encoders[0]!.context.close();
     const served = new Map<string, { bytes: Uint8Array; sha256: string }>();
@@ -167,8 +185,16 @@ describe('viewer', () => {
     expect(r.stats.hashFailures).toBeGreaterThan(0);
     expect(r.stats.fromPeers).toBe(0); // nothing unverified was ever used
     expect(r.stats.fromCache).toBe(map.shards.length * 2);
-    const reports = server.pool.recentEvents.filter((e) => e.type === 'shard-rejected' && (e.detail as { peerId: string }).peerId === liar.ws.peerId);
-    expect(reports.length).toBeGreaterThan(0);
+
+    // The viewer's reports counted: the liar's record in /api/pool has them, and they put it in quarantine.
+    const pool = (await (await fetch(`${server.url}/api/pool`)).json()) as { peers: { id: string; health?: { invalid: number; quarantinedUntil: number; quarantineReason?: string } }[] };
+    const health = pool.peers.find((p) => p.id === liar.ws.peerId)?.health;
+    expect(health?.invalid).toBeGreaterThanOrEqual(server.config.quarantineAfterInvalid);
+    expect(health?.quarantinedUntil).toBeGreaterThan(Date.now());
+    expect(health?.quarantineReason).toMatch(/invalid shards/);
+    // One event per counted report, and only those.
+    expect(rejectedEvents(liar.ws.peerId)).toBe(health!.invalid);
+    expect(rejectedEvents(honestId)).toBe(1);
   });
 
   it('falls back to the cache when the encoder holding the rest dies mid-play', async () => {
@@ -345,3 +371,13 @@ async function cachedShard(url: string): Promise<Response> {
 }
 
 const timelineConcealed = (t: TrackedPage) => t.page.locator('[data-concealed="hold"], [data-concealed="silence"]').count();
+
+/** `shard-rejected` events naming `peerId`: reports the pool counted against it. */
+const rejectedEvents = (peerId: string) => server!.pool.recentEvents.filter((e) => e.type === 'shard-rejected' && (e.detail as { peerId: string }).peerId === peerId).length;
+
+/** Resolves once the server has handled everything `p` sent before: it answers one socket's messages in order. */
+async function processed(p: WsPeer, contentId: string): Promise<void> {
+  const requestId = Math.floor(Math.random() * 1e9);
+  p.send({ type: 'locate', requestId, contentId, from: 0, count: 1 });
+  await p.next('holders', (m) => m.requestId === requestId);
+}
