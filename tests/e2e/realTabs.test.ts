@@ -158,7 +158,8 @@ describe('real encoder tabs', () => {
       expect(await row.getAttribute('data-state')).toBe('idle');
       const h = peer.health!;
       expect(h.ok).toBeGreaterThan(0);
-      expect((await row.textContent())!.replace(/\s+/g, ' ')).toContain(`${h.ok} · ${h.failed} · ${h.timedOut} · ${h.invalid} `);
+      // The "ok · failed · timeouts · invalid" column.
+      expect((await row.locator('td').nth(4).textContent())!.replace(/\s+/g, ' ').trim()).toBe(`${h.ok} · ${h.failed} · ${h.timedOut} · ${h.invalid}`);
       expect(await row.locator('td.held').textContent()).toMatch(new RegExp(`^${peer.holdings} `));
     }
 

@@ -318,6 +318,20 @@ describe('viewer', () => {
     const origin = await encoders[0]!.page.evaluate(() => (window as any).shardcastEncoder.state.peerId as string);
     expect(server.pool.recentEvents.some((e) => e.type === 'replica-stored' && (e.detail as { peerId: string }).peerId === idleId)).toBe(true);
     for (const [, set] of heldByIdle) expect(set.has(origin)).toBe(true);
+
+    // The replicas serve: with the origin gone (and no cache), a second viewer gets them from the idle tab.
+    // (That viewer would keep to the origin while it was there: it prefers peers it is already connected to.)
+    const replicaKeys = new Set(heldByIdle.map(([k]) => k));
+    await encoders[0]!.context.close();
+    const served0 = await idle.page.evaluate(() => (window as any).shardcastEncoder.state.shardsServed as number);
+    const w = await open(`/watch/${json.id}?cache=0&missingGraceMs=300`);
+    const r = await watchToEnd(w);
+    const fromReplicas = [...r.video.map((c, i) => ['video', i, c] as const), ...r.audio.map((c, i) => ['audio', i, c] as const)]
+      .filter(([track, i, c]) => c.status === 'appended' && replicaKeys.has(shardKeyString({ contentId: json.id, rendition: track === 'audio' ? 'audio' : c.rendition!, index: i })));
+    expect(fromReplicas.length).toBeGreaterThan(0);
+    for (const [, , c] of fromReplicas) expect(c.source).toBe(idleId);
+    const served = await idle.page.evaluate(() => (window as any).shardcastEncoder.state.shardsServed as number);
+    expect(served - served0).toBeGreaterThanOrEqual(fromReplicas.length);
   });
 
   it('with no source for any shard, every shard is skipped and the page still reaches ended', async () => {
