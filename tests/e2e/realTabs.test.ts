@@ -212,6 +212,7 @@ describe('real encoder tabs', () => {
         expect(ids).toContain(cell.source);
       }
       const renditions = r.video.map((x) => x.rendition);
+      console.log(`content ${k}: video renditions ${renditions.join(',')}`);
       expect(renditions[0], `content ${k}: ${renditions.join(',')}`).toBe(c.low);
       expect(renditions.at(-1), `content ${k}: ${renditions.join(',')}`).toBe(c.top);
       expect(r.stats.codecSwitches).toBeGreaterThanOrEqual(1);
@@ -248,6 +249,7 @@ describe('real encoder tabs', () => {
       expect([tabs[0]!.id, 'cache'], `${track} ${i}`).toContain(cell.source);
     }
     expect(r.currentTime).toBeGreaterThan(2.9);
+    console.log(`failover: ${later.length} cells after the tab closed, from ${[...new Set(later.map(([track, i]) => r[track][i]!.source === 'cache' ? 'cache' : 'the other tab'))].join(' and ')}`);
     await waitFor(async () => ((await poolApi()).events.some((e) => e.type === 'peer-lost' && e.detail.peerId === victim!.id) ? true : undefined), 'the pool to see the tab go');
   });
 });
