@@ -148,6 +148,10 @@ describe('viewer', () => {
 
   it('catches a peer serving corrupted bytes by hash; the report counts against it (quarantine), and reports the server can refute do not', async () => {
     server = await startTestServer({});
+    // Every counted report, kept here: the pool's own list holds only its last 200 events.
+    const rejected: string[] = [];
+    server.pool.on('shard-rejected', (e) => rejected.push(e.peerId));
+    const rejectedEvents = (peerId: string) => rejected.filter((p) => p === peerId).length;
     const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
     const { map, encoders } = await encodeAll(json.id, 1, true);
     const honestId = await encoders[0]!.page.evaluate(() => (window as any).shardcastEncoder.state.peerId as string);
@@ -385,9 +389,6 @@ async function cachedShard(url: string): Promise<Response> {
 }
 
 const timelineConcealed = (t: TrackedPage) => t.page.locator('[data-concealed="hold"], [data-concealed="silence"]').count();
-
-/** `shard-rejected` events naming `peerId`: reports the pool counted against it. */
-const rejectedEvents = (peerId: string) => server!.pool.recentEvents.filter((e) => e.type === 'shard-rejected' && (e.detail as { peerId: string }).peerId === peerId).length;
 
 /** Resolves once the server has handled everything `p` sent before: it answers one socket's messages in order. */
 async function processed(p: WsPeer, contentId: string): Promise<void> {
