@@ -253,13 +253,14 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   private readonly reported = new Set<string>();
 
   private reportPeer(peer: Peer, msg: Msg<'report-peer'>): void {
-    this.emit('shard-rejected', { key: msg.key, peerId: msg.peerId, reason: `reported by ${peer.id}: ${msg.reason}`, reporter: peer.id });
     // Only a report about a peer that claims the shard counts, and once per reporter and shard.
     const key = variantKeyString(msg.key);
     const once = `${peer.id} ${key} ${msg.peerId}`;
     if (!this.availability.holds(msg.peerId, key) || this.reported.has(once)) return;
     this.reported.add(once);
     if (this.reported.size > 100_000) this.reported.clear();
+    // The event says a report counted (the /pool page and tests read it that way): emitted only past the checks above.
+    this.emit('shard-rejected', { key: msg.key, peerId: msg.peerId, reason: `reported by ${peer.id}: ${msg.reason}`, reporter: peer.id });
     this.removeHolder(msg.peerId, key);
     this.noteInvalid(msg.peerId);
   }
