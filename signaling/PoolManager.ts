@@ -61,7 +61,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     private readonly config: ServerConfig,
     private readonly now: () => number = Date.now,
     /** Whether the server's cache holds a shard variant. */
-    private readonly isCached: (k: VariantKey) => boolean = () => false,
+    isCached: (k: VariantKey) => boolean = () => false,
     /** Draws for the trust sampling (tests pass a fixed sequence). */
     random: () => number = Math.random,
   ) {
@@ -125,7 +125,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       [
         new Every('replication-window', period, () => this.replication.beginPass()),
         new HeartbeatExpiry(period, this.config.heartbeatTimeoutMs, (cutoff) =>
-          this.sessions.silentSince(cutoff).map((p) => ({ id: p.id, close: () => (p.conn.close(4000, 'missed heartbeats'), this.leave(p.id, 'missed heartbeats')) })),
+          this.sessions.silentSince(cutoff).map((p) => ({ id: p.id, close: () => this.dropSilent(p) })),
         ),
         // After a restart nobody holds anything until tabs reconnect and announce their holdings.
         // A tab not back within the heartbeat timeout is as lost as a silent one: a shard only it
@@ -171,6 +171,11 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     // A viewer brings no capacity and no work: nothing to schedule.
     if (hello.role === 'encoder') this.schedule();
     return id;
+  }
+
+  private dropSilent(p: Peer): void {
+    p.conn.close(4000, 'missed heartbeats');
+    this.leave(p.id, 'missed heartbeats');
   }
 
   /** The peer's socket closed or it went silent: its unfinished work goes back to the queue at once. */
@@ -314,7 +319,10 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       ...(msg.lead !== undefined && { lead: msg.lead }),
       ...(msg.tail !== undefined && { tail: msg.tail }),
     };
-    if (aj?.check) return this.crossChecks.reported(peer, aj, msg.key, { ...variant, ...(staged?.bytes && { bytes: staged.bytes }) });
+    if (aj?.check) {
+      this.crossChecks.reported(peer, aj, msg.key, { ...variant, ...(staged?.bytes && { bytes: staged.bytes }) });
+      return;
+    }
     if (st.status === 'ready') {
       if (st.sha256 !== msg.sha256) {
         peer.conn.send({ type: 'shard-rejected', key: msg.key, reason: 'hash differs from the accepted variant' });
