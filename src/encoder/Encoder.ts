@@ -5,11 +5,11 @@
  */
 import Peer from 'simple-peer/simplepeer.min.js';
 import { TypedEmitter } from '../shared/events.ts';
-import { PeerManager, type PeerCtor } from '../shared/PeerManager.ts';
-import { PoolClient, poolUrl } from '../shared/PoolClient.ts';
+import { PeerManager, type PeerCtor } from '../net/PeerManager.ts';
+import { PoolClient, poolUrl } from '../net/PoolClient.ts';
 import type { Capabilities, Job, ServerMessage } from '../shared/protocol.ts';
 import { sha256Hex } from '../shared/wire.ts';
-import { ServeLimiter, ShardTransfer } from '../shared/ShardTransfer.ts';
+import { ServeLimiter, ShardTransfer } from '../net/ShardTransfer.ts';
 import { shardKeyString, type VideoSpec } from '../shared/shardMap.ts';
 import { webCodecsH264BitrateScale, type EncoderConfig } from './config.ts';
 import { FFMPEG_CORE_BUILD, FfmpegEngine, WatchdogError } from './FfmpegEngine.ts';

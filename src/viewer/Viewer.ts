@@ -9,10 +9,10 @@
  */
 import Peer from 'simple-peer/simplepeer.min.js';
 import { TypedEmitter } from '../shared/events.ts';
-import { PeerManager, type PeerCtor } from '../shared/PeerManager.ts';
-import { PoolClient, poolUrl } from '../shared/PoolClient.ts';
+import { PeerManager, type PeerCtor } from '../net/PeerManager.ts';
+import { PoolClient, poolUrl } from '../net/PoolClient.ts';
 import type { HolderEntry } from '../shared/protocol.ts';
-import { FetchError, ShardTransfer } from '../shared/ShardTransfer.ts';
+import { FetchError, ShardTransfer } from '../net/ShardTransfer.ts';
 import { AUDIO_RENDITION_ID, isAudioRendition, isVideoRendition, mapEnd, parseShardMap, type ShardMap, type VideoRendition } from '../shared/shardMap.ts';
 import { sha256Hex } from '../shared/wire.ts';
 import type { ViewerConfig } from './config.ts';

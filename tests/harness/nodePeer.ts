@@ -6,9 +6,9 @@
  */
 import wrtc from '@roamhq/wrtc';
 import SimplePeer from 'simple-peer';
-import { PeerManager, type SignalTransport } from '../../src/shared/PeerManager.ts';
+import { PeerManager, type SignalTransport } from '../../src/net/PeerManager.ts';
 import type { Holding } from '../../src/shared/protocol.ts';
-import { ShardTransfer } from '../../src/shared/ShardTransfer.ts';
+import { ShardTransfer } from '../../src/net/ShardTransfer.ts';
 import { shardKeyString, type ShardKey } from '../../src/shared/shardMap.ts';
 import { WsPeer } from './wsPeer.ts';
 

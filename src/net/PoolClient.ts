@@ -3,14 +3,14 @@
  * keeps heartbeats going, validates everything the server sends, reconnects
  * with the same peer id after a drop, and turns `locate` into a promise.
  */
-import { TypedEmitter } from './events.ts';
+import { TypedEmitter } from '../shared/events.ts';
 import {
   parseServerMessage,
   PROTOCOL_VERSION,
   type ClientMessage,
   type HolderEntry,
   type ServerMessage,
-} from './protocol.ts';
+} from '../shared/protocol.ts';
 
 type Hello = Extract<ClientMessage, { type: 'hello' }>;
 type ServerEvents = { [M in ServerMessage as M['type']]: M };

@@ -7,8 +7,8 @@
  * bundle, Node tests pass the package with a `wrtc` implementation.
  */
 import type SimplePeer from 'simple-peer';
-import { TypedEmitter } from './events.ts';
-import type { ClientMessage } from './protocol.ts';
+import { TypedEmitter } from '../shared/events.ts';
+import type { ClientMessage } from '../shared/protocol.ts';
 
 export type PeerCtor = new (opts: SimplePeer.Options) => SimplePeer.Instance;
 
