@@ -199,6 +199,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   private sweepPeriod = 1000;
   /** Replicate orders sent to each encoder since the last sweep (see replicateTo). */
   private replicateOrdersThisSweep = new Map<string, number>();
+  /** Epoch ms at which shards accepted before this start that no tab has announced are re-queued (once); see start(). */
+  private unheldCheckAt: number | undefined;
   private lastSweep = 0;
   private scheduleQueued = false;
 
@@ -246,6 +248,11 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     this.sweepPeriod = period;
     this.sweepTimer = setInterval(() => this.sweep(), period);
     this.sweepTimer.unref();
+    // After a restart nobody holds anything until tabs reconnect and announce their holdings.
+    // A tab not back within the heartbeat timeout is as lost as a silent one: a shard only it
+    // held, with no cached copy either (a kill can come between acknowledgement and cache
+    // write), would otherwise stay "ready" with no copy anywhere, and never be encoded again.
+    this.unheldCheckAt = this.now() + this.config.heartbeatTimeoutMs;
   }
 
   stop(): void {
@@ -337,6 +344,10 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       }
     }
     const now = this.now();
+    if (this.unheldCheckAt !== undefined && now >= this.unheldCheckAt) {
+      this.unheldCheckAt = undefined;
+      this.requeueUnheld();
+    }
     for (const [jobId, aj] of [...this.jobs]) {
       if (aj.job.deadline < now) {
         this.peers.get(aj.peerId)?.conn.send({ type: 'job-cancel', jobId, reason: 'deadline passed' });
@@ -550,7 +561,9 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     const content = this.store.get(msg.contentId);
     if (!content) throw new ProtocolError('unknown-content', `no content ${msg.contentId}`);
     this.counters.locates++;
-    if (peer.role === 'viewer') this.demand.locate(peer.id, msg.contentId, msg.from, Math.min(msg.count, content.map.shards.length - msg.from));
+    // A window past the end (valid: `from` is bounded by the schema, not by this content) asks for nothing;
+    // a negative count would run the requests counter backwards.
+    if (peer.role === 'viewer') this.demand.locate(peer.id, msg.contentId, msg.from, Math.max(0, Math.min(msg.count, content.map.shards.length - msg.from)));
     const renditions = msg.renditions ?? content.map.renditions.map((r) => r.id);
     const shards: HolderEntry[] = [];
     const end = Math.min(content.map.shards.length, msg.from + msg.count);
@@ -1015,6 +1028,18 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   }
 
   // ------------------------------------------------------------ replication
+
+  /** Orphans every accepted shard that neither a connected encoder nor the cache holds: it is encoded again. */
+  private requeueUnheld(): void {
+    for (const c of this.store.all())
+      for (const sh of c.map.shards)
+        for (const [rendition, st] of Object.entries(sh.renditions)) {
+          if (st.status !== 'ready') continue;
+          const k = { contentId: c.meta.id, rendition, index: sh.index };
+          const key = shardKeyString(k);
+          if (!this.holders.get(key)?.size && !this.isCached(k)) this.orphaned(key);
+        }
+  }
 
   /**
    * A shard variant's last holder is gone. With a cached copy, an encoder is

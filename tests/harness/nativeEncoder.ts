@@ -51,8 +51,14 @@ export interface NativeEncoder {
   stop(): void;
 }
 
+/**
+ * What the server answered a shard upload (its HTTP status), or why a job's work failed before any answer
+ * (a fetch error, a failed slice or encode): for tests that must see every answer, e.g. across a kill.
+ */
+export type UploadObserver = (what: string, answer: number | Error) => void;
+
 /** Joins as an encoder (of `engine`) and answers every job (cross-checks included) until stopped or disconnected. */
-export async function nativeEncoder(base: string, honesty: Honesty, engine = NATIVE_ENGINE): Promise<NativeEncoder> {
+export async function nativeEncoder(base: string, honesty: Honesty, engine = NATIVE_ENGINE, observe?: UploadObserver): Promise<NativeEncoder> {
   // A cheater can claim any engine: claiming the tabs' own gets its shards compared with theirs.
   // `engine` may carry a build ("name@build"): the name is what it offers, the whole string what its shards claim.
   const peer = await WsPeer.encoder(base, { capabilities: { engines: [{ name: engine.split('@')[0]!, codecs: ['h264'] }], maxJobs: 1 } });
@@ -69,16 +75,19 @@ export async function nativeEncoder(base: string, honesty: Honesty, engine = NAT
       try {
         shards = await encodeJob(base, job, honesty === 'sleeper' ? (me.jobs < SLEEPER_HONEST_JOBS ? 'honest' : 'black') : honesty);
       } catch (e) {
+        observe?.(`job ${job.id}`, e as Error);
         peer.send({ type: 'job-failed', jobId: job.id, reason: String(e).slice(0, 900) });
         continue;
       }
       for (const [i, bytes] of shards.entries()) {
         const key = { contentId: job.contentId, rendition: job.rendition, index: job.shards[i]!.index };
-        const res = await fetch(`${base}/api/contents/${key.contentId}/shards/${key.rendition}/${key.index}`, {
+        const url = `${base}/api/contents/${key.contentId}/shards/${key.rendition}/${key.index}`;
+        const res = await fetch(url, {
           method: 'PUT',
           body: bytes as Uint8Array<ArrayBuffer>,
           headers: { Authorization: `Bearer ${job.uploadToken}` },
-        }).catch(() => undefined);
+        }).catch((e: unknown) => void observe?.(`PUT ${url}`, e as Error));
+        if (res) observe?.(`PUT ${url}`, res.status);
         if (!res?.ok) continue;
         const sha256 = createHash('sha256').update(bytes).digest('hex');
         me.made.set(`${key.contentId}/${key.rendition}/${key.index}`, sha256);

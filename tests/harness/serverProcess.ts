@@ -89,3 +89,20 @@ export function memoryOf(p: ServerProcess): { rss: number; peak: number } | unde
     return undefined;
   }
 }
+
+/** Connection-level failures a client sees when the server process dies under it (undici's fetch wraps them in `cause`). */
+const KILL_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'UND_ERR_SOCKET']);
+
+/**
+ * Whether a fetch failure is the connection being cut (reset, refused, closed
+ * mid-answer, "socket hang up"), as a killed server causes, rather than an
+ * answer or a client-side fault. An HTTP status is never one of these.
+ */
+export function isKillError(e: unknown): boolean {
+  for (let x: unknown = e, depth = 0; x && depth < 4; x = (x as { cause?: unknown }).cause, depth++) {
+    const code = (x as { code?: unknown }).code;
+    if (typeof code === 'string' && KILL_CODES.has(code)) return true;
+    if (/socket hang up|other side closed/i.test(String((x as Error).message))) return true;
+  }
+  return false;
+}
