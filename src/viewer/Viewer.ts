@@ -66,6 +66,8 @@ export interface ViewerStats {
 export interface ViewerEvents {
   update: { state: PlayState };
   cell: { track: Track; index: number };
+  /** The stats (and `currentRendition`) were refreshed: once per tick, every 100 ms while playing. */
+  stats: Record<string, never>;
 }
 
 export class Viewer extends TypedEmitter<ViewerEvents> {
@@ -238,6 +240,7 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
     }
     this.stats.bufferAhead = Math.max(0, this.recon.bufferedAhead(this.video.currentTime) - this.video.currentTime);
     this.maybePlay();
+    this.emit('stats', {});
   }
 
   /** Renditions to try for shard `index` of `track`: the ABR's order for video, the one audio rendition for audio. */
