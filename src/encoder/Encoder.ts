@@ -6,9 +6,8 @@
  * (engines, builds, benchmarks), JobExecutor (queue, job runs, upload,
  * shard-ready), Replicator (copies the pool asks for) and the ShardStore.
  */
-import Peer from 'simple-peer/simplepeer.min.js';
 import { TypedEmitter } from '../shared/events.ts';
-import { PeerManager, type PeerCtor } from '../net/PeerManager.ts';
+import { PeerManager } from '../net/PeerManager.ts';
 import { PoolClient, poolUrl } from '../net/PoolClient.ts';
 import type { Capabilities } from '../shared/protocol.ts';
 import { ServeLimiter, ShardTransfer } from '../net/ShardTransfer.ts';
@@ -163,7 +162,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
 
   /** Peer links: every link serves our store, within the tab-wide serve limit. */
   private servePeers(): PeerManager {
-    const peers = new PeerManager(this.pool, Peer as unknown as PeerCtor, { maxPeers: this.config.maxPeers });
+    const peers = new PeerManager(this.pool, { maxPeers: this.config.maxPeers });
     peers.on('link', ({ link }) => {
       const t = ShardTransfer.of(link, { get: (k) => this.store.get(k) }, this.limiter);
       t.on('served', ({ bytes }) => {

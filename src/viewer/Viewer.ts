@@ -12,9 +12,8 @@
  * controllers talk to it through typed events: ShardSources (holders, peers,
  * cache), the ABR (./abr.ts) and the AppendQueue (map order, concealment).
  */
-import Peer from 'simple-peer/simplepeer.min.js';
 import { TypedEmitter } from '../shared/events.ts';
-import { PeerManager, type PeerCtor } from '../net/PeerManager.ts';
+import { PeerManager } from '../net/PeerManager.ts';
 import { PoolClient, poolUrl } from '../net/PoolClient.ts';
 import type { ShardTransfer } from '../net/ShardTransfer.ts';
 import { isAudioRendition, isVideoRendition, mapEnd, parseShardMap, type ShardMap, type VideoRendition } from '../shared/shardMap.ts';
@@ -148,7 +147,7 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
     this.recon = new Reconstructor(this.video, mapEnd(map));
     this.queue = this.appendQueue(map, this.recon);
     this.pool = new PoolClient({ url: poolUrl(), hello: () => ({ role: 'viewer' }) });
-    this.peers = new PeerManager(this.pool, Peer as unknown as PeerCtor, { maxPeers: this.config.maxPeers, connectTimeoutMs: this.config.connectTimeoutMs });
+    this.peers = new PeerManager(this.pool, { maxPeers: this.config.maxPeers, connectTimeoutMs: this.config.connectTimeoutMs });
     this.sources = new ShardSources(this.contentId, map, this.config, this.pool, this.peers);
     this.sources.on('peers', ({ open }) => (this.stats.peers = open));
     this.sources.on('hash-failure', () => this.stats.hashFailures++);
