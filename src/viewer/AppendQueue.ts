@@ -36,6 +36,9 @@ export class AppendQueue extends TypedEmitter<AppendQueueEvents> {
   /** The last video shard appended: its keyframe is what a hold fragment shows. */
   private lastVideo: Fetched | undefined;
   private appending = false;
+  /** appendReady was called while it ran. */
+  private again = false;
+  private failed = false;
   private done = false;
   private readonly audio: AudioRendition | undefined;
 
@@ -64,30 +67,46 @@ export class AppendQueue extends TypedEmitter<AppendQueueEvents> {
     return this.played.get(`${rendition}/${index}`);
   }
 
-  /** Appends whatever is next in map order, per track; skipped shards become covered holes. Never throws: failures are `error` events. */
+  /**
+   * Appends whatever is next in map order, per track; skipped shards become
+   * covered holes. A call made while one runs is not lost: the running one
+   * goes round again (a shard skipped meanwhile may be the last one). Never
+   * throws: failures are `error` events.
+   */
   async appendReady(): Promise<void> {
-    if (this.appending) return;
+    if (this.appending) {
+      this.again = true;
+      return;
+    }
     this.appending = true;
     try {
-      if (!this.recon.initialised && !(await this.init())) return;
-      while (await this.step()) {
-        /* until neither track can move */
-      }
-      const n = this.map.shards.length;
-      if (!this.done && this.next.video >= n && this.next.audio >= n) {
-        this.done = true;
-        if (!this.recon.initialised) {
-          // Not one shard of any track could be had: there is nothing to play.
-          this.emit('ended', { playable: false });
-          return;
-        }
-        await this.recon.end();
-        this.emit('ended', { playable: true });
-      }
+      do {
+        this.again = false;
+        await this.drain();
+      } while (this.again && !this.failed);
     } catch (e) {
+      this.failed = true;
       this.emit('error', { message: `Could not append a shard: ${(e as Error).message}` });
     } finally {
       this.appending = false;
+    }
+  }
+
+  private async drain(): Promise<void> {
+    if (!this.recon.initialised && !(await this.init())) return;
+    while (await this.step()) {
+      /* until neither track can move */
+    }
+    const n = this.map.shards.length;
+    if (!this.done && this.next.video >= n && this.next.audio >= n) {
+      this.done = true;
+      if (!this.recon.initialised) {
+        // Not one shard of any track could be had: there is nothing to play.
+        this.emit('ended', { playable: false });
+        return;
+      }
+      await this.recon.end();
+      this.emit('ended', { playable: true });
     }
   }
 
