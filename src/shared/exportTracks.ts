@@ -22,9 +22,13 @@ export class ExportNotes {
   }
 }
 
-/** Why a read shard cannot be used at all, or undefined when it was read. */
-function missing(got: Parsed): string | undefined {
-  return got === undefined ? 'not available' : typeof got === 'string' ? got : undefined;
+/** `got` when it is a parsed shard of `kind`; else undefined, noting why when it is missing or unreadable. */
+function usable<K extends 'video' | 'audio'>(got: Parsed, kind: K, label: string, notes: ExportNotes): Extract<VideoShard | AudioShard, { kind: K }> | undefined {
+  if (got === undefined || typeof got === 'string') {
+    notes.add(`${label}: ${got ?? 'not available'}`);
+    return undefined;
+  }
+  return got.kind === kind ? (got as Extract<VideoShard | AudioShard, { kind: K }>) : undefined;
 }
 
 export class VideoTrackWriter {
@@ -86,13 +90,9 @@ export class VideoTrackWriter {
   }
 
   /** The shard to copy and the parameter sets it must carry in-band, or undefined (noted) when it cannot be used. */
-  private choose(label: string, got: Parsed): { use: VideoShard; inband?: AvcParameterSets } | undefined {
-    const why = missing(got);
-    if (why) {
-      this.notes.add(`${label}: ${why}`);
-      return undefined;
-    }
-    if (typeof got !== 'object' || got.kind !== 'video') return undefined;
+  private choose(label: string, read: Parsed): { use: VideoShard; inband?: AvcParameterSets } | undefined {
+    const got = usable(read, 'video', label, this.notes);
+    if (!got) return undefined;
     const cfg = this.first.config;
     if (got.codec !== this.first.codec || got.config.codedWidth !== cfg.codedWidth || got.config.codedHeight !== cfg.codedHeight) {
       this.notes.add(`${label}: ${got.codec} ${got.config.codedWidth}x${got.config.codedHeight} differs from the file's ${this.first.codec} ${cfg.codedWidth}x${cfg.codedHeight}`);
@@ -178,13 +178,9 @@ export class AudioTrackWriter {
   }
 
   /** The packets of `got` to copy (lead and tail dropped), with a pre-roll packet for the file's first audio; undefined (noted) when unusable. */
-  private choose(label: string, st: ShardRenditionState, want: number, got: Parsed): { kept: EncodedPacket[]; preroll?: EncodedPacket } | undefined {
-    const why = missing(got);
-    if (why) {
-      this.notes.add(`${label}: ${why}`);
-      return undefined;
-    }
-    if (typeof got !== 'object' || got.kind !== 'audio') return undefined;
+  private choose(label: string, st: ShardRenditionState, want: number, read: Parsed): { kept: EncodedPacket[]; preroll?: EncodedPacket } | undefined {
+    const got = usable(read, 'audio', label, this.notes);
+    if (!got) return undefined;
     const cfg = this.first.config;
     let trim: { front: number; back: number } | undefined;
     try {
