@@ -21,6 +21,7 @@ import { randomBytes } from 'node:crypto';
 import type { ProbeFacts } from '../src/shared/media.ts';
 import { parseShardMap, readiness, type ShardMap, type ShardRenditionState } from '../src/shared/shardMap.ts';
 import { readJson, removeTempFiles, writeFileAtomic, writeFileAtomicSync } from './fsutil.ts';
+import { ShardcastError } from '../src/shared/errors.ts';
 
 export type StoredFacts = Omit<ProbeFacts, 'video'> & {
   video?: Omit<NonNullable<ProbeFacts['video']>, 'frameTimes'> & { frameCount: number };
@@ -241,7 +242,7 @@ export class ContentStore {
   accept(id: string, rendition: string, index: number, variant: AcceptedVariant): void {
     const c = this.contents.get(id);
     const st = c?.map.shards[index]?.renditions[rendition];
-    if (!c || !st) throw new Error(`no shard ${id}/${rendition}/${index}`);
+    if (!c || !st) throw new ShardcastError('unknown-shard', `no shard ${id}/${rendition}/${index}`);
     const line: AcceptedLine = { rendition, index, ...variant };
     fs.appendFileSync(path.join(this.contentsDir, id, 'accepted.jsonl'), JSON.stringify(line) + '\n');
     Object.assign(st, acceptedFields(variant));

@@ -16,6 +16,8 @@ import {
 import type { ServerConfig } from './config.ts';
 import type { Content, ContentStore } from './ContentStore.ts';
 import { TypedEmitter } from '../src/shared/events.ts';
+import { ProtocolError } from '../src/shared/errors.ts';
+export { ProtocolError };
 import { planRun } from './jobs.ts';
 import { Demand } from './policy/Demand.ts';
 import { Health } from './policy/Health.ts';
@@ -129,15 +131,6 @@ export interface PoolEventRecord {
   at: number;
   type: keyof PoolEvents;
   detail: unknown;
-}
-
-export class ProtocolError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 export class PoolManager extends TypedEmitter<PoolEvents> {

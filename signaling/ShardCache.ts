@@ -12,7 +12,7 @@ import path from 'node:path';
 import { effectiveVideoSpec, isAudioRendition, shardKeyString, type ShardKey } from '../src/shared/shardMap.ts';
 import type { ContentStore } from './ContentStore.ts';
 import { writeFileAtomic } from './fsutil.ts';
-import { HttpError } from './http.ts';
+import { ShardcastError } from '../src/shared/errors.ts';
 import { checkShard, ShardCheckError } from './media/validate.ts';
 
 export class ShardCache {
@@ -93,18 +93,21 @@ export class ShardCache {
     fs.rmSync(this.file(k), { force: true });
   }
 
-  /** Checks and stores an uploaded shard. Throws HttpError with the reason when it is refused. */
+  /**
+   * Checks and stores an uploaded shard. Throws a ShardcastError when it is refused:
+   * unknown-shard, not-accepted (no accepted variant yet), hash-mismatch, or a ShardCheckError code.
+   */
   async put(k: ShardKey, bytes: Uint8Array): Promise<void> {
     const content = this.store.get(k.contentId);
     const shard = content?.map.shards[k.index];
     const st = shard?.renditions[k.rendition];
     const rendition = content?.map.renditions.find((r) => r.id === k.rendition);
-    if (!content || !shard || !st || !rendition) throw new HttpError(404, 'unknown-shard', `no shard ${shardKeyString(k)}`);
+    if (!content || !shard || !st || !rendition) throw new ShardcastError('unknown-shard', `no shard ${shardKeyString(k)}`);
     if (st.status !== 'ready' || !st.sha256) {
-      throw new HttpError(409, 'not-accepted', `shard ${shardKeyString(k)} has no accepted variant yet: report shard-ready first`);
+      throw new ShardcastError('not-accepted', `shard ${shardKeyString(k)} has no accepted variant yet: report shard-ready first`);
     }
     const hash = createHash('sha256').update(bytes).digest('hex');
-    if (hash !== st.sha256) throw new HttpError(409, 'hash-mismatch', `these bytes hash to ${hash}, the accepted variant is ${st.sha256}`);
+    if (hash !== st.sha256) throw new ShardcastError('hash-mismatch', `these bytes hash to ${hash}, the accepted variant is ${st.sha256}`);
     if (this.has(k)) return;
     try {
       await checkShard(
@@ -114,7 +117,7 @@ export class ShardCache {
           : { kind: 'video', spec: effectiveVideoSpec(content.map, shard, k.rendition), frames: shard.frames, duration: shard.duration },
       );
     } catch (e) {
-      if (e instanceof ShardCheckError) throw new HttpError(422, e.code, `shard ${shardKeyString(k)} refused: ${e.message}`);
+      if (e instanceof ShardCheckError) throw new ShardCheckError(e.code, `shard ${shardKeyString(k)} refused: ${e.message}`);
       throw e;
     }
     await fsp.mkdir(path.dirname(this.file(k)), { recursive: true });

@@ -11,9 +11,9 @@ import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { effectiveVideoSpec, isAudioRendition, type ShardKey } from '../src/shared/shardMap.ts';
 import type { ContentStore } from './ContentStore.ts';
-import { HttpError } from './http.ts';
+import { ShardcastError } from '../src/shared/errors.ts';
 import { checkShard, ShardCheckError } from './media/validate.ts';
-import { ProtocolError, type PoolManager } from './PoolManager.ts';
+import type { PoolManager } from './PoolManager.ts';
 
 export interface IntakeResult {
   sha256: string;
@@ -22,9 +22,9 @@ export interface IntakeResult {
 }
 
 /** lead/tail query values: whole sample counts, or absent. */
-function samplesParam(v: string | null, name: string): number | undefined {
+function samplesParam(v: string | null, name: 'lead' | 'tail'): number | undefined {
   if (v === null || v === '') return undefined;
-  if (!/^\d{1,7}$/.test(v)) throw new HttpError(400, `bad-${name}`, `${name} is a whole number of samples`);
+  if (!/^\d{1,7}$/.test(v)) throw new ShardcastError(name === 'lead' ? 'bad-lead' : 'bad-tail', `${name} is a whole number of samples`);
   return Number(v);
 }
 
@@ -38,14 +38,9 @@ export class ShardIntake {
 
   async receive(authorization: string | undefined, k: ShardKey, bytes: Uint8Array, query: URLSearchParams): Promise<IntakeResult> {
     const token = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')?.[1];
-    if (!token) throw new HttpError(401, 'upload-token-required', 'uploads carry the job\'s upload token: Authorization: Bearer <job.uploadToken>');
-    let target;
-    try {
-      target = this.pool.uploadTarget(token, k);
-    } catch (e) {
-      if (e instanceof ProtocolError) throw new HttpError(e.code === 'bad-upload-token' ? 403 : 409, e.code, e.message);
-      throw e;
-    }
+    if (!token) throw new ShardcastError('upload-token-required', 'uploads carry the job\'s upload token: Authorization: Bearer <job.uploadToken>');
+    // Throws a ProtocolError (bad-upload-token, not-in-job) the edge answers like any coded error.
+    const target = this.pool.uploadTarget(token, k);
     const lead = samplesParam(query.get('lead'), 'lead');
     const tail = samplesParam(query.get('tail'), 'tail');
     const content = this.store.get(k.contentId)!;
@@ -64,7 +59,7 @@ export class ShardIntake {
       if (!(e instanceof ShardCheckError)) throw e;
       const reason = `structure check failed (${e.code}): ${e.message}`;
       this.pool.uploadRefused(target.job.id, k, reason);
-      throw new HttpError(422, e.code, reason);
+      throw new ShardCheckError(e.code, reason);
     }
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const checkMs = performance.now() - t0;

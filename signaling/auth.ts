@@ -9,7 +9,7 @@ import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ServerConfig } from './config.ts';
 import { writeFileAtomicSync } from './fsutil.ts';
-import { HttpError } from './http.ts';
+import { ShardcastError } from '../src/shared/errors.ts';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
 
@@ -60,17 +60,17 @@ export function bearerToken(req: IncomingMessage): string | undefined {
 export function requireAdmin(req: IncomingMessage, adminToken: string): void {
   const given = bearerToken(req);
   if (given === undefined) {
-    throw new HttpError(401, 'unauthorized', 'this call needs the admin token: send "Authorization: Bearer <token>" (the server prints where its token is at startup)');
+    throw new ShardcastError('unauthorized', 'this call needs the admin token: send "Authorization: Bearer <token>" (the server prints where its token is at startup)');
   }
-  if (!tokenMatches(given, adminToken)) throw new HttpError(403, 'forbidden', 'the admin token is wrong');
+  if (!tokenMatches(given, adminToken)) throw new ShardcastError('forbidden', 'the admin token is wrong');
 }
 
 /** With a join token configured, requires it as ?token= or a bearer token (the admin token also passes). */
 export function requireJoin(req: IncomingMessage, url: URL, joinToken: string, adminToken: string): void {
   if (!joinToken) return;
   const given = url.searchParams.get('token') ?? bearerToken(req);
-  if (given === undefined || given === null) throw new HttpError(401, 'unauthorized', 'this server needs the join token: add ?token=<join token>');
-  if (!tokenMatches(given, joinToken) && !tokenMatches(given, adminToken)) throw new HttpError(403, 'forbidden', 'the join token is wrong');
+  if (given === undefined || given === null) throw new ShardcastError('unauthorized', 'this server needs the join token: add ?token=<join token>');
+  if (!tokenMatches(given, joinToken) && !tokenMatches(given, adminToken)) throw new ShardcastError('forbidden', 'the join token is wrong');
 }
 
 export const splitList = (raw: string): string[] =>

@@ -9,6 +9,7 @@ import https from 'node:https';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { apiUrl, type ErrorResponse, type PublishResponse } from '../src/shared/api.ts';
 import { checkShardDuration } from '../src/shared/shardMap.ts';
 
 const USAGE = `usage:
@@ -86,7 +87,7 @@ function progressReporter(total: number): (sent: number) => void {
   };
 }
 
-export async function publish(args: PublishArgs, onProgress?: (sent: number, total: number) => void): Promise<{ id: string; shards: number; renditions: string[] }> {
+export async function publish(args: PublishArgs, onProgress?: (sent: number, total: number) => void): Promise<PublishResponse> {
   const stat = await fs.promises.stat(args.file).catch(() => {
     throw new Error(`cannot read ${args.file}: no such file`);
   });
@@ -97,8 +98,7 @@ export async function publish(args: PublishArgs, onProgress?: (sent: number, tot
   } catch {
     throw new Error(`--server must be a URL such as http://localhost:8080 (got "${args.server}")`);
   }
-  const url = new URL('/api/contents', base);
-  if (args.shardDuration !== undefined) url.searchParams.set('shardDuration', String(args.shardDuration));
+  const url = new URL(apiUrl.publish({ shardDuration: args.shardDuration }), base);
   const lib = url.protocol === 'https:' ? https : http;
   const total = stat.size;
   let sent = 0;
@@ -133,8 +133,8 @@ export async function publish(args: PublishArgs, onProgress?: (sent: number, tot
         } catch {
           return reject(new Error(`server answered ${res.statusCode} with non-JSON: ${text.slice(0, 200)}`));
         }
-        if (res.statusCode === 201) return resolve(body as { id: string; shards: number; renditions: string[] });
-        const err = (body as { error?: { code?: string; message?: string } }).error;
+        if (res.statusCode === 201) return resolve(body as PublishResponse);
+        const err = (body as Partial<ErrorResponse>).error;
         if (res.statusCode === 401 || res.statusCode === 403) {
           return reject(new Error(`upload refused (${res.statusCode} ${err?.code ?? ''}): ${err?.message ?? text}; pass the admin token with --token or SHARDCAST_TOKEN`));
         }

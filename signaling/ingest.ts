@@ -9,10 +9,10 @@ import fsp from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { z } from 'zod';
-import { buildShardMap, checkShardDuration, renditionSchema, ShardMapError, type Rendition } from '../src/shared/shardMap.ts';
+import { buildShardMap, checkShardDuration, renditionSchema, type Rendition } from '../src/shared/shardMap.ts';
 import type { Content, ContentStore } from './ContentStore.ts';
 import { storedFacts } from './ContentStore.ts';
-import { HttpError } from './http.ts';
+import { ShardcastError } from '../src/shared/errors.ts';
 import { probeFile, ProbeError } from './media/probe.ts';
 
 const EXT_BY_CONTAINER: Record<string, string> = { mp4: '.mp4', mov: '.mov', webm: '.webm', matroska: '.mkv', mkv: '.mkv' };
@@ -29,14 +29,6 @@ export function cleanName(raw: string | undefined): string {
   return name || 'untitled';
 }
 
-const PROBE_STATUS: Record<string, number> = {
-  empty: 400,
-  'not-media': 415,
-  'unsupported-codec': 415,
-  'no-tracks': 422,
-  corrupt: 422,
-};
-
 export interface IngestOptions {
   maxBytes: number;
   name?: string;
@@ -51,27 +43,22 @@ function parseLadder(raw: string | undefined): Rendition[] | undefined {
   try {
     v = JSON.parse(raw);
   } catch {
-    throw new HttpError(400, 'bad-ladder', 'renditions must be a JSON array such as [{"id":"720p","video":{"codec":"h264","width":1280,"height":720,"bitrate":3000000}}]');
+    throw new ShardcastError('bad-ladder', 'renditions must be a JSON array such as [{"id":"720p","video":{"codec":"h264","width":1280,"height":720,"bitrate":3000000}}]');
   }
   const r = z.array(renditionSchema).min(1).max(16).safeParse(v);
   if (!r.success) {
     const i = r.error.issues[0];
-    throw new HttpError(400, 'bad-ladder', `renditions: ${i?.path.join('.')}: ${i?.message}`);
+    throw new ShardcastError('bad-ladder', `renditions: ${i?.path.join('.')}: ${i?.message}`);
   }
   return r.data;
 }
 
 export async function ingestUpload(req: IncomingMessage, store: ContentStore, opts: IngestOptions): Promise<Content> {
-  let shardDuration: number;
-  try {
-    shardDuration = checkShardDuration(opts.shardDuration ?? undefined);
-  } catch (e) {
-    throw new HttpError(400, (e as ShardMapError).code, (e as Error).message);
-  }
+  const shardDuration = checkShardDuration(opts.shardDuration ?? undefined);
   const ladder = parseLadder(opts.renditions);
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > opts.maxBytes) {
-    throw new HttpError(413, 'too-large', `upload of ${declared} bytes exceeds the ${opts.maxBytes}-byte limit (server option --max-upload-bytes)`);
+    throw new ShardcastError('too-large', `upload of ${declared} bytes exceeds the ${opts.maxBytes}-byte limit (server option --max-upload-bytes)`);
   }
   const tmp = store.newUploadPath();
   try {
@@ -80,33 +67,28 @@ export async function ingestUpload(req: IncomingMessage, store: ContentStore, op
       transform(chunk: Buffer, _enc, cb) {
         received += chunk.length;
         if (received > opts.maxBytes) {
-          cb(new HttpError(413, 'too-large', `upload exceeds the ${opts.maxBytes}-byte limit (server option --max-upload-bytes)`));
+          cb(new ShardcastError('too-large', `upload exceeds the ${opts.maxBytes}-byte limit (server option --max-upload-bytes)`));
         } else cb(null, chunk);
       },
     });
     try {
       await pipeline(req, limiter, fs.createWriteStream(tmp, { flags: 'wx' }));
     } catch (e) {
-      if (e instanceof HttpError) throw e;
-      throw new HttpError(400, 'upload-aborted', `the upload did not arrive whole (${(e as Error).message})`);
+      if (e instanceof ShardcastError) throw e;
+      throw new ShardcastError('upload-aborted', `the upload did not arrive whole (${(e as Error).message})`);
     }
-    if (received === 0) throw new HttpError(400, 'empty', 'the upload is empty: send the media file as the request body');
+    if (received === 0) throw new ShardcastError('empty', 'the upload is empty: send the media file as the request body');
 
     let facts;
     try {
       facts = await probeFile(tmp);
     } catch (e) {
-      if (e instanceof ProbeError) throw new HttpError(PROBE_STATUS[e.code] ?? 422, e.code, e.message);
-      throw new HttpError(422, 'corrupt', `the file could not be read as media: ${(e as Error).message}`);
+      if (e instanceof ProbeError) throw e;
+      throw new ShardcastError('corrupt', `the file could not be read as media: ${(e as Error).message}`);
     }
     const id = store.newContentId();
-    let map;
-    try {
-      map = buildShardMap({ contentId: id, facts, shardDuration, ...(ladder && { renditions: ladder }) });
-    } catch (e) {
-      if (e instanceof ShardMapError) throw new HttpError(422, e.code, e.message);
-      throw e;
-    }
+    // Throws a ShardMapError (no-media, a ladder the source cannot fill).
+    const map = buildShardMap({ contentId: id, facts, shardDuration, ...(ladder && { renditions: ladder }) });
     const name = cleanName(opts.name);
     return await store.publish(
       tmp,

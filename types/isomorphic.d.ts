@@ -17,3 +17,12 @@ declare var crypto: {
 };
 /** WebCodecs' byte source type (mediabunny's decoder configs carry one). */
 type AllowSharedBufferSource = ArrayBufferLike | ArrayBufferView;
+declare class URLSearchParams {
+  constructor(init?: string | Record<string, string> | [string, string][]);
+  append(name: string, value: string): void;
+  set(name: string, value: string): void;
+  get(name: string): string | null;
+  has(name: string): boolean;
+  toString(): string;
+  readonly size: number;
+}

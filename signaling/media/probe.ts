@@ -5,17 +5,12 @@
 import fs from 'node:fs/promises';
 import { ALL_FORMATS, EncodedPacketSink, FilePathSource, Input, type InputAudioTrack, type InputVideoTrack } from 'mediabunny';
 import type { AudioFacts, ProbeFacts, VideoFacts } from '../../src/shared/media.ts';
+import { ShardcastError } from '../../src/shared/errors.ts';
 
 export type ProbeErrorCode = 'empty' | 'not-media' | 'no-tracks' | 'unsupported-codec' | 'corrupt';
 
-export class ProbeError extends Error {
-  constructor(
-    readonly code: ProbeErrorCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'ProbeError';
-  }
+export class ProbeError extends ShardcastError<ProbeErrorCode> {
+  override name = 'ProbeError';
 }
 
 /** Frame intervals differing from the median by more than this share make a source variable-frame-rate. */

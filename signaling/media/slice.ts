@@ -17,15 +17,10 @@ import {
   type InputAudioTrack,
   type InputVideoTrack,
 } from 'mediabunny';
+import { ShardcastError } from '../../src/shared/errors.ts';
 
-export class SliceError extends Error {
-  constructor(
-    readonly code: 'bad-range' | 'no-track' | 'unsupported',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'SliceError';
-  }
+export class SliceError extends ShardcastError<'bad-range' | 'no-track' | 'unsupported'> {
+  override name = 'SliceError';
 }
 
 export interface SliceRequest {

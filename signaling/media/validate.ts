@@ -6,15 +6,10 @@
  */
 import { BufferSource, EncodedPacketSink, Input, MP4, type EncodedPacket } from 'mediabunny';
 import { AAC_PACKET_SAMPLES, type AudioSpec, type VideoSpec } from '../../src/shared/shardMap.ts';
+import { ShardcastError } from '../../src/shared/errors.ts';
 
-export class ShardCheckError extends Error {
-  constructor(
-    readonly code: 'not-mp4' | 'wrong-track' | 'wrong-codec' | 'wrong-size' | 'not-keyframe-first' | 'wrong-duration' | 'wrong-frames',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'ShardCheckError';
-  }
+export class ShardCheckError extends ShardcastError<'not-mp4' | 'wrong-track' | 'wrong-codec' | 'wrong-size' | 'not-keyframe-first' | 'wrong-duration' | 'wrong-frames'> {
+  override name = 'ShardCheckError';
 }
 
 const VIDEO_CODEC: Record<VideoSpec['codec'], string> = { h264: 'avc', vp9: 'vp9', av1: 'av1' };

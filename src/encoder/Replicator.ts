@@ -6,6 +6,7 @@
  */
 import type { PeerManager } from '../net/PeerManager.ts';
 import { ShardTransfer } from '../net/ShardTransfer.ts';
+import { apiUrl } from '../shared/api.ts';
 import { TypedEmitter } from '../shared/events.ts';
 import type { ClientMessage, ServerMessage } from '../shared/protocol.ts';
 import { shardKeyString } from '../shared/shardMap.ts';
@@ -59,7 +60,7 @@ export class Replicator extends TypedEmitter<ReplicatorEvents> {
 
   private async fromCache(m: ReplicateRequest, tried: string[]): Promise<Uint8Array | undefined> {
     try {
-      const res = await fetch(new URL(`/api/contents/${encodeURIComponent(m.key.contentId)}/shards/${encodeURIComponent(m.key.rendition)}/${m.key.index}`, this.base));
+      const res = await fetch(new URL(apiUrl.shard(m.key), this.base));
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const got = new Uint8Array(await res.arrayBuffer());
       if ((await sha256Hex(got)) !== m.sha256) throw new Error('hash mismatch');

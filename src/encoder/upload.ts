@@ -3,6 +3,7 @@
  * the server accepts only bytes it has checked, so a job uploads each shard
  * before it reports it ready.
  */
+import { apiUrl } from '../shared/api.ts';
 import type { Job } from '../shared/protocol.ts';
 
 /** One shard of a job's output, as the upload needs it: `lead`/`tail` in samples (audio). */
@@ -19,9 +20,7 @@ export interface UploadableShard {
  * saying why not (refused, with the server's message, or not sent). Never throws.
  */
 export async function uploadShard(base: string, job: Job, s: UploadableShard): Promise<string | undefined> {
-  const url = new URL(`/api/contents/${encodeURIComponent(job.contentId)}/shards/${encodeURIComponent(job.rendition)}/${s.index}`, base);
-  if (s.lead !== undefined) url.searchParams.set('lead', String(s.lead));
-  if (s.tail !== undefined) url.searchParams.set('tail', String(s.tail));
+  const url = new URL(apiUrl.shard({ contentId: job.contentId, rendition: job.rendition, index: s.index }, { lead: s.lead, tail: s.tail }), base);
   try {
     const res = await fetch(url, {
       method: 'PUT',

@@ -3,6 +3,7 @@
  * keeps heartbeats going, validates everything the server sends, reconnects
  * with the same peer id after a drop, and turns `locate` into a promise.
  */
+import { apiUrl } from '../shared/api.ts';
 import { TypedEmitter } from '../shared/events.ts';
 import {
   parseServerMessage,
@@ -131,5 +132,5 @@ export function joinTokenFromPage(loc: Pick<Location, 'search'> | undefined = gl
 }
 
 export function poolUrl(loc: Location = location): string {
-  return `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/ws`;
+  return apiUrl.ws(loc);
 }

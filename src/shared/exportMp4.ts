@@ -27,6 +27,7 @@ import { BufferTarget, Mp4OutputFormat, Output } from 'mediabunny';
 import { defaultVideoRendition } from './exportPlan.ts';
 import { readOrder, ShardReader, type AudioShard, type Parsed, type ReadItem, type ShardGetter, type VideoShard } from './exportShards.ts';
 import { AudioTrackWriter, ExportNotes, VideoTrackWriter } from './exportTracks.ts';
+import { ShardcastError } from './errors.ts';
 import { isAudioRendition, isVideoRendition, mapEnd, type AudioRendition, type ShardMap, type VideoRendition } from './shardMap.ts';
 
 export {
@@ -69,14 +70,9 @@ export interface ExportResult {
   report: ExportReport;
 }
 
-export class ExportError extends Error {
-  constructor(
-    readonly code: 'unknown-rendition' | 'nothing-to-export',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'ExportError';
-  }
+/** An export that cannot be built (yet); the server's export route throws it too, for its limits. */
+export class ExportError extends ShardcastError<'unknown-rendition' | 'nothing-to-export' | 'not-cached' | 'export-too-large' | 'busy'> {
+  override name = 'ExportError';
 }
 
 const READ_AHEAD = 4;

@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import { renditionIdSchema, sha256Schema, videoSpecSchema, audioSpecSchema } from './shardMap.ts';
+import { ERROR_CODES, type ErrorCode } from './errors.ts';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -243,7 +244,8 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
   z
     .object({
       type: z.literal('error'),
-      code: z.string(),
+      /** One of the shared error codes (src/shared/errors.ts), the same ones the HTTP API answers. */
+      code: z.enum(ERROR_CODES),
       message: z.string(),
       /** The `type` of the message that caused it, when known. */
       ref: z.string().optional(),
@@ -260,7 +262,7 @@ export type Job = z.infer<typeof jobSchema>;
 export type JobShard = z.infer<typeof jobShardSchema>;
 export type HolderEntry = z.infer<typeof holderEntrySchema>;
 
-export type ParseResult<T> = { ok: true; msg: T } | { ok: false; code: string; message: string; ref?: string };
+export type ParseResult<T> = { ok: true; msg: T } | { ok: false; code: ErrorCode; message: string; ref?: string };
 
 function parseWith<T>(schema: z.ZodType<T>, raw: string | Uint8Array): ParseResult<T> {
   const size = typeof raw === 'string' ? raw.length : raw.byteLength;

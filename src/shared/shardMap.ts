@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import type { ProbeFacts } from './media.ts';
+import { ShardcastError } from './errors.ts';
 
 export const SHARD_MAP_VERSION = 1;
 
@@ -176,14 +177,8 @@ export function isAudioRendition(r: Rendition): r is AudioRendition {
 // ---------------------------------------------------------------- errors
 
 /** Thrown for inputs the map cannot be built from; `code` is stable for API clients. */
-export class ShardMapError extends Error {
-  constructor(
-    readonly code: 'bad-shard-duration' | 'no-media' | 'bad-ladder' | 'invalid-map',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'ShardMapError';
-  }
+export class ShardMapError extends ShardcastError<'bad-shard-duration' | 'no-media' | 'bad-ladder' | 'invalid-map'> {
+  override name = 'ShardMapError';
 }
 
 export function checkShardDuration(d: unknown): number {

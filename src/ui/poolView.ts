@@ -1,87 +1,11 @@
 /**
- * What `GET /api/pool` answers (PoolManager.snapshot(), as JSON), and the pure
- * helpers the /pool page uses to show it: readable event lines, shard keys,
+ * The pure helpers the /pool page uses to show what `GET /api/pool` answers
+ * (its types live in src/shared/api.ts): readable event lines, shard keys,
  * and the heat map's layout.
  */
 
-export type JobClass = 'live' | 'start' | 'background';
-
-export interface EncoderHealth {
-  score: number;
-  /** Seconds of content encoded per second of wall time. */
-  speed: number;
-  ok: number;
-  failed: number;
-  timedOut: number;
-  invalid: number;
-  /** 0 unless quarantined now. */
-  quarantinedUntil: number;
-  quarantineReason?: string;
-  /** Cross-checks (signaling/policy/Trust.ts): chance its next job is checked, checks passed and failed, accepted shards not yet verified. */
-  trust?: { checkRate: number; passed: number; failed: number; unverified: number };
-}
-
-export interface PeerView {
-  id: string;
-  role: 'encoder' | 'viewer';
-  joinedAt: number;
-  lastSeen: number;
-  jobs: string[];
-  holdings: number;
-  completedJobs: number;
-  failedJobs: number;
-  shardsEncoded: number;
-  engines: { name: string; codecs?: string[]; speed?: number }[];
-  serving?: number;
-  heldBytes?: number;
-  health?: EncoderHealth;
-}
-
-export interface JobView {
-  id: string;
-  peerId: string;
-  contentId: string;
-  rendition: string;
-  shards: number[];
-  done: number;
-  progress: number;
-  deadline?: number;
-  klass?: JobClass;
-}
-
-export interface RenditionHeat {
-  id: string;
-  /** One character per shard: r ready, e encoding, p pending, f failed, '-' no such variant. */
-  status: string;
-  /** Live holders per shard. */
-  holders: number[];
-  /** '1' where the server cache has the shard, per shard. */
-  cached: string;
-}
-
-export interface ContentHeat {
-  id: string;
-  name: string;
-  shards: number;
-  renditions: RenditionHeat[];
-  /** Requests per second, per shard. */
-  demand: number[];
-}
-
-export interface PoolEvent {
-  at: number;
-  type: string;
-  detail: unknown;
-}
-
-export interface PoolSnapshot {
-  peers: PeerView[];
-  viewers?: { contentId: string; index: number }[];
-  jobs: JobView[];
-  contents?: ContentHeat[];
-  counters: Record<string, number>;
-  events: PoolEvent[];
-}
+import type { PoolEvent } from '../shared/api.ts';
+export type { ContentHeat, EncoderHealth, JobClass, JobView, PeerView, PoolEvent, PoolSnapshot, RenditionHeat } from '../shared/api.ts';
 
 // ------------------------------------------------------------------ shards
 

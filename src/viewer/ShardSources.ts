@@ -9,6 +9,7 @@
 import type { PeerManager } from '../net/PeerManager.ts';
 import type { PoolClient } from '../net/PoolClient.ts';
 import { ShardTransfer, type FetchError } from '../net/ShardTransfer.ts';
+import { apiUrl } from '../shared/api.ts';
 import { TypedEmitter } from '../shared/events.ts';
 import type { HolderEntry } from '../shared/protocol.ts';
 import type { ShardMap } from '../shared/shardMap.ts';
@@ -139,7 +140,7 @@ export class ShardSources extends TypedEmitter<ShardSourcesEvents> {
       if (!sha) continue;
       try {
         const t0 = performance.now();
-        const res = await fetch(`/api/contents/${encodeURIComponent(this.contentId)}/shards/${rendition}/${index}`);
+        const res = await fetch(apiUrl.shard({ contentId: this.contentId, rendition, index }));
         if (!res.ok) {
           failures.push(`cache ${rendition}: ${res.status}`);
           continue;

@@ -12,6 +12,7 @@
  * controllers talk to it through typed events: ShardSources (holders, peers,
  * cache), the ABR (./abr.ts) and the AppendQueue (map order, concealment).
  */
+import { apiUrl } from '../shared/api.ts';
 import { TypedEmitter } from '../shared/events.ts';
 import { PeerManager } from '../net/PeerManager.ts';
 import { PoolClient, poolUrl } from '../net/PoolClient.ts';
@@ -129,7 +130,7 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
 
   async start(): Promise<void> {
     try {
-      const res = await fetch(`/api/contents/${encodeURIComponent(this.contentId)}`);
+      const res = await fetch(apiUrl.content(this.contentId));
       if (!res.ok) throw new Error(res.status === 404 ? `there is no content "${this.contentId}"` : `the server answered ${res.status}`);
       const body = (await res.json()) as { shardMap: unknown };
       this.map = parseShardMap(body.shardMap);

@@ -8,11 +8,14 @@
  * bounded. Requests for the same export while one is being built share it.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { assembleMp4, ExportError, pickVideoRendition, type ExportResult } from '../src/shared/exportMp4.ts';
-import { isAudioRendition, isVideoRendition, readiness } from '../src/shared/shardMap.ts';
-import type { ContentStore } from './ContentStore.ts';
-import { HttpError } from './http.ts';
-import type { ShardCache } from './ShardCache.ts';
+import { API_PATHS, EXPORT_HEADERS } from '../../src/shared/api.ts';
+import { assembleMp4, ExportError, pickVideoRendition, type ExportResult } from '../../src/shared/exportMp4.ts';
+import { isAudioRendition, isVideoRendition, readiness } from '../../src/shared/shardMap.ts';
+import type { ContentStore } from '../ContentStore.ts';
+import type { EdgeContext } from '../context.ts';
+import type { Router } from '../http.ts';
+import type { ShardCache } from '../ShardCache.ts';
+import { contentOr404 } from './contents.ts';
 
 export interface ExportLimits {
   /** Largest total of cached shard bytes an export may be built from. */
@@ -32,8 +35,7 @@ export function exportHandler(store: ContentStore, cache: ShardCache, limits: Ex
   const building = new Map<string, Promise<ExportResult>>();
 
   return async (req: IncomingMessage, res: ServerResponse, p: Record<string, string>, url: URL): Promise<void> => {
-    const c = store.get(p.id!);
-    if (!c) throw new HttpError(404, 'unknown-content', `no content with id ${p.id}`);
+    const c = contentOr404({ store }, p.id!);
     // A private copy: the pool updates the live map while the export is read.
     const map = structuredClone(c.map);
     const id = map.contentId;
@@ -42,7 +44,7 @@ export function exportHandler(store: ContentStore, cache: ShardCache, limits: Ex
     const asked = url.searchParams.get('rendition');
     const videoIds = map.renditions.filter(isVideoRendition).map((r) => r.id);
     if (asked !== null && !videoIds.includes(asked)) {
-      throw new HttpError(400, 'unknown-rendition', `"${asked}" is not a video rendition of ${id}; choose one of: ${videoIds.join(', ') || '(none: leave rendition out)'}`);
+      throw new ExportError('unknown-rendition', `"${asked}" is not a video rendition of ${id}; choose one of: ${videoIds.join(', ') || '(none: leave rendition out)'}`);
     }
     const rendition = asked ?? pickVideoRendition(map, cached);
     const audio = map.renditions.find(isAudioRendition);
@@ -50,8 +52,7 @@ export function exportHandler(store: ContentStore, cache: ShardCache, limits: Ex
     const count = used.reduce((n, r) => n + cached(r), 0);
     if (count === 0) {
       const r = readiness(map);
-      throw new HttpError(
-        409,
+      throw new ExportError(
         'not-cached',
         `content ${id} has no shard${asked ? ` of rendition ${asked}` : ''} in the server cache yet (${r.ready} of ${r.total} shard variants encoded): ` +
           'keep an /encode tab open until the encoders have uploaded their shards, then try again',
@@ -59,15 +60,14 @@ export function exportHandler(store: ContentStore, cache: ShardCache, limits: Ex
     }
     const bytes = map.shards.reduce((n, s) => n + used.reduce((m, r) => m + (cache.has({ contentId: id, rendition: r, index: s.index }) ? (s.renditions[r]?.size ?? 0) : 0), 0), 0);
     if (bytes > limits.maxBytes) {
-      throw new HttpError(422, 'export-too-large', `an export is built in memory; ${id}'s cached shards come to ${MiB(bytes)}, above the ${MiB(limits.maxBytes)} limit`);
+      throw new ExportError('export-too-large', `an export is built in memory; ${id}'s cached shards come to ${MiB(bytes)}, above the ${MiB(limits.maxBytes)} limit`);
     }
 
     const key = `${id}/${rendition ?? '-'}/${count}`;
     let job = building.get(key);
     if (!job) {
       if (building.size >= limits.maxConcurrent) {
-        res.setHeader('Retry-After', '5');
-        throw new HttpError(503, 'busy', `${building.size} exports are being built; try again in a few seconds`);
+        throw new ExportError('busy', `${building.size} exports are being built; try again in a few seconds`, { retryAfterSeconds: 5 });
       }
       const t0 = performance.now();
       job = assembleMp4(map, (r, index) => cache.read({ contentId: id, rendition: r, index }), rendition !== undefined ? { videoRendition: rendition } : {});
@@ -79,26 +79,26 @@ export function exportHandler(store: ContentStore, cache: ShardCache, limits: Ex
         )
         .finally(() => building.delete(key));
     }
-    let result: ExportResult;
-    try {
-      result = await job;
-    } catch (e) {
-      if (e instanceof ExportError) throw new HttpError(e.code === 'nothing-to-export' ? 409 : 400, e.code, e.message);
-      throw e;
-    }
+    // An ExportError (nothing-to-export, unknown-rendition) goes to the edge as it is.
+    const result: ExportResult = await job;
     const { report } = result;
     res.writeHead(200, {
       'Content-Type': 'video/mp4',
       'Content-Length': result.bytes.byteLength,
       'Content-Disposition': `attachment; filename="${fileName(id)}"`,
       'Cache-Control': 'no-store',
-      'X-Export-Rendition': report.rendition ?? '',
-      'X-Export-Video-Shards': String(report.videoShards),
-      'X-Export-Held': String(report.held),
-      'X-Export-Audio-Shards': String(report.audioShards),
-      'X-Export-Silent': String(report.silent),
-      'Access-Control-Expose-Headers': 'X-Export-Rendition, X-Export-Video-Shards, X-Export-Held, X-Export-Audio-Shards, X-Export-Silent',
+      [EXPORT_HEADERS.rendition]: report.rendition ?? '',
+      [EXPORT_HEADERS.videoShards]: String(report.videoShards),
+      [EXPORT_HEADERS.held]: String(report.held),
+      [EXPORT_HEADERS.audioShards]: String(report.audioShards),
+      [EXPORT_HEADERS.silent]: String(report.silent),
+      'Access-Control-Expose-Headers': Object.values(EXPORT_HEADERS).join(', '),
     });
     res.end(req.method === 'HEAD' ? undefined : result.bytes);
   };
+}
+
+export function exportRoutes(router: Router, ctx: EdgeContext): void {
+  const limits = { maxBytes: ctx.config.exportMaxBytes, maxConcurrent: ctx.config.exportMaxConcurrent };
+  router.add('GET', API_PATHS.export, exportHandler(ctx.store, ctx.cache, limits, ctx.log));
 }

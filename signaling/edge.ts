@@ -1,0 +1,74 @@
+/**
+ * The HTTP request path, route-independent: base and CORS headers, URL
+ * parsing, dispatch through the router, the app's files for everything else,
+ * and the one place thrown errors become answers (coded errors get their
+ * status from errorStatus.ts; anything else is a logged 500).
+ */
+import type http from 'node:http';
+import { API_PATHS } from '../src/shared/api.ts';
+import { ShardcastError } from '../src/shared/errors.ts';
+import { applyCors, requireAdmin } from './auth.ts';
+import { baseHeaders, sendError, type Router } from './http.ts';
+import { serveApp } from './routes/static.ts';
+
+export interface EdgeOptions {
+  router: Router;
+  corsOrigins: readonly string[];
+  distDir: string;
+  adminToken: string;
+}
+
+/** The server's 'request' listener. */
+export function requestHandler(o: EdgeOptions): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+  return (req, res) => {
+    void handle(o, req, res).catch((e: unknown) => {
+      if (e instanceof ShardcastError) return sendError(res, e);
+      console.error('request failed:', e);
+      sendError(res, new ShardcastError('internal', 'internal error; the server log has details'));
+    });
+  };
+}
+
+async function handle(o: EdgeOptions, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  baseHeaders(res);
+  if (applyCors(req, res, o.corsOrigins)) return;
+  let url: URL;
+  try {
+    url = new URL(req.url ?? '/', 'http://localhost');
+  } catch {
+    throw new ShardcastError('bad-url', 'the request URL could not be parsed');
+  }
+  const match = o.router.match(req.method ?? 'GET', url.pathname);
+  if (match === 'method-not-allowed') throw new ShardcastError('method-not-allowed', `${req.method} is not allowed on ${url.pathname}`);
+  if (!match) return serveApp(req, res, o.distDir, url.pathname);
+  try {
+    await match.handler(req, res, match.params, url);
+  } catch (e) {
+    // Refused before its body was read: the rest of it must not be taken for the next request.
+    if (e instanceof ShardcastError && !req.complete) res.setHeader('Connection', 'close');
+    throw e;
+  }
+}
+
+/**
+ * The server's 'checkContinue' listener. A client that sends "Expect:
+ * 100-continue" (our CLI) is told before it sends its body when it lacks the
+ * admin token; answering mid-body would cut the connection under it.
+ */
+export function continueHandler(server: http.Server, o: Pick<EdgeOptions, 'adminToken'>): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+  return (req, res) => {
+    const pathname = (req.url ?? '').split('?')[0];
+    if (req.method === 'POST' && pathname === API_PATHS.contents) {
+      try {
+        requireAdmin(req, o.adminToken);
+      } catch (e) {
+        if (!(e instanceof ShardcastError)) throw e;
+        baseHeaders(res);
+        res.setHeader('Connection', 'close');
+        return sendError(res, e);
+      }
+    }
+    res.writeContinue();
+    server.emit('request', req, res);
+  };
+}

@@ -1,0 +1,43 @@
+/**
+ * Shard bytes over HTTP: encoders PUT them (with a job's upload token: the
+ * intake's check before acceptance; without: a copy of an accepted variant
+ * for the cache) and viewers GET cached copies, the last resort.
+ */
+import { API_PATHS, type ShardPutResponse } from '../../src/shared/api.ts';
+import { ShardcastError } from '../../src/shared/errors.ts';
+import { renditionIdSchema, shardKeyString, type ShardKey } from '../../src/shared/shardMap.ts';
+import type { EdgeContext } from '../context.ts';
+import { readBody, sendJson, type Router } from '../http.ts';
+
+/** Largest shard an encoder may upload to the cache. */
+const MAX_SHARD_UPLOAD = 16 * 2 ** 20;
+
+/** The shard key in a route's params; throws bad-index or bad-rendition. */
+export function shardKeyFrom(p: Record<string, string>): ShardKey {
+  const index = Number(p.index);
+  if (!/^\d+$/.test(p.index ?? '') || !Number.isSafeInteger(index)) throw new ShardcastError('bad-index', 'the shard index is a whole number');
+  if (!renditionIdSchema.safeParse(p.rendition).success) throw new ShardcastError('bad-rendition', `bad rendition id "${p.rendition}"`);
+  return { contentId: p.id!, rendition: p.rendition!, index };
+}
+
+export function shardRoutes(router: Router, ctx: EdgeContext): void {
+  const { cache, intake, config } = ctx;
+  router
+    .add('PUT', API_PATHS.shard, async (req, res, p, url) => {
+      const key = shardKeyFrom(p);
+      const bytes = await readBody(req, MAX_SHARD_UPLOAD);
+      if (req.headers.authorization !== undefined || config.verifyShardBytes) {
+        const r = await intake.receive(req.headers.authorization, key, bytes, url.searchParams);
+        return sendJson(res, 200, { checked: shardKeyString(key), sha256: r.sha256, size: r.size } satisfies ShardPutResponse);
+      }
+      await cache.put(key, bytes);
+      sendJson(res, 201, { cached: shardKeyString(key) } satisfies ShardPutResponse);
+    })
+    .add('GET', API_PATHS.shard, async (req, res, p) => {
+      const key = shardKeyFrom(p);
+      const bytes = await cache.read(key);
+      if (!bytes) throw new ShardcastError('not-cached', `shard ${shardKeyString(key)} is not in the cache`);
+      res.writeHead(200, { 'Content-Type': 'video/mp4', 'Content-Length': bytes.byteLength, 'Cache-Control': 'public, max-age=31536000, immutable' });
+      res.end(req.method === 'HEAD' ? undefined : bytes);
+    });
+}

@@ -1,0 +1,22 @@
+/**
+ * What is not an API route: the built web app's files, the single-page app's
+ * client-side routes (answered with index.html), and the not-found answers.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ShardcastError } from '../../src/shared/errors.ts';
+import { serveStatic } from '../http.ts';
+
+/** Client-side routes of the single-page app; each is answered with index.html. */
+const PAGE_ROUTES = [/^\/$/, /^\/publish\/?$/, /^\/encode\/?$/, /^\/pool\/?$/, /^\/watch\/[^/]+\/?$/];
+
+/** Serves a path no route matched from `distDir`; throws not-found, method-not-allowed or not-built. */
+export async function serveApp(req: IncomingMessage, res: ServerResponse, distDir: string, pathname: string): Promise<void> {
+  if (pathname.startsWith('/api/')) throw new ShardcastError('not-found', `no API endpoint ${pathname}`);
+  if (req.method !== 'GET' && req.method !== 'HEAD') throw new ShardcastError('method-not-allowed', `${req.method} is not allowed here`);
+  if (await serveStatic(req, res, distDir, pathname)) return;
+  if (PAGE_ROUTES.some((r) => r.test(pathname))) {
+    if (await serveStatic(req, res, distDir, '/index.html')) return;
+    throw new ShardcastError('not-built', `the web app is not built: run "npm run build" (looked in ${distDir})`);
+  }
+  throw new ShardcastError('not-found', `nothing at ${pathname}`);
+}
