@@ -425,7 +425,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
         this.schedule();
         return;
       case 'shard-dropped':
-        this.removeHolder(peer.id, shardKeyString(msg.key));
+        this.removeHolder(peer.id, shardKeyString(msg.key), true);
         this.replicas.get(shardKeyString(msg.key))?.delete(peer.id);
         return;
       case 'shard-stored':
@@ -529,13 +529,14 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     if (this.isComplete(content)) this.emit('content-complete', { contentId: content.meta.id });
   }
 
-  private removeHolder(peerId: string, key: string): void {
+  /** `dropped`: the peer evicted it to make room, so it is no place to copy it back to. */
+  private removeHolder(peerId: string, key: string, dropped = false): void {
     this.peers.get(peerId)?.holdings.delete(key);
     const set = this.holders.get(key);
     if (!set?.delete(peerId)) return;
     if (set.size === 0) {
       this.holders.delete(key);
-      this.orphaned(key);
+      this.orphaned(key, dropped ? peerId : undefined);
     }
   }
 
@@ -1035,10 +1036,13 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   }
 
   /**
-   * A shard variant's last holder is gone. With a cached copy, an encoder is
-   * asked to take it from the cache; otherwise it is encoded again.
+   * A shard variant's last holder is gone. With a cached copy, an encoder
+   * with free room (other than `droppedBy`, which just evicted it) is asked to
+   * take it from the cache; none may have room, and then the cache alone
+   * serves it. Otherwise it is encoded again. Copying into a full store would
+   * evict another last copy, orphan that one, and so on for ever.
    */
-  private orphaned(key: string): void {
+  private orphaned(key: string, droppedBy?: string): void {
     const k = parseKey(key);
     const content = k && this.store.get(k.contentId);
     const st = content?.map.shards[k!.index]?.renditions[k!.rendition];
@@ -1046,7 +1050,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     this.counters.orphans++;
     if (this.isCached(k)) {
       this.emit('shard-orphaned', { key, action: 'from-cache' });
-      this.replicateTo(key, st.sha256!, st.size ?? 1, 1, 'last holder left; copy from the cache');
+      this.replicateTo(key, st.sha256!, st.size ?? 1, 1, 'last holder left; copy from the cache', { ...(droppedBy && { exclude: droppedBy }), needRoom: true });
     } else {
       this.emit('shard-orphaned', { key, action: 're-encode' });
       st.status = 'pending';
@@ -1055,8 +1059,13 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     }
   }
 
-  /** Sends up to `n` `replicate` orders for a key to the least-loaded able encoders. */
-  private replicateTo(key: string, sha256: string, size: number, n: number, reason: string): number {
+  /**
+   * Sends up to `n` `replicate` orders for a key to the least-loaded able
+   * encoders: not `exclude`, and with `needRoom`, only those whose store (as
+   * last reported: capabilities and heartbeats) takes `size` bytes without
+   * evicting.
+   */
+  private replicateTo(key: string, sha256: string, size: number, n: number, reason: string, opts: { exclude?: string; needRoom?: boolean } = {}): number {
     const k = parseKey(key)!;
     const holders = [...(this.holders.get(key) ?? [])].filter((p) => !this.health.isQuarantined(p));
     const cached = this.isCached(k);
@@ -1070,7 +1079,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     // in the churn simulation), whose answers then got it closed for flooding (1008) with all it held.
     const given = (id: string) => this.replicateOrdersThisSweep.get(id) ?? 0;
     const targets = [...this.peers.values()]
-      .filter((p) => p.role === 'encoder' && !p.holdings.has(key) && !pending.has(p.id) && !this.health.isQuarantined(p.id) && (this.replicateBackoff.get(p.id) ?? 0) <= this.now())
+      .filter((p) => p.role === 'encoder' && p.id !== opts.exclude && !p.holdings.has(key) && !pending.has(p.id) && !this.health.isQuarantined(p.id) && (this.replicateBackoff.get(p.id) ?? 0) <= this.now())
+      .filter((p) => !opts.needRoom || p.capabilities?.storageBytes === undefined || p.heldBytes + size <= p.capabilities.storageBytes)
       .sort((a, b) => a.serving + a.jobs.size + given(a.id) - (b.serving + b.jobs.size + given(b.id)) || a.holdings.size - b.holdings.size)
       .slice(0, n);
     for (const t of targets) {

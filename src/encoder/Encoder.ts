@@ -14,7 +14,7 @@ import { ServeLimiter, ShardTransfer } from '../net/ShardTransfer.ts';
 import { shardKeyString } from '../shared/shardMap.ts';
 import type { EncoderConfig } from './config.ts';
 import { EngineOffer, type EngineReport } from './EngineOffer.ts';
-import { FfmpegEngine } from './FfmpegEngine.ts';
+import { FfmpegEngine, type FfmpegCoreKind } from './FfmpegEngine.ts';
 import { JobExecutor, type CurrentJob } from './JobExecutor.ts';
 import { Replicator } from './Replicator.ts';
 import { IndexedDbPersistence, ShardStore } from './ShardStore.ts';
@@ -35,6 +35,10 @@ export interface EncoderState {
   engines: EngineReport[];
   /** H.264 jobs WebCodecs failed and ffmpeg.wasm finished. */
   fallbacks: number;
+  /** Jobs the multi-thread ffmpeg core failed and the single-thread core finished. */
+  coreFallbacks: number;
+  /** The ffmpeg.wasm core that runs jobs now ('multi' until its first failure when asked for). */
+  ffmpegCore: FfmpegCoreKind;
   current: CurrentJob | undefined;
   jobsDone: number;
   jobsFailed: number;
@@ -71,6 +75,8 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     benchmarkFps: undefined,
     engines: [],
     fallbacks: 0,
+    coreFallbacks: 0,
+    ffmpegCore: 'single',
     current: undefined,
     jobsDone: 0,
     jobsFailed: 0,
@@ -186,7 +192,6 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     });
     jobs.on('job-finished', (e) => this.emit('job-finished', e));
     jobs.on('offer-changed', () => {
-      this.state.engines = this.offer.reports;
       this.pool.send({ type: 'capabilities', capabilities: this.capabilities() });
     });
     return jobs;
@@ -215,6 +220,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
       this.state.jobsDone = j.jobsDone;
       this.state.jobsFailed = j.jobsFailed;
       this.state.fallbacks = j.fallbacks;
+      this.state.coreFallbacks = j.coreFallbacks;
       this.state.shardsEncoded = j.shardsEncoded;
       this.state.framesEncoded = j.framesEncoded;
       this.state.fetchMs = j.fetchMs;
@@ -225,6 +231,9 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     this.state.bytesHeld = this.store.usedBytes;
     this.state.coreLoads = this.engine.stats.loads;
     this.state.watchdogKills = this.engine.stats.watchdogKills;
+    this.state.ffmpegCore = this.engine.kind;
+    // The offer's builds change when the multi-thread core falls back; empty until start() settles it.
+    if (this.offer?.reports.length) this.state.engines = this.offer.reports;
     this.emit('update', this.state);
   }
 

@@ -8,7 +8,7 @@
 import { TypedEmitter } from '../shared/events.ts';
 import type { VideoSpec } from '../shared/shardMap.ts';
 import { webCodecsH264BitrateScale, type EncoderConfig } from './config.ts';
-import { FFMPEG_CORE_BUILD, type FfmpegEngine } from './FfmpegEngine.ts';
+import { FFMPEG_CORE_BUILD, FFMPEG_CORE_MT_BUILD, type FfmpegCoreKind, type FfmpegEngine } from './FfmpegEngine.ts';
 import type { EngineName, WebCodecsOffer } from './JobRunner.ts';
 import { benchmarkWebCodecs, webCodecsBuild, webCodecsCodecs } from './WebCodecsEngine.ts';
 
@@ -100,9 +100,20 @@ export class EngineOffer extends TypedEmitter<EngineOfferEvents> {
     return this.reports;
   }
 
-  /** "name@build" for shard-ready: the ffmpeg core build and the preset (it changes the bytes), or the browser build. */
-  buildOf(engine: EngineName): string {
-    return engine === 'ffmpeg-wasm' ? `ffmpeg-wasm@${FFMPEG_CORE_BUILD}/${this.config.preset}` : `webcodecs@${this.webCodecsBuild}`;
+  /**
+   * "name@build" for shard-ready: the ffmpeg core build (single- or
+   * multi-thread, default the one running now) and the preset (both change
+   * the bytes), or the browser build.
+   */
+  buildOf(engine: EngineName, core: FfmpegCoreKind = this.engine.kind): string {
+    return engine === 'ffmpeg-wasm'
+      ? `ffmpeg-wasm@${core === 'multi' ? FFMPEG_CORE_MT_BUILD : FFMPEG_CORE_BUILD}/${this.config.preset}`
+      : `webcodecs@${this.webCodecsBuild}`;
+  }
+
+  /** The multi-thread core fell back to the single-thread one: ffmpeg.wasm's report carries the build now running. */
+  coreChanged(): void {
+    this.reports = this.reports.map((e) => (e.name === 'ffmpeg-wasm' ? { ...e, build: this.buildOf('ffmpeg-wasm') } : e));
   }
 
   /** How a job may use WebCodecs now. */

@@ -27,6 +27,12 @@ export type FfmpegCoreKind = 'single' | 'multi';
  * with package.json (a unit test checks).
  */
 export const FFMPEG_CORE_BUILD = 'core-0.12.10-st';
+/**
+ * The multi-thread build (mt). Its libx264 runs with `-threads 2` and makes
+ * other bytes than the single-thread core, so its shards must carry their own
+ * build: cross-checks compare hashes only between equal engine strings.
+ */
+export const FFMPEG_CORE_MT_BUILD = 'core-mt-0.12.10-mt';
 
 export class WatchdogError extends Error {
   override name = 'WatchdogError';
@@ -39,6 +45,8 @@ export interface ExecResult {
   execMs: number;
   /** Last lines ffmpeg printed, for error messages. */
   log: string[];
+  /** The core that ran it (the multi-thread one may have fallen back before). */
+  core: FfmpegCoreKind;
 }
 
 export interface EngineStats {
@@ -136,9 +144,14 @@ export class FfmpegEngine {
    * Writes `inputs` into a fresh directory, runs ffmpeg with the arguments
    * `args(dir)` gives, and reads back every file it wrote there (other than
    * the inputs). The core's file system is cleaned afterwards.
+   *
+   * `crashMultiAfterFrames` is a test hook: on the multi-thread core, the
+   * exec is killed once ffmpeg reports that many frames, as a crash would.
+   * Throws WatchdogError on a stall, Error on a crash or a non-zero exit.
    */
-  async exec(args: (dir: string) => string[], inputs: Record<string, Uint8Array>): Promise<ExecResult> {
+  async exec(args: (dir: string) => string[], inputs: Record<string, Uint8Array>, opts: { crashMultiAfterFrames?: number } = {}): Promise<ExecResult> {
     const ff = await this.core();
+    const core = this.kind;
     this.logTail.length = 0;
     const workDir = `/job${this.stats.execs}`;
     await ff.createDir(workDir);
@@ -161,6 +174,12 @@ export class FfmpegEngine {
           this.terminate(); // rejects the pending exec
         }
       }, Math.min(1000, this.opts.watchdogMs / 4));
+      const crashAt = core === 'multi' ? opts.crashMultiAfterFrames : undefined;
+      const onCrashHook = ({ message }: { message: string }) => {
+        const m = /frame=\s*(\d+)/.exec(message);
+        if (crashAt !== undefined && m && Number(m[1]) >= crashAt && this.ff === ff) this.terminate();
+      };
+      if (crashAt !== undefined) ff.on('log', onCrashHook);
       const t0 = performance.now();
       let code: number;
       try {
@@ -173,6 +192,7 @@ export class FfmpegEngine {
         throw new Error(`ffmpeg crashed (${String((e as Error)?.message ?? e)}); its last lines: ${this.logTail.slice(-4).join(' | ')}`);
       } finally {
         clearInterval(watchdog);
+        if (crashAt !== undefined) ff.off('log', onCrashHook);
       }
       const execMs = performance.now() - t0;
       this.stats.execs++;
@@ -184,7 +204,7 @@ export class FfmpegEngine {
         const data = await ff.readFile(`${workDir}/${n.name}`);
         if (data instanceof Uint8Array) files.set(n.name, data);
       }
-      return { files, execMs, log: [...this.logTail] };
+      return { files, execMs, log: [...this.logTail], core };
     } finally {
       if (this.ff === ff) await cleanup();
     }

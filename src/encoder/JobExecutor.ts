@@ -9,9 +9,9 @@ import { TypedEmitter } from '../shared/events.ts';
 import type { ClientMessage, Job } from '../shared/protocol.ts';
 import type { EncoderConfig } from './config.ts';
 import type { EngineOffer } from './EngineOffer.ts';
-import { WatchdogError, type FfmpegEngine } from './FfmpegEngine.ts';
+import { WatchdogError, type FfmpegCoreKind, type FfmpegEngine } from './FfmpegEngine.ts';
 import { runJob, type EncodedShard, type EngineName } from './JobRunner.ts';
-import type { ShardStore } from './ShardStore.ts';
+import { reportIfGone, type ShardStore } from './ShardStore.ts';
 import { uploadShard } from './upload.ts';
 
 export interface CurrentJob {
@@ -30,6 +30,8 @@ export interface JobStats {
   jobsFailed: number;
   /** H.264 jobs WebCodecs failed and ffmpeg.wasm finished. */
   fallbacks: number;
+  /** Jobs the multi-thread ffmpeg core failed and the single-thread core finished. */
+  coreFallbacks: number;
   shardsEncoded: number;
   framesEncoded: number;
   /** Time spent fetching source slices and encoding them (decode, encode and mux), over all jobs, ms. */
@@ -58,6 +60,7 @@ export class JobExecutor extends TypedEmitter<JobExecutorEvents> {
     jobsDone: 0,
     jobsFailed: 0,
     fallbacks: 0,
+    coreFallbacks: 0,
     shardsEncoded: 0,
     framesEncoded: 0,
     fetchMs: 0,
@@ -151,11 +154,12 @@ export class JobExecutor extends TypedEmitter<JobExecutorEvents> {
     this.emit('changed', {});
     try {
       const totalFrames = job.shards.reduce((a, s) => a + s.frames, 0);
-      const { shards, timings, engine, fallback } = await runJob(job, this.engine, {
+      const { shards, timings, engine, core, fallback, coreFallback } = await runJob(job, this.engine, {
         base: this.base,
         preset: this.config.preset,
         ...(this.engine.threads && { threads: this.engine.threads }),
         webCodecs: this.offer.jobOffer(),
+        ...(this.config.failEngine === 'ffmpeg-multi' && { crashMultiAfterFrames: this.config.failAfterFrames }),
         onProgress: (p) => {
           // WebCodecs prints no fps line as ffmpeg does: derive it from progress.
           const cur = this.stats.current;
@@ -163,13 +167,18 @@ export class JobExecutor extends TypedEmitter<JobExecutorEvents> {
           this.engine.onProgress?.(p);
         },
       });
+      if (coreFallback) {
+        this.stats.coreFallbacks++;
+        this.offer.coreChanged();
+        this.log(`job ${job.id.slice(0, 6)}: ${coreFallback}`);
+      }
       if (fallback) {
         this.stats.fallbacks++;
         this.log(`job ${job.id.slice(0, 6)}: ${fallback}`);
       }
       if (this.offer.afterJob(engine, fallback)) this.emit('offer-changed', {});
       if (this.cancelled.has(job.id)) return;
-      if (!(await this.deliver(job, shards, engine))) return;
+      if (!(await this.deliver(job, shards, engine, core))) return;
       this.send({ type: 'job-done', jobId: job.id });
       this.stats.jobsDone++;
       this.stats.shardsEncoded += shards.length;
@@ -195,7 +204,7 @@ export class JobExecutor extends TypedEmitter<JobExecutorEvents> {
    * Keeps each shard, uploads it when the job asks (a refused one is not
    * reported), and reports it ready. False when the job was cancelled meanwhile.
    */
-  private async deliver(job: Job, shards: EncodedShard[], engine: EngineName): Promise<boolean> {
+  private async deliver(job: Job, shards: EncodedShard[], engine: EngineName, core: FfmpegCoreKind | undefined): Promise<boolean> {
     for (const s of shards) {
       const key = { contentId: job.contentId, rendition: job.rendition, index: s.index };
       await this.store.put(key, s.sha256, s.bytes);
@@ -214,10 +223,11 @@ export class JobExecutor extends TypedEmitter<JobExecutorEvents> {
         key,
         sha256: s.sha256,
         size: s.bytes.byteLength,
-        engine: this.offer.buildOf(engine),
+        engine: this.offer.buildOf(engine, core),
         ...(s.lead !== undefined && { lead: s.lead }),
         ...(s.tail !== undefined && { tail: s.tail }),
       });
+      reportIfGone(this.store, key, this.send);
     }
     return true;
   }

@@ -8,7 +8,7 @@ import { AAC_PACKET_SAMPLES } from '../shared/shardMap.ts';
 import { sha256Hex } from '../shared/wire.ts';
 import { cutAudioRun } from './audioCutter.ts';
 import { audioJobArgs, segmentName, videoJobArgs } from './ffmpegArgs.ts';
-import type { FfmpegEngine } from './FfmpegEngine.ts';
+import type { ExecResult, FfmpegCoreKind, FfmpegEngine } from './FfmpegEngine.ts';
 import { encodeVideoJobWebCodecs } from './WebCodecsEngine.ts';
 import type { VideoSpec } from '../shared/shardMap.ts';
 
@@ -76,8 +76,10 @@ export async function runJob(
     signal?: AbortSignal;
     onProgress?: (p: number) => void;
     webCodecs?: WebCodecsOffer;
+    /** Test hook: kill the multi-thread core's exec after this many frames (FfmpegEngine.exec). */
+    crashMultiAfterFrames?: number;
   },
-): Promise<{ shards: EncodedShard[]; timings: JobTimings; engine: EngineName; fallback?: string }> {
+): Promise<{ shards: EncodedShard[]; timings: JobTimings; engine: EngineName; core?: FfmpegCoreKind; fallback?: string; coreFallback?: string }> {
   const t0 = performance.now();
   const { bytes, sliceStart } = await fetchSlice(job, opts.base, opts.signal);
   const fetchMs = performance.now() - t0;
@@ -87,6 +89,22 @@ export async function runJob(
   let used = engineFor(job, opts.webCodecs?.codecs ?? []);
   let fallback: string | undefined;
   let webCodecsFiles: Uint8Array[] | undefined;
+  let core: FfmpegCoreKind | undefined;
+  let coreFallback: string | undefined;
+  // The multi-thread core falls back to the single-thread one on its first crash or stall:
+  // the job is then run again there (without `-threads`), rather than failed.
+  const execOnce = async (args: (dir: string, threads: number | undefined) => string[]): Promise<ExecResult> => {
+    const before = engine.kind;
+    try {
+      // ffmpeg.wasm transfers (detaches) what it is given: keep the slice for a second run.
+      const input = before === 'multi' ? bytes.slice() : bytes;
+      return await engine.exec((dir) => args(dir, opts.threads), { 'in.mp4': input }, { ...(opts.crashMultiAfterFrames !== undefined && { crashMultiAfterFrames: opts.crashMultiAfterFrames }) });
+    } catch (e) {
+      if (before !== 'multi' || engine.kind !== 'single') throw e;
+      coreFallback = `the multi-thread core failed (${(e as Error).message.slice(0, 200)}); encoded with the single-thread core`;
+      return await engine.exec((dir) => args(dir, undefined), { 'in.mp4': bytes });
+    }
+  };
   if (used === 'webcodecs') {
     try {
       const r = await encodeVideoJobWebCodecs(job, bytes, sliceStart, {
@@ -110,12 +128,11 @@ export async function runJob(
     }
     frames = job.shards.reduce((a, s) => a + s.frames, 0);
   } else if (job.kind === 'video') {
-    const r = await engine.exec(
-      (dir) =>
-        videoJobArgs(job, sliceStart, `${dir}/in.mp4`, { preset: opts.preset, ...(opts.threads && { threads: opts.threads }) }, `${dir}/shard_%04d.mp4`),
-      { 'in.mp4': bytes },
+    const r = await execOnce((dir, threads) =>
+      videoJobArgs(job, sliceStart, `${dir}/in.mp4`, { preset: opts.preset, ...(threads && { threads }) }, `${dir}/shard_%04d.mp4`),
     );
     execMs = r.execMs;
+    core = r.core;
     for (let i = 0; i < job.shards.length; i++) {
       const out = r.files.get(segmentName(i));
       if (!out || out.byteLength === 0) {
@@ -125,8 +142,9 @@ export async function runJob(
     }
     frames = job.shards.reduce((a, s) => a + s.frames, 0);
   } else {
-    const r = await engine.exec((dir) => audioJobArgs(job, sliceStart, `${dir}/in.mp4`, `${dir}/run.mp4`), { 'in.mp4': bytes });
+    const r = await execOnce((dir) => audioJobArgs(job, sliceStart, `${dir}/in.mp4`, `${dir}/run.mp4`));
     execMs = r.execMs;
+    core = r.core;
     const run = r.files.get('run.mp4');
     if (!run) throw new JobError('ffmpeg wrote no audio run');
     const cut = await cutAudioRun(run, {
@@ -140,6 +158,8 @@ export async function runJob(
     shards,
     timings: { fetchMs, execMs, totalMs: performance.now() - t0, sliceBytes: bytes.byteLength, frames },
     engine: used,
+    ...(core && { core }),
     ...(fallback !== undefined && { fallback }),
+    ...(coreFallback !== undefined && { coreFallback }),
   };
 }

@@ -11,7 +11,7 @@ import { TypedEmitter } from '../shared/events.ts';
 import type { ClientMessage, ServerMessage } from '../shared/protocol.ts';
 import { shardKeyString } from '../shared/shardMap.ts';
 import { sha256Hex } from '../shared/wire.ts';
-import type { ShardStore } from './ShardStore.ts';
+import { reportIfGone, type ShardStore } from './ShardStore.ts';
 
 export type ReplicateRequest = Extract<ServerMessage, { type: 'replicate' }>;
 
@@ -43,6 +43,7 @@ export class Replicator extends TypedEmitter<ReplicatorEvents> {
     await this.store.put(m.key, m.sha256, bytes);
     this.emit('stored', { bytes: bytes.byteLength });
     this.send({ type: 'shard-stored', key: m.key, sha256: m.sha256, size: bytes.byteLength });
+    reportIfGone(this.store, m.key, this.send);
     this.emit('log', { line: `replicated ${shardKeyString(m.key)} (${bytes.byteLength} bytes)` });
   }
 

@@ -157,3 +157,12 @@ export class ShardStore {
     }
   }
 }
+
+/**
+ * A shard can be evicted between its put and the report that the tab holds
+ * it (another put made room while an upload ran); its drop was announced
+ * before the pool counted the tab as a holder, so this announces it again.
+ */
+export function reportIfGone(store: ShardStore, key: ShardKey, send: (msg: { type: 'shard-dropped'; key: ShardKey }) => unknown): void {
+  if (!store.has(key)) send({ type: 'shard-dropped', key });
+}

@@ -48,9 +48,11 @@ export interface EncoderConfig {
    */
   webcodecsH264BitrateScale: number;
   /**
-   * Test hook: an engine name ("webcodecs") whose jobs fail after
-   * `failAfterFrames` frames, as a broken encoder would, to exercise the
-   * fallback to ffmpeg.wasm (`/encode?failEngine=webcodecs&failAfterFrames=10`).
+   * Test hook: an engine whose jobs fail after `failAfterFrames` frames, as a
+   * broken encoder would. "webcodecs" exercises the fallback to ffmpeg.wasm
+   * (`/encode?failEngine=webcodecs&failAfterFrames=10`); "ffmpeg-multi" kills
+   * the multi-thread core mid-job, as its crashes do, to exercise the fallback
+   * to the single-thread core (`/encode?ffmpegCore=multi&failEngine=ffmpeg-multi`).
    * Empty: no failure.
    */
   failEngine: string;

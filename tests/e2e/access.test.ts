@@ -1,11 +1,12 @@
 /**
  * Access control in real Chromium: the /publish page's admin-token field
  * (a clear message on 401 and 403, the token remembered in the browser), and
- * a watch page joining a pool that needs a join token from its URL.
+ * and watch and encode pages joining a pool that needs a join token from
+ * their URL.
  */
 import type { Browser } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchBrowser, newPage, type TrackedPage } from '../harness/browser.ts';
+import { launchBrowser, newPage, openEncoderTab, type TrackedPage } from '../harness/browser.ts';
 import { fixture } from '../harness/fixtures.ts';
 import { startTestServer, TEST_ADMIN_TOKEN, upload, type TestServer } from '../harness/testServer.ts';
 import { waitFor } from '../harness/poolKit.ts';
@@ -64,4 +65,41 @@ describe('access from the pages', () => {
     await withToken.page.goto(`${server.url}/watch/${r.json.id}?token=join-secret`);
     await waitFor(() => [...server.pool.peers.values()].some((p) => p.role === 'viewer') || undefined, 'viewer joined', 30_000);
   }, 120_000);
+
+  it('an encode page without the join token shows the refusal and never joins; with ?token= it joins and encodes', async () => {
+    const encoders = () => [...server.pool.peers.values()].filter((p) => p.role === 'encoder');
+    const logOf = (t: TrackedPage) => t.page.locator('pre.log').textContent();
+    for (const [query, code] of [
+      ['', 'unauthorized'],
+      ['?token=wrong-secret', 'forbidden'],
+    ] as const) {
+      const before = server.refusals.badJoinToken;
+      const t = await newPage(browser);
+      pages.push(t);
+      await t.page.goto(`${server.url}/encode${query}${query ? '&' : '?'}persist=0&engines=ffmpeg-wasm&benchmark=0`);
+      // Refused, and refused again when it retries: it never gets in.
+      await waitFor(() => server.refusals.badJoinToken >= before + 2 || undefined, `two refused joins (${code})`, 60_000);
+      await expect.poll(() => logOf(t), { timeout: 10_000 }).toMatch(new RegExp(`pool: ${code}: this pool needs a join token`));
+      const st = await t.page.evaluate(() => (window as any).shardcastEncoder.state);
+      expect(st.peerId).toBeUndefined();
+      expect(st.connection).not.toBe('open');
+      expect(st.jobsDone + st.jobsFailed).toBe(0);
+      expect(encoders()).toHaveLength(0);
+      await t.context.close();
+    }
+
+    const r = await upload(server.url, fs.readFileSync(await fixture('mov')), '', 'clip.mov');
+    expect(r.status).toBe(201);
+    const t = await openEncoderTab(browser, `${server.url}/encode?token=join-secret&persist=0&engines=ffmpeg-wasm`);
+    pages.push(t);
+    const peerId = (await t.page.evaluate(() => (window as any).shardcastEncoder.state.peerId)) as string;
+    expect(encoders().map((p) => p.id)).toEqual([peerId]);
+    // It encodes: the pool accepts shards of the new content from it (its source slices needed the token too).
+    await waitFor(
+      () => [...server.pool.holders.entries()].some(([k, set]) => k.startsWith(`${r.json.id}/`) && set.has(peerId)) || undefined,
+      'a shard accepted from the token tab',
+      120_000,
+    );
+    expect(await logOf(t)).not.toMatch(/unauthorized|forbidden/);
+  }, 240_000);
 });

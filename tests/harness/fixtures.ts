@@ -44,6 +44,8 @@ const RECIPES = {
   'bench-720p': { ext: 'mp4', args: [...TESTSRC('1280x720', '30', 20), ...SINE(20), ...X264(60), '-crf', '18', '-c:a', 'aac', '-b:a', '128k', '-ac', '2'] },
   /** 4 s H.264 + AAC in Matroska. */
   mkv: { ext: 'mkv', args: [...TESTSRC('320x180', '30', 4), ...SINE(4), ...X264(60), '-c:a', 'aac', '-b:a', '96k'] },
+  /** 3 s H.264 + AAC in a QuickTime MOV (what phones upload). */
+  mov: { ext: 'mov', args: [...TESTSRC('320x180', '30', 3), ...SINE(3), ...X264(60), '-c:a', 'aac', '-b:a', '96k'] },
 } as const;
 
 type Recipe = keyof typeof RECIPES;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Job } from '../../src/shared/protocol.ts';
 import { webCodecsH264BitrateScale } from '../../src/encoder/config.ts';
-import { FFMPEG_CORE_BUILD } from '../../src/encoder/FfmpegEngine.ts';
+import { FFMPEG_CORE_BUILD, FFMPEG_CORE_MT_BUILD } from '../../src/encoder/FfmpegEngine.ts';
 import { engineFor } from '../../src/encoder/JobRunner.ts';
 import { h264Level, webCodecsCodecString } from '../../src/encoder/WebCodecsEngine.ts';
 
@@ -26,6 +26,8 @@ describe('encoder engines', () => {
   it('names the ffmpeg core build that is installed', () => {
     const pkg = JSON.parse(fs.readFileSync(path.resolve(import.meta.dirname, '../../node_modules/@ffmpeg/core/package.json'), 'utf8'));
     expect(FFMPEG_CORE_BUILD).toBe(`core-${pkg.version}-st`);
+    const mt = JSON.parse(fs.readFileSync(path.resolve(import.meta.dirname, '../../node_modules/@ffmpeg/core-mt/package.json'), 'utf8'));
+    expect(FFMPEG_CORE_MT_BUILD).toBe(`core-mt-${mt.version}-mt`);
   });
 
   it('asks WebCodecs for High profile H.264 at the level the size needs', () => {
