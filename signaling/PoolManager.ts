@@ -469,7 +469,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       }
     }
     let staged: StagedShard | undefined;
-    if (aj && this.config.verifyShardBytes) {
+    if (aj && this.config.testHooks.verifyShardBytes) {
       // The server accepts what it has checked, never an encoder's word: the bytes come first.
       staged = this.staged.get(`${aj.job.id}/${msg.key.index}`);
       const why = !staged
@@ -1237,8 +1237,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       start,
       end,
       deadline: this.now() + Math.max(this.config.jobDeadlineMinMs, Math.round(seconds * this.config.jobDeadlineMsPerSecond)),
-      upload: this.config.verifyShardBytes,
-      ...(this.config.verifyShardBytes && { uploadToken: randomBytes(18).toString('base64url') }),
+      upload: this.config.testHooks.verifyShardBytes,
+      ...(this.config.testHooks.verifyShardBytes && { uploadToken: randomBytes(18).toString('base64url') }),
       ...(kind === 'audio' && { leadPackets, tailPackets }),
     };
   }

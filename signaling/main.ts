@@ -28,7 +28,7 @@ export function needsBuild(root: string, distDir: string): boolean {
 
 export async function main(argv: string[]): Promise<void> {
   if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(`usage: npm start -- [options]\n\nOptions (flag, environment variable, default):\n${configHelp()}\n\nPORT and DATA_DIR are read too.`);
+    console.log(`usage: npm start -- [options]\n\nOptions (flag, environment variable, default; description below each):\n${configHelp()}\n\nPORT and DATA_DIR are read too.`);
     return;
   }
   const args = argv.filter((a) => a !== '--no-build');

@@ -26,7 +26,7 @@ export function shardRoutes(router: Router, ctx: EdgeContext): void {
     .add('PUT', API_PATHS.shard, async (req, res, p, url) => {
       const key = shardKeyFrom(p);
       const bytes = await readBody(req, MAX_SHARD_UPLOAD);
-      if (req.headers.authorization !== undefined || config.verifyShardBytes) {
+      if (req.headers.authorization !== undefined || config.testHooks.verifyShardBytes) {
         const r = await intake.receive(req.headers.authorization, key, bytes, url.searchParams);
         return sendJson(res, 200, { checked: shardKeyString(key), sha256: r.sha256, size: r.size } satisfies ShardPutResponse);
       }

@@ -121,7 +121,7 @@ export class EngineOffer extends TypedEmitter<EngineOfferEvents> {
     return {
       codecs: this.webCodecs,
       h264BitrateScale: (height) => webCodecsH264BitrateScale(height, this.config.webcodecsH264BitrateScale),
-      ...(this.config.failEngine === 'webcodecs' && { failAfterFrames: this.config.failAfterFrames }),
+      ...(this.config.testHooks.failEngine === 'webcodecs' && { failAfterFrames: this.config.testHooks.failAfterFrames }),
     };
   }
 

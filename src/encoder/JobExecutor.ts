@@ -159,7 +159,7 @@ export class JobExecutor extends TypedEmitter<JobExecutorEvents> {
         preset: this.config.preset,
         ...(this.engine.threads && { threads: this.engine.threads }),
         webCodecs: this.offer.jobOffer(),
-        ...(this.config.failEngine === 'ffmpeg-multi' && { crashMultiAfterFrames: this.config.failAfterFrames }),
+        ...(this.config.testHooks.failEngine === 'ffmpeg-multi' && { crashMultiAfterFrames: this.config.testHooks.failAfterFrames }),
         onProgress: (p) => {
           // WebCodecs prints no fps line as ffmpeg does: derive it from progress.
           const cur = this.stats.current;

@@ -1,69 +1,63 @@
 /**
- * Every tunable of the encoder tab and its default, in one place. A page can
- * override any of them with a query parameter of the same name
+ * The encoder tab's config: one zod schema holds every tunable with its
+ * default and description (src/shared/configSchema.ts). A page can override
+ * any of them with a query parameter of the same name
  * (`/encode?recycleAfterExecs=5&watchdogMs=10000`), which the tests use.
  */
-export interface EncoderConfig {
-  /**
-   * Terminate and reload the ffmpeg core after this many execs. A loaded core
-   * crashes with "memory access out of bounds" after roughly 45-100 execs here
-   * (DESIGN.md), so recycle well before.
-   */
-  recycleAfterExecs: number;
-  /** An exec with no progress or log output for this long is killed and its job failed, ms. */
-  watchdogMs: number;
-  /** libx264 preset for video jobs. */
-  preset: string;
-  /**
-   * Which ffmpeg.wasm core runs jobs: 'single' (default) or 'multi', the
-   * multi-thread core with `-threads 2`, used only when the page is
-   * cross-origin isolated and dropped for the single-thread core on its first
-   * crash or stall. See tests/bench (a/d) for what it gains here.
-   */
-  ffmpegCore: 'single' | 'multi';
-  /** Bytes of shards kept in memory (and IndexedDB); least recently served go first. */
-  storeBudgetBytes: number;
-  /** Shard transfers served at once, over all peers. */
-  maxConcurrentServes: number;
-  /** Peers connected at once; the least recently used is closed past this. */
-  maxPeers: number;
-  /** Persist shards to IndexedDB so a reload keeps serving them. */
-  persist: boolean;
-  /** Run the join benchmark (a short encode) before asking for work. */
-  benchmark: boolean;
-  /** Delay between reconnect attempts to the pool, ms. */
-  reconnectMs: number;
-  /** Give up copying a shard from one holder after this long, ms. */
-  replicateTimeoutMs: number;
-  /**
-   * Engines this tab offers the pool, comma-separated: "ffmpeg-wasm" (always
-   * on: audio and the fallback need it) and "webcodecs" (when the browser has
-   * it and its benchmark passes).
-   */
-  engines: string;
-  /**
-   * WebCodecs H.264 (OpenH264) gets this times the rendition's bitrate. 0 (the
-   * default): by rendition height from WEBCODECS_H264_BITRATE_SCALES, so it
-   * reaches the PSNR libx264 veryfast reaches at the rendition's bitrate.
-   */
-  webcodecsH264BitrateScale: number;
-  /**
-   * Test hook: an engine whose jobs fail after `failAfterFrames` frames, as a
-   * broken encoder would. "webcodecs" exercises the fallback to ffmpeg.wasm
-   * (`/encode?failEngine=webcodecs&failAfterFrames=10`); "ffmpeg-multi" kills
-   * the multi-thread core mid-job, as its crashes do, to exercise the fallback
-   * to the single-thread core (`/encode?ffmpegCore=multi&failEngine=ffmpeg-multi`).
-   * Empty: no failure.
-   */
-  failEngine: string;
-  failAfterFrames: number;
-  /**
-   * After this many WebCodecs H.264 failures in a row the tab stops using
-   * WebCodecs for H.264 (every job then runs on ffmpeg.wasm at once, rather
-   * than failing over mid-job each time).
-   */
-  webcodecsMaxFailures: number;
-}
+import { z } from 'zod';
+import { ConfigSchema } from '../shared/configSchema.ts';
+
+const num = (def: number, description: string) => z.number().default(def).describe(description);
+const bool = (def: boolean, description: string) => z.boolean().default(def).describe(description);
+
+const encoderConfigSchema = z.object({
+  // A loaded core crashes with "memory access out of bounds" after roughly 45-100 execs here (DESIGN.md), so recycle well before.
+  recycleAfterExecs: num(20, 'Terminate and reload the ffmpeg core after this many execs.'),
+  watchdogMs: num(20_000, 'An exec with no progress or log output for this long is killed and its job failed, ms.'),
+  preset: z.string().default('veryfast').describe('libx264 preset for video jobs.'),
+  // See tests/bench (a/d) for what the multi-thread core gains here.
+  ffmpegCore: z
+    .enum(['single', 'multi'])
+    .default('single')
+    .describe(
+      "Which ffmpeg.wasm core runs jobs: 'single', or 'multi', the multi-thread core with `-threads 2`, used only when the page is cross-origin isolated and dropped for the single-thread core on its first crash or stall.",
+    ),
+  storeBudgetBytes: num(256 * 2 ** 20, 'Bytes of shards kept in memory (and IndexedDB); least recently served go first.'),
+  maxConcurrentServes: num(4, 'Shard transfers served at once, over all peers.'),
+  maxPeers: num(16, 'Peers connected at once; the least recently used is closed past this.'),
+  persist: bool(true, 'Persist shards to IndexedDB so a reload keeps serving them.'),
+  benchmark: bool(true, 'Run the join benchmark (a short encode) before asking for work.'),
+  reconnectMs: num(1000, 'Delay between reconnect attempts to the pool, ms.'),
+  replicateTimeoutMs: num(10_000, 'Give up copying a shard from one holder after this long, ms.'),
+  engines: z
+    .string()
+    .default('ffmpeg-wasm,webcodecs')
+    .describe(
+      'Engines this tab offers the pool, comma-separated: "ffmpeg-wasm" (always on: audio and the fallback need it) and "webcodecs" (when the browser has it and its benchmark passes).',
+    ),
+  webcodecsH264BitrateScale: num(
+    0,
+    "WebCodecs H.264 (OpenH264) gets this times the rendition's bitrate. 0: by rendition height from WEBCODECS_H264_BITRATE_SCALES, so it reaches the PSNR libx264 veryfast reaches at the rendition's bitrate.",
+  ),
+  // Rather than failing over mid-job each time, every H.264 job then runs on ffmpeg.wasm at once.
+  webcodecsMaxFailures: num(3, 'After this many WebCodecs H.264 failures in a row the tab stops using WebCodecs for H.264.'),
+  testHooks: z
+    .object({
+      failEngine: z
+        .string()
+        .default('')
+        .describe(
+          'An engine whose jobs fail after failAfterFrames frames, as a broken encoder would: "webcodecs" exercises the fallback to ffmpeg.wasm; "ffmpeg-multi" kills the multi-thread core mid-job, as its crashes do, to exercise the fallback to the single-thread core (`/encode?ffmpegCore=multi&failEngine=ffmpeg-multi`). Empty: no failure.',
+        ),
+      failAfterFrames: num(10, 'Frames after which failEngine fails a job.'),
+    })
+    .prefault({})
+    .describe('Test hooks: exercise the fallback to ffmpeg.wasm (`/encode?failEngine=webcodecs&failAfterFrames=10`)'),
+});
+
+export type EncoderConfig = z.output<typeof encoderConfigSchema>;
+
+export const ENCODER_CONFIG = new ConfigSchema(encoderConfigSchema);
 
 /**
  * Bitrate factor for WebCodecs H.264 (Chromium 150's OpenH264; no quantizer
@@ -94,46 +88,9 @@ export function webCodecsH264BitrateScale(height: number, override = 0): number 
   return WEBCODECS_H264_BITRATE_SCALES.find((r) => height <= r.maxHeight)!.scale;
 }
 
-export const DEFAULT_ENCODER_CONFIG: EncoderConfig = {
-  recycleAfterExecs: 20,
-  watchdogMs: 20_000,
-  preset: 'veryfast',
-  ffmpegCore: 'single',
-  storeBudgetBytes: 256 * 2 ** 20,
-  maxConcurrentServes: 4,
-  maxPeers: 16,
-  persist: true,
-  benchmark: true,
-  reconnectMs: 1000,
-  replicateTimeoutMs: 10_000,
-  engines: 'ffmpeg-wasm,webcodecs',
-  webcodecsH264BitrateScale: 0,
-  failEngine: '',
-  failAfterFrames: 10,
-  webcodecsMaxFailures: 3,
-};
+export const DEFAULT_ENCODER_CONFIG: EncoderConfig = ENCODER_CONFIG.defaults();
 
-/** Reads overrides from a query string; unknown or malformed values are ignored with a warning. */
+/** `base` with the overrides of a query string; unknown parameters are skipped, malformed values ignored with a console warning. */
 export function encoderConfigFrom(search: string, base: EncoderConfig = DEFAULT_ENCODER_CONFIG): EncoderConfig {
-  const params = new URLSearchParams(search);
-  const out: EncoderConfig = { ...base };
-  for (const [k, raw] of params) {
-    if (!(k in base)) continue;
-    const key = k as keyof EncoderConfig;
-    const def = base[key];
-    let v: unknown;
-    if (typeof def === 'number') v = Number(raw);
-    else if (typeof def === 'boolean') v = raw === '1' || raw === 'true';
-    else v = raw;
-    if (key === 'ffmpegCore' && v !== 'single' && v !== 'multi') {
-      console.warn(`ignoring ${k}=${raw}: not 'single' or 'multi'`);
-      continue;
-    }
-    if (typeof v === 'number' && !Number.isFinite(v)) {
-      console.warn(`ignoring ${k}=${raw}: not a number`);
-      continue;
-    }
-    (out as unknown as Record<string, unknown>)[key] = v;
-  }
-  return out;
+  return ENCODER_CONFIG.apply(base, ENCODER_CONFIG.fromQuery(new URLSearchParams(search), (m) => console.warn(m)));
 }

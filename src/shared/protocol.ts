@@ -202,6 +202,9 @@ export const holderEntrySchema = z
   })
   .strict();
 
+/** One STUN/TURN server as tabs get it in `welcome` (the server's --ice-servers entries). */
+export const iceServerSchema = z.object({ urls: z.union([z.string(), z.array(z.string())]), username: z.string().optional(), credential: z.string().optional() });
+
 export const serverMessageSchema = z.discriminatedUnion('type', [
   z
     .object({
@@ -211,7 +214,7 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
       /** Proves this id on a reconnect (hello.resume). */
       resume: z.string().max(64),
       heartbeatMs: z.number().int().positive(),
-      iceServers: z.array(z.object({ urls: z.union([z.string(), z.array(z.string())]), username: z.string().optional(), credential: z.string().optional() })),
+      iceServers: z.array(iceServerSchema),
     })
     .strict(),
   z.object({ type: z.literal('job'), job: jobSchema }).strict(),

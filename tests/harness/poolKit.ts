@@ -3,7 +3,7 @@ import type { Job } from '../../src/shared/protocol.ts';
 import { fakeHash, type WsPeer } from './wsPeer.ts';
 
 /** Server options for tests whose fake encoders carry no bytes: no byte check before acceptance, no cross-checks. */
-export const BYTELESS = { verifyShardBytes: false, verifySampleRate: 0, verifyNewEncoderJobs: 0 } as const;
+export const BYTELESS = { testHooks: { verifyShardBytes: false }, verifySampleRate: 0, verifyNewEncoderJobs: 0 } as const;
 
 export const hashFor = (job: Job, index: number) => fakeHash(`${job.contentId}/${job.rendition}/${index}`);
 

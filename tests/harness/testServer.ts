@@ -2,13 +2,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadConfig, type ServerConfig } from '../../signaling/config.ts';
+import { loadConfig, type ServerConfigOverrides } from '../../signaling/config.ts';
 import { startServer, type RunningServer } from '../../signaling/server.ts';
 
 export interface TestServer extends RunningServer {
   dataDir: string;
   /** Stops the server and starts a new one on the same data directory (a restart). */
-  restart(overrides?: Partial<ServerConfig>): Promise<TestServer>;
+  restart(overrides?: ServerConfigOverrides): Promise<TestServer>;
   /** Stops the server and removes its data. */
   destroy(): Promise<void>;
 }
@@ -25,13 +25,13 @@ process.env.SHARDCAST_TOKEN ??= TEST_ADMIN_TOKEN;
 /** Headers that carry the test admin token. */
 export const adminHeaders = (token = TEST_ADMIN_TOKEN): Record<string, string> => ({ Authorization: `Bearer ${token}` });
 
-export async function startTestServer(overrides: Partial<ServerConfig> = {}, dataDir?: string): Promise<TestServer> {
+export async function startTestServer(overrides: ServerConfigOverrides = {}, dataDir?: string): Promise<TestServer> {
   const dir = dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'shardcast-test-'));
   const config = loadConfig([], {}, { port: 0, host: '0.0.0.0', dataDir: dir, log: false, snapshotDelayMs: 50, adminToken: TEST_ADMIN_TOKEN, ...overrides });
   const s = await startServer(config);
   return Object.assign(s, {
     dataDir: dir,
-    async restart(more: Partial<ServerConfig> = {}) {
+    async restart(more: ServerConfigOverrides = {}) {
       await s.close();
       return startTestServer({ ...overrides, ...more }, dir);
     },

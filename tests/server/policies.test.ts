@@ -165,7 +165,7 @@ describe('pool policies', () => {
 
   it('asks an encoder to restore a shard from the cache when its last holder leaves', async () => {
     // Real bytes here: the server checks them before accepting, and keeps them in its cache.
-    const s = await start({ cacheEnabled: true, verifyShardBytes: true });
+    const s = await start({ cacheEnabled: true, testHooks: { verifyShardBytes: true } });
     const id = await publish(s);
     const origin = track(await WsPeer.encoder(s.url));
     const { job } = await origin.next('job');

@@ -28,6 +28,7 @@ import WebSocket from 'ws';
 import { parseServerMessage, type ClientMessage, type HolderEntry, type Job, type ServerMessage } from '../../src/shared/protocol.ts';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { fixture, type FixtureName } from '../harness/fixtures.ts';
+import { parseChurnArgs } from './churnCli.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -1722,49 +1723,8 @@ export function formatReport(r: ChurnReport): string {
 
 // ---------------------------------------------------------------- CLI
 
-function parseArgs(argv: string[]): { opts: Partial<ChurnOptions>; json: boolean } {
-  const opts: Partial<ChurnOptions> = {};
-  const rec = opts as Record<string, unknown>;
-  let json = false;
-  const serverArgs: string[] = [];
-  const serverEnv: Record<string, string> = {};
-  const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--json') json = true;
-    else if (a === '--server-arg') serverArgs.push(argv[++i] ?? '');
-    else if (a === '--server-node-arg') (opts.serverNodeArgs ??= []).push(argv[++i] ?? '');
-    else if (a === '--server-env') {
-      const [k, ...v] = (argv[++i] ?? '').split('=');
-      serverEnv[k!] = v.join('=');
-    } else if (a === '--help' || a === '-h') {
-      console.log(`usage: npx tsx tests/sim/churn.ts [--json] [--server-arg FLAG]... [--server-env K=V]... [--server-node-arg FLAG]... [options]\n\noptions (default):\n${Object.entries(DEFAULT_CHURN_OPTIONS)
-        .filter(([k]) => k !== 'serverArgs' && k !== 'serverEnv' && k !== 'serverNodeArgs')
-        .map(([k, v]) => `  --${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).padEnd(24)} ${JSON.stringify(v)}`)
-        .join('\n')}`);
-      process.exit(0);
-    } else if (a.startsWith('--')) {
-      const k = camel(a.slice(2));
-      if (!(k in DEFAULT_CHURN_OPTIONS)) throw new Error(`unknown option ${a}`);
-      const def = DEFAULT_CHURN_OPTIONS[k as keyof ChurnOptions];
-      const raw = argv[++i];
-      if (raw === undefined) throw new Error(`${a} needs a value`);
-      if (typeof def === 'number') {
-        const n = Number(raw);
-        if (!Number.isFinite(n)) throw new Error(`${a}: expected a number, got ${raw}`);
-        rec[k] = n;
-      } else if (typeof def === 'boolean') rec[k] = /^(1|true|yes|on)$/i.test(raw);
-      else if (Array.isArray(def)) rec[k] = raw.split(',');
-      else throw new Error(`${a} cannot be set from the command line`);
-    } else throw new Error(`unexpected argument ${a}`);
-  }
-  if (serverArgs.length) opts.serverArgs = serverArgs;
-  if (Object.keys(serverEnv).length) opts.serverEnv = serverEnv;
-  return { opts, json };
-}
-
 if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
-  const { opts, json } = parseArgs(process.argv.slice(2));
+  const { opts, json } = parseChurnArgs(process.argv.slice(2), DEFAULT_CHURN_OPTIONS);
   runChurn({ log: (l) => console.error(l), ...opts }).then(
     (r) => {
       console.log(json ? JSON.stringify(r, null, 2) : formatReport(r));
