@@ -435,13 +435,14 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
         this.replicateBackoff.set(peer.id, this.now() + this.config.replicateTimeoutMs);
         return;
       case 'report-peer': {
-        this.emit('shard-rejected', { key: msg.key, peerId: msg.peerId, reason: `reported by ${peer.id}: ${msg.reason}` });
         // Only a report about a peer that claims the shard counts, and once per reporter and shard.
         const key = shardKeyString(msg.key);
         const once = `${peer.id} ${key} ${msg.peerId}`;
         if (!this.holders.get(key)?.has(msg.peerId) || this.reported.has(once)) return;
         this.reported.add(once);
         if (this.reported.size > 100_000) this.reported.clear();
+        // The event says a report counted (the /pool page and tests read it that way): emitted only past the checks above.
+        this.emit('shard-rejected', { key: msg.key, peerId: msg.peerId, reason: `reported by ${peer.id}: ${msg.reason}` });
         this.removeHolder(msg.peerId, key);
         this.noteInvalid(msg.peerId);
         return;

@@ -2,7 +2,10 @@
  * The /pool page in real Chromium against a real server: a WebSocket encoder
  * finishes one job (its shards show as ready cells with one holder in the
  * heat map), a second one fails its jobs until it is quarantined, and the
- * encoders table and the event list say so.
+ * encoders table and the event list say so. These encoders are fakes over
+ * the real protocol (fast, and a failing encoder on demand); the same page
+ * with real encoder tabs, byte checks and cross-checks on is in
+ * realTabs.test.ts.
  */
 import fs from 'node:fs';
 import type { Browser } from 'playwright';

@@ -13,6 +13,7 @@ import { countFrames, fixture } from '../harness/fixtures.ts';
 import { NodePeer } from '../harness/nodePeer.ts';
 import { decodeErrors, psnr, silences, streams } from '../harness/referee.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
+import { WsPeer } from '../harness/wsPeer.ts';
 
 let browser: Browser;
 let server: TestServer | undefined;
@@ -145,10 +146,31 @@ describe('viewer', () => {
     expect(await v.page.textContent('[data-testid="download-report"]')).toMatch(/34 video shards, 34 audio/);
   });
 
-  it('catches a peer serving corrupted bytes by hash, reports it, and still plays to the end', async () => {
+  it('catches a peer serving corrupted bytes by hash; the report counts against it (quarantine), and reports the server can refute do not', async () => {
     server = await startTestServer({});
+    // Every counted report, kept here: the pool's own list holds only its last 200 events.
+    const rejected: string[] = [];
+    server.pool.on('shard-rejected', (e) => rejected.push(e.peerId));
+    const rejectedEvents = (peerId: string) => rejected.filter((p) => p === peerId).length;
     const { json } = await upload(server.url, fs.readFileSync(await fixture('av-2997')));
     const { map, encoders } = await encodeAll(json.id, 1, true);
+    const honestId = await encoders[0]!.page.evaluate(() => (window as any).shardcastEncoder.state.peerId as string);
+    const top = map.renditions[0]!.id;
+
+    // A viewer accuses the honest tab. The server can refute a report about a shard the tab does not
+    // claim, and a second report of one shard; a report about a shard it does claim it cannot
+    // (that one counts, and shows the forger's messages are read at all).
+    const forger = await WsPeer.viewer(server.url);
+    const accuse = (index: number) => forger.send({ type: 'report-peer', peerId: honestId, key: { contentId: json.id, rendition: top, index }, reason: 'forged' });
+    accuse(map.shards.length + 3);
+    accuse(0);
+    accuse(0);
+    await processed(forger, json.id);
+    forger.close();
+    expect(server.pool.health.get(honestId).invalid).toBe(1);
+    expect(server.pool.health.isQuarantined(honestId)).toBe(false);
+    expect(rejectedEvents(honestId)).toBe(1);
+
     // The honest tab leaves; a liar announces every shard with the accepted hash and serves garbage.
     await encoders[0]!.context.close();
     const served = new Map<string, { bytes: Uint8Array; sha256: string }>();
@@ -167,8 +189,16 @@ describe('viewer', () => {
     expect(r.stats.hashFailures).toBeGreaterThan(0);
     expect(r.stats.fromPeers).toBe(0); // nothing unverified was ever used
     expect(r.stats.fromCache).toBe(map.shards.length * 2);
-    const reports = server.pool.recentEvents.filter((e) => e.type === 'shard-rejected' && (e.detail as { peerId: string }).peerId === liar.ws.peerId);
-    expect(reports.length).toBeGreaterThan(0);
+
+    // The viewer's reports counted: the liar's record in /api/pool has them, and they put it in quarantine.
+    const pool = (await (await fetch(`${server.url}/api/pool`)).json()) as { peers: { id: string; health?: { invalid: number; quarantinedUntil: number; quarantineReason?: string } }[] };
+    const health = pool.peers.find((p) => p.id === liar.ws.peerId)?.health;
+    expect(health?.invalid).toBeGreaterThanOrEqual(server.config.quarantineAfterInvalid);
+    expect(health?.quarantinedUntil).toBeGreaterThan(Date.now());
+    expect(health?.quarantineReason).toMatch(/invalid shards/);
+    // One event per counted report, and only those.
+    expect(rejectedEvents(liar.ws.peerId)).toBe(health!.invalid);
+    expect(rejectedEvents(honestId)).toBe(1);
   });
 
   it('falls back to the cache when the encoder holding the rest dies mid-play', async () => {
@@ -292,6 +322,20 @@ describe('viewer', () => {
     const origin = await encoders[0]!.page.evaluate(() => (window as any).shardcastEncoder.state.peerId as string);
     expect(server.pool.recentEvents.some((e) => e.type === 'replica-stored' && (e.detail as { peerId: string }).peerId === idleId)).toBe(true);
     for (const [, set] of heldByIdle) expect(set.has(origin)).toBe(true);
+
+    // The replicas serve: with the origin gone (and no cache), a second viewer gets them from the idle tab.
+    // (That viewer would keep to the origin while it was there: it prefers peers it is already connected to.)
+    const replicaKeys = new Set(heldByIdle.map(([k]) => k));
+    await encoders[0]!.context.close();
+    const served0 = await idle.page.evaluate(() => (window as any).shardcastEncoder.state.shardsServed as number);
+    const w = await open(`/watch/${json.id}?cache=0&missingGraceMs=300`);
+    const r = await watchToEnd(w);
+    const fromReplicas = [...r.video.map((c, i) => ['video', i, c] as const), ...r.audio.map((c, i) => ['audio', i, c] as const)]
+      .filter(([track, i, c]) => c.status === 'appended' && replicaKeys.has(shardKeyString({ contentId: json.id, rendition: track === 'audio' ? 'audio' : c.rendition!, index: i })));
+    expect(fromReplicas.length).toBeGreaterThan(0);
+    for (const [, , c] of fromReplicas) expect(c.source).toBe(idleId);
+    const served = await idle.page.evaluate(() => (window as any).shardcastEncoder.state.shardsServed as number);
+    expect(served - served0).toBeGreaterThanOrEqual(fromReplicas.length);
   });
 
   it('with no source for any shard, every shard is skipped and the page still reaches ended', async () => {
@@ -345,3 +389,10 @@ async function cachedShard(url: string): Promise<Response> {
 }
 
 const timelineConcealed = (t: TrackedPage) => t.page.locator('[data-concealed="hold"], [data-concealed="silence"]').count();
+
+/** Resolves once the server has handled everything `p` sent before: it answers one socket's messages in order. */
+async function processed(p: WsPeer, contentId: string): Promise<void> {
+  const requestId = Math.floor(Math.random() * 1e9);
+  p.send({ type: 'locate', requestId, contentId, from: 0, count: 1 });
+  await p.next('holders', (m) => m.requestId === requestId);
+}

@@ -36,6 +36,7 @@ import { fixture, type FixtureName } from '../harness/fixtures.ts';
 import { waitFor } from '../harness/poolKit.ts';
 import { memoryOf, spawnServer, stopServer, type ServerProcess } from '../harness/serverProcess.ts';
 import { fakeHash, WsPeer } from '../harness/wsPeer.ts';
+import { rng } from '../harness/rng.ts';
 
 const INPUTS = Number(process.env.SHARDCAST_FUZZ_INPUTS ?? 2000);
 const UPLOADS = Number(process.env.SHARDCAST_FUZZ_UPLOADS ?? 20);
@@ -54,17 +55,6 @@ const PER_SOCKET = 120;
  */
 const RSS_GROWTH_BOUND = 64 * 2 ** 20;
 
-/** mulberry32: a small deterministic generator, so a failing run can be repeated with its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 let srv: ServerProcess;
 let dataDir: string;

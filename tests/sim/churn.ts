@@ -29,6 +29,7 @@ import { parseServerMessage, type ClientMessage, type HolderEntry, type Job, typ
 import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { fixture, type FixtureName } from '../harness/fixtures.ts';
 import { parseChurnArgs } from './churnCli.ts';
+import { rng } from '../harness/rng.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -286,17 +287,6 @@ export interface ChurnReport {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** mulberry32: a seeded generator, so a run's choices can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function dist(xs: number[]): Dist {
   const s = [...xs].sort((a, b) => a - b);
