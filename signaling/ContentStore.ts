@@ -13,13 +13,20 @@
  * Accepted shards are appended to the log synchronously, so a crash right
  * after `shard-accepted` loses nothing; snapshots are rewritten lazily and the
  * log is replayed over them at start.
+ *
+ * The store is the only writer of shard-variant state (accept, revoke, mark
+ * failed). A variant's public `status` is computed, never stored: failed if
+ * marked, ready if accepted (and not orphaned), encoding if a job has it in
+ * flight, else pending. The live half (in flight, orphaned) comes from the
+ * pool through setLiveState; it is not written to disk.
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { ProbeFacts } from '../src/shared/media.ts';
-import { parseShardMap, readiness, type ShardMap, type ShardRenditionState } from '../src/shared/shardMap.ts';
+import { parseShardMap, readiness, type ShardMap, type ShardRenditionState, type ShardStatus } from '../src/shared/shardMap.ts';
+import { variantKeyString } from '../src/shared/variantKey.ts';
 import { readJson, removeTempFiles, writeFileAtomic, writeFileAtomicSync } from './fsutil.ts';
 import { ShardcastError } from '../src/shared/errors.ts';
 
@@ -68,9 +75,18 @@ interface AcceptedLine {
 
 export type AcceptedVariant = Pick<AcceptedLine, 'sha256' | 'size' | 'engine' | 'lead' | 'tail'>;
 
+/** The pool's live state of a variant, which the public status depends on; `key` is variantKeyString()'s form. */
+export interface LiveVariantState {
+  /** A job has it in flight. */
+  encoding(key: string): boolean;
+  /** Accepted, but its last holder is gone and it is to be encoded again. */
+  orphaned(key: string): boolean;
+}
+
+const NO_LIVE_STATE: LiveVariantState = { encoding: () => false, orphaned: () => false };
+
 function acceptedFields(a: AcceptedVariant): Partial<ShardRenditionState> {
   return {
-    status: 'ready',
     sha256: a.sha256,
     size: a.size,
     ...(a.engine !== undefined && { engine: a.engine }),
@@ -80,7 +96,6 @@ function acceptedFields(a: AcceptedVariant): Partial<ShardRenditionState> {
 }
 
 function withdraw(st: ShardRenditionState): void {
-  st.status = 'pending';
   delete st.sha256;
   delete st.size;
   delete st.engine;
@@ -104,6 +119,9 @@ export function storedFacts(f: ProbeFacts): StoredFacts {
 export class ContentStore {
   private readonly contents = new Map<string, Content>();
   private readonly snapshotTimers = new Map<string, NodeJS.Timeout>();
+  /** Variants marked failed (out of attempts); durable through the snapshot. */
+  private readonly failed = new WeakSet<ShardRenditionState>();
+  private live: LiveVariantState = NO_LIVE_STATE;
   private closed = false;
   readonly contentsDir: string;
   readonly tmpDir: string;
@@ -132,10 +150,8 @@ export class ContentStore {
         await removeTempFiles(dir);
         const meta = (await readJson(path.join(dir, 'meta.json'))) as ContentMeta;
         const map = parseShardMap(await readJson(path.join(dir, 'map.json')));
+        this.computeStatus(meta.id, map);
         const replayed = this.replay(dir, map);
-        // Live states (encoding) are meaningless after a restart.
-        for (const s of map.shards)
-          for (const st of Object.values(s.renditions)) if (st.status === 'encoding') st.status = 'pending';
         this.contents.set(meta.id, { meta, map });
         if (replayed > 0) this.scheduleSnapshot(meta.id);
       } catch (e) {
@@ -171,12 +187,44 @@ export class ContentStore {
         }
         const st = map.shards[a.index]?.renditions[a.rendition];
         if (!st) continue;
+        this.failed.delete(st);
         if (a.revoked) withdraw(st);
         else Object.assign(st, acceptedFields(a));
         n++;
       }
     }
     return n;
+  }
+
+  /** The pool's live state, for computing each variant's public status (the default: nothing in flight or orphaned). */
+  setLiveState(live: LiveVariantState): void {
+    this.live = live;
+  }
+
+  /**
+   * Replaces each variant's stored `status` with a computed one (see the
+   * module comment). Of a loaded document only 'failed' is kept: 'ready' is
+   * the presence of an accepted hash, and 'encoding' (written by older
+   * versions) meant nothing after a restart.
+   */
+  private computeStatus(contentId: string, map: ShardMap): void {
+    for (const s of map.shards) {
+      for (const [rendition, st] of Object.entries(s.renditions)) {
+        if (st.status === 'failed') this.failed.add(st);
+        // The key string is made on first read: the scheduler reads statuses in its hot loop.
+        let key: string | undefined;
+        const keyOf = () => (key ??= variantKeyString({ contentId, rendition, index: s.index }));
+        Object.defineProperty(st, 'status', {
+          enumerable: true,
+          configurable: true,
+          get: (): ShardStatus => {
+            if (this.failed.has(st)) return 'failed';
+            if (st.sha256 !== undefined && !this.live.orphaned(keyOf())) return 'ready';
+            return this.live.encoding(keyOf()) ? 'encoding' : 'pending';
+          },
+        });
+      }
+    }
   }
 
   newUploadPath(): string {
@@ -206,6 +254,7 @@ export class ContentStore {
       await fsp.rm(staging, { recursive: true, force: true });
       throw e;
     }
+    this.computeStatus(meta.id, map);
     const c = { meta, map };
     this.contents.set(meta.id, c);
     return c;
@@ -245,6 +294,7 @@ export class ContentStore {
     if (!c || !st) throw new ShardcastError('unknown-shard', `no shard ${id}/${rendition}/${index}`);
     const line: AcceptedLine = { rendition, index, ...variant };
     fs.appendFileSync(path.join(this.contentsDir, id, 'accepted.jsonl'), JSON.stringify(line) + '\n');
+    this.failed.delete(st);
     Object.assign(st, acceptedFields(variant));
     this.scheduleSnapshot(id);
   }
@@ -256,7 +306,16 @@ export class ContentStore {
     if (!c || !st || st.status !== 'ready' || !st.sha256) return;
     const line: AcceptedLine = { rendition, index, revoked: true, sha256: st.sha256, size: st.size ?? 0 };
     fs.appendFileSync(path.join(this.contentsDir, id, 'accepted.jsonl'), JSON.stringify(line) + '\n');
+    this.failed.delete(st);
     withdraw(st);
+    this.scheduleSnapshot(id);
+  }
+
+  /** Marks a variant failed (it ran out of attempts): it is not given out again. Saved with the next snapshot. */
+  markFailed(id: string, rendition: string, index: number): void {
+    const st = this.contents.get(id)?.map.shards[index]?.renditions[rendition];
+    if (!st) throw new Error(`no shard ${id}/${rendition}/${index}`);
+    this.failed.add(st);
     this.scheduleSnapshot(id);
   }
 
@@ -322,15 +381,14 @@ export class ContentStore {
     await fsp.rm(old, { force: true });
   }
 
-  /** The map as it should be on disk: live states (encoding) are not persisted. */
+  /** The map as it should be on disk: the durable status only (failed, ready when accepted, else pending), no live state. */
   private persistable(map: ShardMap): ShardMap {
+    const durable = (st: ShardRenditionState): ShardStatus => (this.failed.has(st) ? 'failed' : st.sha256 !== undefined ? 'ready' : 'pending');
     return {
       ...map,
       shards: map.shards.map((s) => ({
         ...s,
-        renditions: Object.fromEntries(
-          Object.entries(s.renditions).map(([k, st]) => [k, st.status === 'encoding' ? { ...st, status: 'pending' as const } : st]),
-        ),
+        renditions: Object.fromEntries(Object.entries(s.renditions).map(([k, st]) => [k, { ...st, status: durable(st) }])),
       })),
     };
   }

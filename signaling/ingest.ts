@@ -25,6 +25,7 @@ export function cleanName(raw: string | undefined): string {
   } catch {
     /* keep as sent */
   }
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this strips from a file name.
   name = name.replace(/^.*[\\/]/, '').replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 200);
   return name || 'untitled';
 }

@@ -132,7 +132,7 @@ class Connection {
     try {
       const r = parseClientMessage(raw);
       if (!r.ok) {
-        pool.counters.badMessages++;
+        pool.badMessage(this.peerId, r.code);
         this.conn.send({ type: 'error', code: r.code, message: r.message, ...(r.ref !== undefined && { ref: r.ref }) });
         if (++this.bad >= MAX_CONSECUTIVE_BAD) this.ws.close(1008, 'too many invalid messages');
         return;

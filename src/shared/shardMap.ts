@@ -9,6 +9,7 @@
 import { z } from 'zod';
 import type { ProbeFacts } from './media.ts';
 import { ShardcastError } from './errors.ts';
+import { variantKeyString, type VariantKey } from './variantKey.ts';
 
 export const SHARD_MAP_VERSION = 1;
 
@@ -156,16 +157,11 @@ export type Shard = z.infer<typeof shardSchema>;
 export type ShardOverrides = z.infer<typeof shardOverridesSchema>;
 export type ShardMap = z.infer<typeof shardMapSchema>;
 
-/** A shard variant: one shard in one rendition. */
-export interface ShardKey {
-  contentId: string;
-  rendition: string;
-  index: number;
-}
+/** A shard variant: one shard in one rendition (the same type as VariantKey). */
+export type ShardKey = VariantKey;
 
-export function shardKeyString(k: ShardKey): string {
-  return `${k.contentId}/${k.rendition}/${k.index}`;
-}
+/** The key's one string form (see variantKeyString). */
+export const shardKeyString = variantKeyString;
 
 export function isVideoRendition(r: Rendition): r is VideoRendition {
   return 'video' in r;

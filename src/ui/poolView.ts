@@ -3,6 +3,7 @@
  * (its types live in src/shared/api.ts): readable event lines, shard keys,
  * and the heat map's layout.
  */
+import { parseVariantKey } from '../shared/variantKey.ts';
 
 import type { PoolEvent } from '../shared/api.ts';
 export type { ContentHeat, EncoderHealth, JobClass, JobView, PeerView, PoolEvent, PoolSnapshot, RenditionHeat } from '../shared/api.ts';
@@ -24,9 +25,7 @@ export function parseKey(key: unknown): { contentId: string; rendition: string; 
     if (typeof k.contentId === 'string' && typeof k.rendition === 'string' && typeof k.index === 'number') return { contentId: k.contentId, rendition: k.rendition, index: k.index };
     return undefined;
   }
-  if (typeof key !== 'string') return undefined;
-  const m = /^(.+)\/([^/]+)\/(\d+)$/.exec(key);
-  return m ? { contentId: m[1]!, rendition: m[2]!, index: Number(m[3]) } : undefined;
+  return typeof key === 'string' ? parseVariantKey(key) : undefined;
 }
 
 /** "shard 12 180p of clip.mp4" (the content's name when known). */

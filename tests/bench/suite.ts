@@ -175,6 +175,7 @@ async function rawDataChannel(from: TrackedPage, to: TrackedPage): Promise<(byte
   for (const t of [from, to]) await t.page.evaluate('window.__name ??= (f) => f');
   const gather = `(pc) => new Promise((r) => { if (pc.iceGatheringState === 'complete') r(); else pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && r()); })`;
   const offer = await from.page.evaluate(async (gatherSrc) => {
+    // biome-ignore lint/security/noGlobalEval: the page gets the helper's source text (a function cannot cross page.evaluate).
     const gather = eval(gatherSrc);
     const pc = new RTCPeerConnection({ iceServers: [] });
     const dc = pc.createDataChannel('raw', { ordered: true });
@@ -192,6 +193,7 @@ async function rawDataChannel(from: TrackedPage, to: TrackedPage): Promise<(byte
     return pc.localDescription!.toJSON();
   }, gather);
   const answer = await to.page.evaluate(async ({ offer, gatherSrc }) => {
+    // biome-ignore lint/security/noGlobalEval: the page gets the helper's source text (a function cannot cross page.evaluate).
     const gather = eval(gatherSrc);
     const pc = new RTCPeerConnection({ iceServers: [] });
     const channel = new Promise<RTCDataChannel>((resolve) =>

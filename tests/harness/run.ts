@@ -5,8 +5,9 @@
  * 1. A browser: SHARDCAST_CHROMIUM, else /usr/bin/chromium, else (root on
  *    Debian) apt-get install chromium, else Playwright's own; else a clear error.
  * 2. Native ffmpeg/ffprobe for fixtures (the referee): likewise.
- * 3. The web app, built once (vite build).
- * 4. vitest, in `unshare -n` with a veth pair and a default route, so WebRTC
+ * 3. The linter (Biome): errors fail the run.
+ * 4. The web app, built once (vite build).
+ * 5. vitest, in `unshare -n` with a veth pair and a default route, so WebRTC
  *    gathers a host candidate and no test traffic leaves the namespace. Without
  *    root: the host network, which must have an interface other than loopback.
  *
@@ -70,12 +71,18 @@ if (!has('ffmpeg') || !has('ffprobe')) {
   }
 }
 
-// 3. The app the server tests serve.
+// 3. The linter (Biome, biome.jsonc): its errors fail the run, as a failing test would. Skipped with the
+// build, since SHARDCAST_SKIP_BUILD=1 is for quick re-runs of a few files.
+if (!bench && process.env.SHARDCAST_SKIP_BUILD !== '1') {
+  if (run('npx', ['biome', 'lint', '--diagnostic-level=error'], { cwd: root }) !== 0) fail('the linter found errors (npm run lint shows them)');
+}
+
+// 4. The app the server tests serve.
 if (process.env.SHARDCAST_SKIP_BUILD !== '1') {
   if (run('npx', ['vite', 'build', '--logLevel', 'warn'], { cwd: root }) !== 0) fail('vite build failed');
 }
 
-// 4. vitest, in a namespace of our own where possible.
+// 5. vitest, in a namespace of our own where possible.
 const env: NodeJS.ProcessEnv = { ...process.env, SHARDCAST_CHROMIUM: browser.path ?? '' };
 const vitest = bench
   ? [path.join(root, 'node_modules/tsx/dist/cli.mjs'), path.join(root, 'tests/bench/suite.ts'), ...args]

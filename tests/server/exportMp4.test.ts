@@ -63,7 +63,9 @@ function jobOf(rendition: string, indices: number[], extra: Partial<Job> = {}): 
 async function encodeVideo(rendition: string, indices: number[], preset: string): Promise<void> {
   const out = fs.mkdtempSync(path.join(dir, 'v-'));
   await run('ffmpeg', ['-v', 'error', ...videoJobArgs(jobOf(rendition, indices), 0, source, { preset }, path.join(out, 'shard_%04d.mp4'))]);
-  indices.forEach((i, k) => files.set(`${rendition}/${i}`, new Uint8Array(fs.readFileSync(path.join(out, segmentName(k))))));
+  indices.forEach((i, k) => {
+    files.set(`${rendition}/${i}`, new Uint8Array(fs.readFileSync(path.join(out, segmentName(k)))));
+  });
 }
 
 /** One audio run, with the lead and tail packets the pool asks for where runs meet. */

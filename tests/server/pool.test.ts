@@ -274,7 +274,7 @@ describe('pool manager', () => {
     ];
     // Many clients send garbage at once, each before and after joining.
     const attackers = await Promise.all(Array.from({ length: 10 }, () => WsPeer.connect(s.url)));
-    attackers.forEach((p) => track(p));
+    for (const p of attackers) track(p);
     for (const p of attackers) for (const g of garbage.slice(0, 9)) p.sendRaw(g);
     await Promise.all(attackers.map((p) => p.next('error', (m) => m.code === 'bad-message')));
     // Joined clients sending nonsense get errors for each message.

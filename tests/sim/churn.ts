@@ -646,7 +646,8 @@ class SimEncoder extends SimClient {
         return;
       case 'job-cancel':
         this.cancelsSeen.add(msg.jobId);
-        return this.cancel(msg.jobId);
+        this.cancel(msg.jobId);
+        return;
       case 'shard-accepted':
       case 'shard-rejected': {
         const k = keyStr(msg.key.contentId, msg.key.rendition, msg.key.index);
@@ -664,9 +665,11 @@ class SimEncoder extends SimClient {
         return;
       }
       case 'replicate':
-        return this.replicate(msg);
+        this.replicate(msg);
+        return;
       case 'release':
-        return this.release(msg);
+        this.release(msg);
+        return;
       default:
         return;
     }
@@ -795,7 +798,10 @@ class SimEncoder extends SimClient {
       bump(this.sim.r.protocol.errors, `sim:replicate-failed:${reason}`);
       this.send({ type: 'replicate-failed', key: msg.key, reason });
     };
-    if (msg.sha256 !== simSha(k)) return fail('hash differs from what every encoder makes');
+    if (msg.sha256 !== simSha(k)) {
+      fail('hash differs from what every encoder makes');
+      return;
+    }
     const t = setTimeout(
       () => {
         if (!this.live) return;
@@ -1549,7 +1555,9 @@ export async function runChurn(opts: Partial<ChurnOptions> = {}): Promise<ChurnR
           // An exact split, so a short run always has both kinds.
           const silent = Math.round(n * o.batchSilentFraction);
           sim.log(`batch: ${n} of ${live.length} encoders leave at once (${silent} go silent)`);
-          live.slice(0, n).forEach((e, i) => e.depart(i < silent ? 'batch-silent' : 'batch-close'));
+          live.slice(0, n).forEach((e, i) => {
+            e.depart(i < silent ? 'batch-silent' : 'batch-close');
+          });
         }
       }, 100),
     );

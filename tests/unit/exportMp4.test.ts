@@ -10,30 +10,12 @@ import {
   pickVideoRendition,
   withInbandParameterSets,
 } from '../../src/shared/exportMp4.ts';
-import type { ProbeFacts } from '../../src/shared/media.ts';
+import { avFacts } from './facts.ts';
 import { AAC_PACKET_SAMPLES, buildShardMap, type Rendition } from '../../src/shared/shardMap.ts';
 
 function mapOf(seconds: number, renditions?: Rendition[]) {
   const fps = 30000 / 1001;
-  const n = Math.floor(seconds * fps);
-  const facts: ProbeFacts = {
-    container: 'mp4',
-    mimeType: 'video/mp4',
-    duration: seconds,
-    timeOrigin: 0,
-    size: 1,
-    video: {
-      codec: 'avc',
-      width: 640,
-      height: 360,
-      fps,
-      frameTimes: Array.from({ length: n }, (_, i) => i / fps),
-      lastFrameDuration: 1 / fps,
-      keyframeTimes: [0],
-      variableFrameRate: false,
-    },
-    audio: { codec: 'aac', sampleRate: 48000, channels: 2, start: 0, duration: seconds },
-  };
+  const facts = avFacts(seconds, { fps, width: 640, height: 360, frames: Math.floor(seconds * fps) });
   return buildShardMap({ contentId: 'c', facts, ...(renditions && { renditions }) });
 }
 

@@ -1,31 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import type { ProbeFacts } from '../../src/shared/media.ts';
 import { buildShardMap } from '../../src/shared/shardMap.ts';
 import { planRun } from '../../signaling/jobs.ts';
+import { avFacts } from './facts.ts';
 
 const opts = { jobSeconds: 3, jobMaxSeconds: 5, audioJobSeconds: 30 };
 
 function mapOf(seconds: number, fps = 30) {
-  const n = Math.round(seconds * fps);
-  const facts: ProbeFacts = {
-    container: 'mp4',
-    mimeType: 'video/mp4',
-    duration: seconds,
-    timeOrigin: 0,
-    size: 1,
-    video: {
-      codec: 'avc',
-      width: 320,
-      height: 180,
-      fps,
-      frameTimes: Array.from({ length: n }, (_, i) => i / fps),
-      lastFrameDuration: 1 / fps,
-      keyframeTimes: [0],
-      variableFrameRate: false,
-    },
-    audio: { codec: 'aac', sampleRate: 48000, channels: 2, start: 0, duration: seconds },
-  };
-  return buildShardMap({ contentId: 'c', facts });
+  return buildShardMap({ contentId: 'c', facts: avFacts(seconds, { fps }) });
 }
 
 const all = () => true;

@@ -24,6 +24,9 @@ function fakePool() {
   let conn: FakeConn | undefined;
   const pool = {
     counters: { badMessages: 0 },
+    badMessage() {
+      pool.counters.badMessages++;
+    },
     join(c: FakeConn) {
       conn = c;
       return 'peer1';
