@@ -30,7 +30,9 @@ export class WatchState {
       }),
       v.on('stats', () => this.copyStats(v)),
     ];
-    return () => offs.forEach((off) => off());
+    return () => {
+      for (const off of offs) off();
+    };
   }
 
   private copyStats(v: Viewer): void {
