@@ -1,44 +1,28 @@
 /**
- * The encoder tab's core: joins the pool, runs the jobs it is given one at a
- * time, keeps what it made, and serves it to peers. The page (src/ui) only
- * renders `EncoderState` and calls start()/stop().
+ * The encoder tab's composition root: joins the pool, runs the jobs it is
+ * given one at a time, keeps what it made, and serves it to peers. It owns
+ * the page state (`EncoderState`, which the page renders on `update`) and
+ * wires the controllers, which talk to it through typed events: EngineOffer
+ * (engines, builds, benchmarks), JobExecutor (queue, job runs, upload,
+ * shard-ready), Replicator (copies the pool asks for) and the ShardStore.
  */
-import Peer from 'simple-peer/simplepeer.min.js';
 import { TypedEmitter } from '../shared/events.ts';
-import { PeerManager, type PeerCtor } from '../shared/PeerManager.ts';
-import { apiUrl } from '../shared/api.ts';
-import { PoolClient, poolUrl } from '../shared/PoolClient.ts';
-import type { Capabilities, Job, ServerMessage } from '../shared/protocol.ts';
-import { sha256Hex } from '../shared/wire.ts';
-import { ServeLimiter, ShardTransfer } from '../shared/ShardTransfer.ts';
-import { shardKeyString, type ShardKey, type VideoSpec } from '../shared/shardMap.ts';
-import { webCodecsH264BitrateScale, type EncoderConfig } from './config.ts';
-import { FFMPEG_CORE_BUILD, FFMPEG_CORE_MT_BUILD, FfmpegEngine, WatchdogError, type FfmpegCoreKind } from './FfmpegEngine.ts';
-import { runJob, type EngineName } from './JobRunner.ts';
-import { benchmarkWebCodecs, webCodecsBuild, webCodecsCodecs } from './WebCodecsEngine.ts';
+import { PeerManager } from '../net/PeerManager.ts';
+import { PoolClient, poolUrl } from '../net/PoolClient.ts';
+import type { Capabilities } from '../shared/protocol.ts';
+import { ServeLimiter, ShardTransfer } from '../net/ShardTransfer.ts';
+import { shardKeyString } from '../shared/shardMap.ts';
+import type { EncoderConfig } from './config.ts';
+import { EngineOffer, type EngineReport } from './EngineOffer.ts';
+import { FfmpegEngine, type FfmpegCoreKind } from './FfmpegEngine.ts';
+import { JobExecutor, type CurrentJob } from './JobExecutor.ts';
+import { Replicator } from './Replicator.ts';
 import { IndexedDbPersistence, ShardStore } from './ShardStore.ts';
 
+export type { CurrentJob } from './JobExecutor.ts';
+export type { EngineReport } from './EngineOffer.ts';
+
 export const ENGINE_NAME = 'ffmpeg-wasm';
-
-/** One engine as the join benchmark found it. */
-export interface EngineReport {
-  name: EngineName;
-  /** "name@build", the value shard-ready carries for shards this engine made. */
-  build: string;
-  codecs: string[];
-  /** Seconds of 320x180 output per wall second in the join benchmark. */
-  speed: number | undefined;
-  fps: number | undefined;
-}
-
-export interface CurrentJob {
-  id: string;
-  label: string;
-  shards: number;
-  progress: number;
-  fps: number;
-  startedAt: number;
-}
 
 export interface EncoderState {
   connection: 'connecting' | 'open' | 'closed';
@@ -113,18 +97,13 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     log: [],
   };
   readonly engine: FfmpegEngine;
-  /** Video codecs this browser encodes with WebCodecs (empty when it has none, or its benchmark failed). */
-  private webCodecs: VideoSpec['codec'][] = [];
-  private webCodecsBuild = 'unknown';
-  private webCodecsFailuresInARow = 0;
+  private readonly offer: EngineOffer;
+  private readonly jobs: JobExecutor;
+  private readonly replicator: Replicator;
   private readonly store: ShardStore;
   private readonly pool: PoolClient;
   private readonly peers: PeerManager;
   private readonly limiter: ServeLimiter;
-  private readonly queue: Job[] = [];
-  private readonly cancelled = new Set<string>();
-  private running = false;
-  private lastProgressSent = 0;
 
   constructor(
     private readonly config: EncoderConfig,
@@ -137,49 +116,60 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
       this.pool.send({ type: 'shard-dropped', key: s.key });
     });
     this.limiter = new ServeLimiter(config.maxConcurrentServes);
-    this.pool = new PoolClient({
+    this.pool = this.connectPool();
+    this.peers = this.servePeers();
+    const send = this.pool.send.bind(this.pool);
+    this.offer = new EngineOffer(this.engine, config);
+    this.offer.on('log', ({ line }) => this.logLine(line));
+    this.jobs = this.runJobs(send);
+    this.replicator = new Replicator(this.peers, this.store, send, config.replicateTimeoutMs, base);
+    this.replicator.on('stored', () => this.state.replicasTaken++);
+    this.replicator.on('log', ({ line }) => this.logLine(line));
+    this.watchVisibility();
+  }
+
+  /** The pool connection: hello with our capabilities and holdings, heartbeats with our load, and the pool's orders. */
+  private connectPool(): PoolClient {
+    const pool = new PoolClient({
       url: poolUrl(),
-      reconnectMs: config.reconnectMs,
+      reconnectMs: this.config.reconnectMs,
       hello: () => ({
         role: 'encoder',
         capabilities: this.capabilities(),
         holdings: this.store.list().map((s) => ({ key: s.key, sha256: s.sha256, size: s.size })),
       }),
-      heartbeat: () => ({ activeJobs: this.running ? 1 : 0, heldBytes: this.store.usedBytes, peers: this.peers.links.length, serving: this.limiter.busy }),
+      heartbeat: () => ({ activeJobs: this.jobs.busy ? 1 : 0, heldBytes: this.store.usedBytes, peers: this.peers.links.length, serving: this.limiter.busy }),
     });
-    this.pool.on('state', ({ state }) => {
+    pool.on('state', ({ state }) => {
       this.state.connection = state;
-      this.state.peerId = this.pool.peerId;
-      if (state === 'closed') {
-        // The pool re-queues our jobs when we drop; do not finish stale ones.
-        for (const j of this.queue.splice(0)) this.cancelled.add(j.id);
-        if (this.state.current) this.cancelled.add(this.state.current.id);
-      }
+      this.state.peerId = pool.peerId;
+      // The pool re-queues our jobs when we drop; do not finish stale ones.
+      if (state === 'closed') this.jobs.cancelAll();
       this.changed();
     });
-    this.pool.on('job', ({ job }) => {
-      this.queue.push(job);
-      void this.pump();
-    });
-    this.pool.on('job-cancel', ({ jobId, reason }) => {
-      this.cancelled.add(jobId);
-      const i = this.queue.findIndex((j) => j.id === jobId);
-      if (i >= 0) this.queue.splice(i, 1);
+    pool.on('job', ({ job }) => this.jobs.add(job));
+    pool.on('job-cancel', ({ jobId, reason }) => {
+      this.jobs.cancel(jobId);
       this.logLine(`job ${jobId.slice(0, 6)} cancelled: ${reason}`);
     });
-    this.pool.on('error', (e) => this.logLine(`pool: ${e.code}: ${e.message}`));
-    this.pool.on('replicate', (m) => void this.replicate(m));
-    this.pool.on('release', ({ key, reason }) => {
+    pool.on('error', (e) => this.logLine(`pool: ${e.code}: ${e.message}`));
+    pool.on('replicate', (m) => void this.replicator.replicate(m));
+    pool.on('release', ({ key, reason }) => {
       void this.store.delete(key).then(() => this.changed());
       this.logLine(`released ${shardKeyString(key)} (${reason})`);
     });
-    this.pool.on('shard-rejected', ({ key, reason }) => {
+    pool.on('shard-rejected', ({ key, reason }) => {
       // The pool will not send viewers here for it: no point keeping it.
       void this.store.delete(key).then(() => this.changed());
       this.logLine(`pool rejected ${shardKeyString(key)}: ${reason}`);
     });
-    this.peers = new PeerManager(this.pool, Peer as unknown as PeerCtor, { maxPeers: config.maxPeers });
-    this.peers.on('link', ({ link }) => {
+    return pool;
+  }
+
+  /** Peer links: every link serves our store, within the tab-wide serve limit. */
+  private servePeers(): PeerManager {
+    const peers = new PeerManager(this.pool, { maxPeers: this.config.maxPeers });
+    peers.on('link', ({ link }) => {
       const t = ShardTransfer.of(link, { get: (k) => this.store.get(k) }, this.limiter);
       t.on('served', ({ bytes }) => {
         this.state.bytesServed += bytes;
@@ -189,28 +179,32 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
       link.on('open', () => this.updatePeers());
       link.on('close', () => this.updatePeers());
     });
-    this.engine.onProgress = (p) => {
-      if (!this.state.current) return;
-      this.state.current.progress = p;
-      const now = performance.now();
-      if (now - this.lastProgressSent > 500) {
-        this.lastProgressSent = now;
-        this.pool.send({ type: 'job-progress', jobId: this.state.current.id, progress: Math.min(1, Math.max(0, p)), fps: this.state.current.fps });
-        this.changed();
-      }
+    return peers;
+  }
+
+  private runJobs(send: PoolClient['send']): JobExecutor {
+    const jobs = new JobExecutor(this.engine, this.offer, this.store, send, this.config, this.base);
+    jobs.on('changed', () => this.changed());
+    jobs.on('log', ({ line }) => this.logLine(line));
+    jobs.on('busy', ({ busy }) => {
+      if (busy) this.state.phase = 'encoding';
+      else if (this.state.phase === 'encoding') this.state.phase = 'idle';
+    });
+    jobs.on('job-finished', (e) => this.emit('job-finished', e));
+    jobs.on('offer-changed', () => {
+      this.pool.send({ type: 'capabilities', capabilities: this.capabilities() });
+    });
+    return jobs;
+  }
+
+  private watchVisibility(): void {
+    if (typeof document === 'undefined') return;
+    const vis = () => {
+      this.state.hidden = document.visibilityState === 'hidden';
+      this.changed();
     };
-    this.engine.onLog = (line) => {
-      const m = /fps=\s*([\d.]+)/.exec(line);
-      if (m && this.state.current) this.state.current.fps = Number(m[1]);
-    };
-    if (typeof document !== 'undefined') {
-      const vis = () => {
-        this.state.hidden = document.visibilityState === 'hidden';
-        this.changed();
-      };
-      document.addEventListener('visibilitychange', vis);
-      vis();
-    }
+    document.addEventListener('visibilitychange', vis);
+    vis();
   }
 
   private updatePeers(): void {
@@ -218,12 +212,28 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     this.changed();
   }
 
+  /** Refreshes the state's copies of what the store, engine and jobs own, and tells the page. */
   private changed(): void {
+    const j = this.jobs?.stats;
+    if (j) {
+      this.state.current = j.current;
+      this.state.jobsDone = j.jobsDone;
+      this.state.jobsFailed = j.jobsFailed;
+      this.state.fallbacks = j.fallbacks;
+      this.state.coreFallbacks = j.coreFallbacks;
+      this.state.shardsEncoded = j.shardsEncoded;
+      this.state.framesEncoded = j.framesEncoded;
+      this.state.fetchMs = j.fetchMs;
+      this.state.encodeMs = j.encodeMs;
+      this.state.lastError = j.lastError;
+    }
     this.state.shardsHeld = this.store.count;
     this.state.bytesHeld = this.store.usedBytes;
     this.state.coreLoads = this.engine.stats.loads;
     this.state.watchdogKills = this.engine.stats.watchdogKills;
     this.state.ffmpegCore = this.engine.kind;
+    // The offer's builds change when the multi-thread core falls back; empty until start() settles it.
+    if (this.offer?.reports.length) this.state.engines = this.offer.reports;
     this.emit('update', this.state);
   }
 
@@ -239,250 +249,27 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     const restored = await this.store.restore();
     if (restored.length) this.logLine(`restored ${restored.length} shards from the previous session`);
     await this.engine.load();
-    const offered = this.config.engines.split(',').map((x) => x.trim());
-    this.webCodecs = offered.includes('webcodecs') ? await webCodecsCodecs() : [];
-    if (this.webCodecs.length) {
-      this.webCodecsBuild = await webCodecsBuild();
-      this.logLine(`WebCodecs encodes ${this.webCodecs.join(', ')} (${this.webCodecsBuild})`);
-    }
+    await this.offer.detect();
     if (this.config.benchmark) {
       this.state.phase = 'benchmark';
       this.changed();
-      await this.benchmark();
+      await this.offer.benchmark();
+      this.state.benchmarkSpeed = this.offer.ffmpegSpeed?.speed;
+      this.state.benchmarkFps = this.offer.ffmpegSpeed?.fps;
     }
-    this.state.engines = [
-      { name: 'ffmpeg-wasm', build: this.buildOf('ffmpeg-wasm'), codecs: ['h264', 'aac'], speed: this.state.benchmarkSpeed, fps: this.state.benchmarkFps },
-      ...(this.webCodecs.length
-        ? [{ name: 'webcodecs' as const, build: this.buildOf('webcodecs'), codecs: [...this.webCodecs], speed: this.webCodecsSpeed?.speed, fps: this.webCodecsSpeed?.fps }]
-        : []),
-    ];
+    this.state.engines = this.offer.settle();
     this.state.phase = 'idle';
     this.pool.connect();
     this.changed();
   }
 
-  private webCodecsSpeed: { speed: number; fps: number } | undefined;
-
-  /** "name@build" for shard-ready: the ffmpeg core build (single- or multi-thread) and the preset (both change the bytes), or the browser build. */
+  /** What hello and capabilities messages carry: the engine offer, one job at a time, the store's budget. */
   private capabilities(): Capabilities {
     return {
       engines: this.state.engines.map((e) => ({ name: e.name, codecs: e.codecs, ...(e.speed !== undefined && { speed: e.speed }) })),
       maxJobs: 1,
       storageBytes: this.config.storeBudgetBytes,
     };
-  }
-
-  private buildOf(engine: EngineName, core: FfmpegCoreKind = this.engine.kind): string {
-    return engine === 'ffmpeg-wasm'
-      ? `ffmpeg-wasm@${core === 'multi' ? FFMPEG_CORE_MT_BUILD : FFMPEG_CORE_BUILD}/${this.config.preset}`
-      : `webcodecs@${this.webCodecsBuild}`;
-  }
-
-  /**
-   * Short 180p encodes with each engine: they warm ffmpeg.wasm up (the first
-   * exec is ~2x slower), measure each engine's speed for the pool, and take a
-   * WebCodecs that fails out of the offer.
-   */
-  private async benchmark(): Promise<void> {
-    await this.benchmarkFfmpeg();
-    if (!this.webCodecs.length) return;
-    // H.264 when the browser has it (the fast path for the default ladder), else the codec it has.
-    const codec = this.webCodecs.includes('h264') ? 'h264' : this.webCodecs[0]!;
-    try {
-      this.webCodecsSpeed = await benchmarkWebCodecs(codec);
-      this.logLine(`benchmark: WebCodecs ${codec} ${this.webCodecsSpeed.fps.toFixed(0)} fps at 320x180 (${this.webCodecsSpeed.speed.toFixed(1)}x real time)`);
-    } catch (e) {
-      this.logLine(`WebCodecs failed its benchmark, not offered: ${(e as Error).message}`);
-      this.webCodecs = [];
-    }
-  }
-
-  private async benchmarkFfmpeg(): Promise<void> {
-    const seconds = 2;
-    const r = await this.engine.exec(
-      () => [
-        '-nostdin', '-f', 'lavfi', '-i', `testsrc2=size=320x180:rate=30:duration=${seconds}`,
-        '-c:v', 'libx264', '-preset', this.config.preset, '-bf', '0',
-        ...(this.engine.threads ? ['-threads', String(this.engine.threads)] : []), '-f', 'null', '-',
-      ],
-      {},
-    );
-    this.state.benchmarkSpeed = seconds / (r.execMs / 1000);
-    this.state.benchmarkFps = (seconds * 30) / (r.execMs / 1000);
-    this.logLine(`benchmark: ffmpeg.wasm ${this.state.benchmarkFps.toFixed(0)} fps at 320x180 (${this.state.benchmarkSpeed.toFixed(1)}x real time)`);
-  }
-
-  private async pump(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
-    try {
-      for (let job = this.queue.shift(); job; job = this.queue.shift()) {
-        if (!this.cancelled.has(job.id)) await this.run(job);
-      }
-    } finally {
-      this.running = false;
-      if (this.state.phase === 'encoding') this.state.phase = 'idle';
-      this.changed();
-    }
-  }
-
-  private async run(job: Job): Promise<void> {
-    const t0 = performance.now();
-    this.state.phase = 'encoding';
-    const first = job.shards[0]!.index;
-    const last = job.shards[job.shards.length - 1]!.index;
-    this.state.current = {
-      id: job.id,
-      label: `${job.contentId} ${job.rendition} shards ${first}-${last} (${job.start.toFixed(2)}-${job.end.toFixed(2)} s)`,
-      shards: job.shards.length,
-      progress: 0,
-      fps: 0,
-      startedAt: Date.now(),
-    };
-    this.changed();
-    const kind = job.kind;
-    try {
-      const totalFrames = job.shards.reduce((a, s) => a + s.frames, 0);
-      const { shards, timings, engine, core, fallback, coreFallback } = await runJob(job, this.engine, {
-        base: this.base,
-        preset: this.config.preset,
-        ...(this.engine.threads && { threads: this.engine.threads }),
-        webCodecs: {
-          codecs: this.webCodecs,
-          h264BitrateScale: (height) => webCodecsH264BitrateScale(height, this.config.webcodecsH264BitrateScale),
-          ...(this.config.testHooks.failEngine === 'webcodecs' && { failAfterFrames: this.config.testHooks.failAfterFrames }),
-        },
-        ...(this.config.testHooks.failEngine === 'ffmpeg-multi' && { crashMultiAfterFrames: this.config.testHooks.failAfterFrames }),
-        onProgress: (p) => {
-          // WebCodecs prints no fps line as ffmpeg does: derive it from progress.
-          const cur = this.state.current;
-          if (cur && kind === 'video') cur.fps = (p * totalFrames) / Math.max(0.001, (performance.now() - t0) / 1000);
-          this.engine.onProgress?.(p);
-        },
-      });
-      if (coreFallback) {
-        this.state.coreFallbacks++;
-        this.state.engines = this.state.engines.map((e) => (e.name === 'ffmpeg-wasm' ? { ...e, build: this.buildOf('ffmpeg-wasm') } : e));
-        this.logLine(`job ${job.id.slice(0, 6)}: ${coreFallback}`);
-      }
-      if (fallback) {
-        this.state.fallbacks++;
-        this.webCodecsFailuresInARow++;
-        this.logLine(`job ${job.id.slice(0, 6)}: ${fallback}`);
-        if (this.webCodecsFailuresInARow >= this.config.webcodecsMaxFailures && this.webCodecs.includes('h264')) {
-          this.webCodecs = this.webCodecs.filter((c) => c !== 'h264');
-          this.logLine(`WebCodecs H.264 failed ${this.webCodecsFailuresInARow} jobs in a row: H.264 stays on ffmpeg.wasm in this tab`);
-          // Tell the pool, or it keeps naming WebCodecs for H.264 jobs and schedules by a speed we no longer have.
-          this.state.engines = this.state.engines
-            .map((e) => (e.name === 'webcodecs' ? { ...e, codecs: e.codecs.filter((c) => c !== 'h264') } : e))
-            .filter((e) => e.codecs.length > 0);
-          this.pool.send({ type: 'capabilities', capabilities: this.capabilities() });
-        }
-      } else if (engine === 'webcodecs') this.webCodecsFailuresInARow = 0;
-      if (this.cancelled.has(job.id)) return;
-      for (const s of shards) {
-        const key = { contentId: job.contentId, rendition: job.rendition, index: s.index };
-        await this.store.put(key, s.sha256, s.bytes);
-        // The server accepts only bytes it has checked: upload first, then report.
-        if (job.upload && !(await this.upload(job, s))) continue;
-        if (this.cancelled.has(job.id)) return;
-        this.pool.send({
-          type: 'shard-ready',
-          jobId: job.id,
-          key,
-          sha256: s.sha256,
-          size: s.bytes.byteLength,
-          engine: this.buildOf(engine, core),
-          ...(s.lead !== undefined && { lead: s.lead }),
-          ...(s.tail !== undefined && { tail: s.tail }),
-        });
-        this.reportIfGone(key);
-      }
-      this.pool.send({ type: 'job-done', jobId: job.id });
-      this.state.jobsDone++;
-      this.state.shardsEncoded += shards.length;
-      this.state.framesEncoded += timings.frames;
-      this.state.encodeMs += timings.execMs;
-      this.state.fetchMs += timings.fetchMs;
-      this.logLine(`job ${job.id.slice(0, 6)}: ${shards.length} ${job.rendition} shards in ${(timings.totalMs / 1000).toFixed(2)} s (fetch ${timings.fetchMs.toFixed(0)} ms, encode ${timings.execMs.toFixed(0)} ms, ${engine})`);
-      this.emit('job-finished', { jobId: job.id, ok: true, ms: timings.totalMs, shards: shards.length });
-    } catch (e) {
-      const reason = e instanceof WatchdogError ? `watchdog: ${e.message}` : (e as Error).message;
-      this.state.jobsFailed++;
-      this.state.lastError = reason;
-      this.logLine(`job ${job.id.slice(0, 6)} failed: ${reason}`);
-      if (!this.cancelled.has(job.id)) this.pool.send({ type: 'job-failed', jobId: job.id, reason: reason.slice(0, 900) });
-      this.emit('job-finished', { jobId: job.id, ok: false, ms: performance.now() - t0, shards: 0 });
-    } finally {
-      this.state.current = undefined;
-      this.changed();
-    }
-  }
-
-  /**
-   * The pool asks for a copy of a shard (it is hot, or its last holder left):
-   * fetch it from a holder over WebRTC, or else from the server cache, verify
-   * it against the accepted hash, keep it, and say so.
-   */
-  private async replicate(m: Extract<ServerMessage, { type: 'replicate' }>): Promise<void> {
-    const k = shardKeyString(m.key);
-    let bytes: Uint8Array | undefined;
-    const tried: string[] = [];
-    for (const peerId of m.from) {
-      try {
-        const link = await this.peers.connect(peerId);
-        bytes = (await ShardTransfer.of(link).fetch(m.key, m.sha256, this.config.replicateTimeoutMs)).bytes;
-        break;
-      } catch (e) {
-        tried.push(`${peerId.slice(0, 6)}: ${(e as Error).message}`);
-      }
-    }
-    if (!bytes && m.cached) {
-      try {
-        const res = await fetch(new URL(apiUrl.shard(m.key), this.base));
-        if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        const got = new Uint8Array(await res.arrayBuffer());
-        if ((await sha256Hex(got)) !== m.sha256) throw new Error('hash mismatch');
-        bytes = got;
-      } catch (e) {
-        tried.push(`cache: ${(e as Error).message}`);
-      }
-    }
-    if (!bytes) {
-      this.pool.send({ type: 'replicate-failed', key: m.key, reason: tried.join('; ').slice(0, 500) || 'no source' });
-      return;
-    }
-    await this.store.put(m.key, m.sha256, bytes);
-    this.state.replicasTaken++;
-    this.pool.send({ type: 'shard-stored', key: m.key, sha256: m.sha256, size: bytes.byteLength });
-    this.reportIfGone(m.key);
-    this.logLine(`replicated ${k} (${bytes.byteLength} bytes)`);
-  }
-
-  /**
-   * A shard can be evicted between its put and the report that we hold it
-   * (another put made room while the upload ran); its drop was announced
-   * before the pool counted us as a holder, so announce it again.
-   */
-  private reportIfGone(key: ShardKey): void {
-    if (!this.store.has(key)) this.pool.send({ type: 'shard-dropped', key });
-  }
-
-  /** Uploads a shard for the server's check (and cache); false when it was refused or could not be sent. */
-  private async upload(job: Job, s: { index: number; bytes: Uint8Array; lead?: number; tail?: number }): Promise<boolean> {
-    const url = new URL(apiUrl.shard({ contentId: job.contentId, rendition: job.rendition, index: s.index }, { lead: s.lead, tail: s.tail }), this.base);
-    try {
-      const res = await fetch(url, {
-        method: 'PUT',
-        body: s.bytes as Uint8Array<ArrayBuffer>,
-        headers: { 'Content-Type': 'video/mp4', ...(job.uploadToken && { Authorization: `Bearer ${job.uploadToken}` }) },
-      });
-      if (res.ok) return true;
-      this.logLine(`server refused ${job.rendition}/${s.index}: ${(await res.text()).slice(0, 200)}`);
-    } catch (e) {
-      this.logLine(`upload failed: ${(e as Error).message}`);
-    }
-    return false;
   }
 
   stop(): void {

@@ -66,100 +66,135 @@ export function engineFor(job: Job, webCodecs: readonly string[]): EngineName {
   return job.engine === 'webcodecs' && webCodecs.includes('h264') ? 'webcodecs' : 'ffmpeg-wasm';
 }
 
+/** How runJob runs a job: where the slice comes from, the x264 preset and threads, and the engines' hooks. */
+export interface RunJobOptions {
+  base: string;
+  preset: string;
+  threads?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: number) => void;
+  webCodecs?: WebCodecsOffer;
+  /** Test hook: kill the multi-thread core's exec after this many frames (FfmpegEngine.exec). */
+  crashMultiAfterFrames?: number;
+}
+
+/**
+ * Runs one job: fetches its slice, encodes it with the engine engineFor()
+ * picks (WebCodecs H.264 falling back to ffmpeg.wasm; the multi-thread core
+ * to the single-thread one), and returns one hashed fMP4 per job shard, in
+ * order, with timings (ms). `fallback`/`coreFallback` say why a fallback ran.
+ * Throws JobError when the slice or ffmpeg's output is not what the job needs,
+ * and whatever the engine throws when no fallback is left.
+ */
 export async function runJob(
   job: Job,
   engine: FfmpegEngine,
-  opts: {
-    base: string;
-    preset: string;
-    threads?: number;
-    signal?: AbortSignal;
-    onProgress?: (p: number) => void;
-    webCodecs?: WebCodecsOffer;
-    /** Test hook: kill the multi-thread core's exec after this many frames (FfmpegEngine.exec). */
-    crashMultiAfterFrames?: number;
-  },
+  opts: RunJobOptions,
 ): Promise<{ shards: EncodedShard[]; timings: JobTimings; engine: EngineName; core?: FfmpegCoreKind; fallback?: string; coreFallback?: string }> {
   const t0 = performance.now();
   const { bytes, sliceStart } = await fetchSlice(job, opts.base, opts.signal);
   const fetchMs = performance.now() - t0;
-  const shards: EncodedShard[] = [];
-  let execMs = 0;
-  let frames = 0;
+  const jobFrames = job.shards.reduce((a, s) => a + s.frames, 0);
   let used = engineFor(job, opts.webCodecs?.codecs ?? []);
   let fallback: string | undefined;
-  let webCodecsFiles: Uint8Array[] | undefined;
-  let core: FfmpegCoreKind | undefined;
-  let coreFallback: string | undefined;
-  // The multi-thread core falls back to the single-thread one on its first crash or stall:
-  // the job is then run again there (without `-threads`), rather than failed.
-  const execOnce = async (args: (dir: string, threads: number | undefined) => string[]): Promise<ExecResult> => {
-    const before = engine.kind;
-    try {
-      // ffmpeg.wasm transfers (detaches) what it is given: keep the slice for a second run.
-      const input = before === 'multi' ? bytes.slice() : bytes;
-      return await engine.exec((dir) => args(dir, opts.threads), { 'in.mp4': input }, { ...(opts.crashMultiAfterFrames !== undefined && { crashMultiAfterFrames: opts.crashMultiAfterFrames }) });
-    } catch (e) {
-      if (before !== 'multi' || engine.kind !== 'single') throw e;
-      coreFallback = `the multi-thread core failed (${(e as Error).message.slice(0, 200)}); encoded with the single-thread core`;
-      return await engine.exec((dir) => args(dir, undefined), { 'in.mp4': bytes });
-    }
-  };
   if (used === 'webcodecs') {
-    try {
-      const r = await encodeVideoJobWebCodecs(job, bytes, sliceStart, {
-        ...(job.video?.codec === 'h264' && opts.webCodecs && { bitrateScale: opts.webCodecs.h264BitrateScale(job.video.height) }),
-        ...(opts.webCodecs?.failAfterFrames !== undefined && { failAfterFrames: opts.webCodecs.failAfterFrames }),
-        onFrame: (done, total) => opts.onProgress?.(done / total),
-      });
-      webCodecsFiles = r.files;
-      execMs = r.execMs;
-    } catch (e) {
-      // ffmpeg.wasm makes H.264 too: a broken WebCodecs costs time, not the job. Other codecs have no second engine.
-      if (job.video?.codec !== 'h264') throw e;
-      fallback = `WebCodecs failed (${(e as Error).message}); encoded with ffmpeg.wasm`;
-      used = 'ffmpeg-wasm';
+    const r = await tryWebCodecs(job, bytes, sliceStart, opts);
+    if ('files' in r) {
+      const shards = await hashed(job, r.files);
+      return { shards, timings: { fetchMs, execMs: r.execMs, totalMs: performance.now() - t0, sliceBytes: bytes.byteLength, frames: jobFrames }, engine: used };
     }
+    fallback = r.fallback;
+    used = 'ffmpeg-wasm';
   }
-  if (webCodecsFiles) {
-    for (let i = 0; i < job.shards.length; i++) {
-      const out = webCodecsFiles[i]!;
-      shards.push({ index: job.shards[i]!.index, bytes: out, sha256: await sha256Hex(out) });
-    }
-    frames = job.shards.reduce((a, s) => a + s.frames, 0);
-  } else if (job.kind === 'video') {
-    const r = await execOnce((dir, threads) =>
-      videoJobArgs(job, sliceStart, `${dir}/in.mp4`, { preset: opts.preset, ...(threads && { threads }) }, `${dir}/shard_%04d.mp4`),
-    );
-    execMs = r.execMs;
-    core = r.core;
-    for (let i = 0; i < job.shards.length; i++) {
-      const out = r.files.get(segmentName(i));
-      if (!out || out.byteLength === 0) {
-        throw new JobError(`ffmpeg wrote ${r.files.size} shard files for a job of ${job.shards.length} shards (missing ${segmentName(i)})`);
-      }
-      shards.push({ index: job.shards[i]!.index, bytes: out, sha256: await sha256Hex(out) });
-    }
-    frames = job.shards.reduce((a, s) => a + s.frames, 0);
+  const ff = new FfmpegRun(engine, bytes, opts);
+  let shards: EncodedShard[];
+  let execMs: number;
+  let core: FfmpegCoreKind;
+  if (job.kind === 'video') {
+    const r = await ff.exec((dir, threads) => videoJobArgs(job, sliceStart, `${dir}/in.mp4`, { preset: opts.preset, ...(threads && { threads }) }, `${dir}/shard_%04d.mp4`));
+    ({ execMs, core } = r);
+    shards = await hashed(job, job.shards.map((_, i) => r.files.get(segmentName(i))), r.files.size);
   } else {
-    const r = await execOnce((dir) => audioJobArgs(job, sliceStart, `${dir}/in.mp4`, `${dir}/run.mp4`));
-    execMs = r.execMs;
-    core = r.core;
-    const run = r.files.get('run.mp4');
-    if (!run) throw new JobError('ffmpeg wrote no audio run');
-    const cut = await cutAudioRun(run, {
-      shards: job.shards.map((s) => ({ index: s.index, packets: (s.samples ?? 0) / AAC_PACKET_SAMPLES })),
-      leadPackets: job.leadPackets ?? 0,
-      tailPackets: job.tailPackets ?? 0,
-    });
-    for (const c of cut) shards.push({ index: c.index, bytes: c.bytes, sha256: await sha256Hex(c.bytes), lead: c.lead, tail: c.tail });
+    const r = await ff.exec((dir) => audioJobArgs(job, sliceStart, `${dir}/in.mp4`, `${dir}/run.mp4`));
+    ({ execMs, core } = r);
+    shards = await audioShards(job, r.files.get('run.mp4'));
   }
   return {
     shards,
-    timings: { fetchMs, execMs, totalMs: performance.now() - t0, sliceBytes: bytes.byteLength, frames },
+    timings: { fetchMs, execMs, totalMs: performance.now() - t0, sliceBytes: bytes.byteLength, frames: job.kind === 'video' ? jobFrames : 0 },
     engine: used,
-    ...(core && { core }),
+    core,
     ...(fallback !== undefined && { fallback }),
-    ...(coreFallback !== undefined && { coreFallback }),
+    ...(ff.coreFallback !== undefined && { coreFallback: ff.coreFallback }),
   };
+}
+
+/** WebCodecs' files for the job, or why it failed when ffmpeg.wasm can take the job over (H.264); other failures are thrown. */
+async function tryWebCodecs(job: Job, bytes: Uint8Array, sliceStart: number, opts: RunJobOptions): Promise<{ files: Uint8Array[]; execMs: number } | { fallback: string }> {
+  try {
+    return await encodeVideoJobWebCodecs(job, bytes, sliceStart, {
+      ...(job.video?.codec === 'h264' && opts.webCodecs && { bitrateScale: opts.webCodecs.h264BitrateScale(job.video.height) }),
+      ...(opts.webCodecs?.failAfterFrames !== undefined && { failAfterFrames: opts.webCodecs.failAfterFrames }),
+      onFrame: (done, total) => opts.onProgress?.(done / total),
+    });
+  } catch (e) {
+    // ffmpeg.wasm makes H.264 too: a broken WebCodecs costs time, not the job. Other codecs have no second engine.
+    if (job.video?.codec !== 'h264') throw e;
+    return { fallback: `WebCodecs failed (${(e as Error).message}); encoded with ffmpeg.wasm` };
+  }
+}
+
+/**
+ * One ffmpeg.wasm exec of a job's slice. The multi-thread core falls back to
+ * the single-thread one on its first crash or stall: the exec is then run
+ * again there (without `-threads`), rather than failed, and `coreFallback`
+ * says why.
+ */
+class FfmpegRun {
+  coreFallback: string | undefined;
+  constructor(
+    private readonly engine: FfmpegEngine,
+    private readonly bytes: Uint8Array,
+    private readonly opts: RunJobOptions,
+  ) {}
+
+  async exec(args: (dir: string, threads: number | undefined) => string[]): Promise<ExecResult> {
+    const before = this.engine.kind;
+    try {
+      // ffmpeg.wasm transfers (detaches) what it is given: keep the slice for a second run.
+      const input = before === 'multi' ? this.bytes.slice() : this.bytes;
+      const crash = this.opts.crashMultiAfterFrames;
+      return await this.engine.exec((dir) => args(dir, this.opts.threads), { 'in.mp4': input }, { ...(crash !== undefined && { crashMultiAfterFrames: crash }) });
+    } catch (e) {
+      if (before !== 'multi' || this.engine.kind !== 'single') throw e;
+      this.coreFallback = `the multi-thread core failed (${(e as Error).message.slice(0, 200)}); encoded with the single-thread core`;
+      return await this.engine.exec((dir) => args(dir, undefined), { 'in.mp4': this.bytes });
+    }
+  }
+}
+
+/** The job's shards from one file per shard, in job order, hashed; throws JobError when one is missing or empty (`written`: files ffmpeg wrote). */
+async function hashed(job: Job, files: (Uint8Array | undefined)[], written = files.length): Promise<EncodedShard[]> {
+  const shards: EncodedShard[] = [];
+  for (let i = 0; i < job.shards.length; i++) {
+    const out = files[i];
+    if (!out || out.byteLength === 0) {
+      throw new JobError(`ffmpeg wrote ${written} shard files for a job of ${job.shards.length} shards (missing ${segmentName(i)})`);
+    }
+    shards.push({ index: job.shards[i]!.index, bytes: out, sha256: await sha256Hex(out) });
+  }
+  return shards;
+}
+
+/** An audio job's shards, cut from its one encoded run on the packet grid (audioCutter.ts), hashed. */
+async function audioShards(job: Job, run: Uint8Array | undefined): Promise<EncodedShard[]> {
+  if (!run) throw new JobError('ffmpeg wrote no audio run');
+  const cut = await cutAudioRun(run, {
+    shards: job.shards.map((s) => ({ index: s.index, packets: (s.samples ?? 0) / AAC_PACKET_SAMPLES })),
+    leadPackets: job.leadPackets ?? 0,
+    tailPackets: job.tailPackets ?? 0,
+  });
+  const shards: EncodedShard[] = [];
+  for (const c of cut) shards.push({ index: c.index, bytes: c.bytes, sha256: await sha256Hex(c.bytes), lead: c.lead, tail: c.tail });
+  return shards;
 }

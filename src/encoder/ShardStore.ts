@@ -6,6 +6,7 @@
  * `beforeEvict` is awaited: the tab tells the pool, which may need that copy
  * (it can be the last one), so nothing disappears silently.
  */
+import { createStore, del, set, values, type UseStore } from 'idb-keyval';
 import { shardKeyString, type ShardKey } from '../shared/shardMap.ts';
 
 export interface StoredShard {
@@ -37,40 +38,28 @@ export class MemoryPersistence implements ShardPersistence {
   }
 }
 
-/** IndexedDB, one object store keyed by "content/rendition/index". */
+/**
+ * IndexedDB through idb-keyval: one object store ("shards") keyed by
+ * "content/rendition/index", in the database this class always used, so
+ * shards kept by an older tab are still found.
+ */
 export class IndexedDbPersistence implements ShardPersistence {
-  private db: Promise<IDBDatabase> | undefined;
+  private store: UseStore | undefined;
   constructor(private readonly name = 'shardcast-shards') {}
 
-  private open(): Promise<IDBDatabase> {
-    this.db ??= new Promise((resolve, reject) => {
-      const req = indexedDB.open(this.name, 1);
-      req.onupgradeneeded = () => req.result.createObjectStore('shards');
-      req.onsuccess = () => resolve(req.result);
-      req.onerror = () => reject(req.error ?? new Error('IndexedDB open failed'));
-    });
-    return this.db;
+  /** Opened on first use: a tab without persistence never touches IndexedDB. */
+  private get db(): UseStore {
+    return (this.store ??= createStore(this.name, 'shards'));
   }
 
-  private async tx<T>(mode: IDBTransactionMode, fn: (s: IDBObjectStore) => IDBRequest<T>): Promise<T> {
-    const db = await this.open();
-    return new Promise((resolve, reject) => {
-      const t = db.transaction('shards', mode);
-      const req = fn(t.objectStore('shards'));
-      t.oncomplete = () => resolve(req.result);
-      t.onerror = () => reject(t.error ?? new Error('IndexedDB transaction failed'));
-      t.onabort = () => reject(t.error ?? new Error('IndexedDB transaction aborted'));
-    });
+  loadAll(): Promise<StoredShard[]> {
+    return values<StoredShard>(this.db);
   }
-
-  async loadAll(): Promise<StoredShard[]> {
-    return (await this.tx('readonly', (s) => s.getAll())) as StoredShard[];
+  put(sh: StoredShard): Promise<void> {
+    return set(shardKeyString(sh.key), sh, this.db);
   }
-  async put(sh: StoredShard): Promise<void> {
-    await this.tx('readwrite', (s) => s.put(sh, shardKeyString(sh.key)));
-  }
-  async delete(key: string): Promise<void> {
-    await this.tx('readwrite', (s) => s.delete(key));
+  delete(key: string): Promise<void> {
+    return del(key, this.db);
   }
 }
 
@@ -167,4 +156,13 @@ export class ShardStore {
       await this.delete(victim.key);
     }
   }
+}
+
+/**
+ * A shard can be evicted between its put and the report that the tab holds
+ * it (another put made room while an upload ran); its drop was announced
+ * before the pool counted the tab as a holder, so this announces it again.
+ */
+export function reportIfGone(store: ShardStore, key: ShardKey, send: (msg: { type: 'shard-dropped'; key: ShardKey }) => unknown): void {
+  if (!store.has(key)) send({ type: 'shard-dropped', key });
 }

@@ -15,7 +15,8 @@
  * shard's packets into its own self-contained fMP4 whose time starts at 0,
  * exactly like the ffmpeg.wasm path writes them.
  */
-import { ALL_FORMATS, BufferSource, BufferTarget, EncodedPacket, EncodedVideoPacketSource, Input, Mp4OutputFormat, Output, VideoSampleSink } from 'mediabunny';
+import { ALL_FORMATS, BufferSource, EncodedPacket, Input, VideoSampleSink } from 'mediabunny';
+import { muxFragment } from '../shared/fragment.ts';
 import type { Job } from '../shared/protocol.ts';
 import type { VideoSpec } from '../shared/shardMap.ts';
 
@@ -135,7 +136,10 @@ export interface WebCodecsResult {
 
 /**
  * Encodes a video job from its source slice (whose time 0 is `sliceStart` on
- * the content timeline). Returns one fMP4 per job shard, in order.
+ * the content timeline, seconds). Returns one fMP4 per job shard, in order,
+ * and the wall time it took (ms). Throws WebCodecsError when the browser
+ * cannot encode the rendition, the slice is short of frames, or the encoder
+ * misbehaves; a VideoEncoder error is rethrown as it is.
  */
 export async function encodeVideoJobWebCodecs(
   job: Job,
@@ -150,14 +154,45 @@ export async function encodeVideoJobWebCodecs(
   const support = await VideoEncoder.isConfigSupported(config);
   if (!support.supported) throw new WebCodecsError(`this browser cannot encode ${config.codec} at ${spec.width}x${spec.height}`);
   const t0 = performance.now();
-  const total = job.shards.reduce((a, s) => a + s.frames, 0);
-  // Frame index (within the job) where each shard starts: those frames are forced key frames.
-  const shardOfFrame: number[] = [];
-  job.shards.forEach((s, i) => {
-    for (let k = 0; k < s.frames; k++) shardOfFrame.push(i);
-  });
+  const { chunks, decoderConfig } = await encodeRun(job, slice, sliceStart, config, opts);
+  const files: Uint8Array[] = [];
+  for (let i = 0; i < job.shards.length; i++) {
+    files.push(await muxShard(job, i, MEDIABUNNY_CODEC[spec.codec], decoderConfig, chunks.filter((c) => c.shard === i)));
+  }
+  return { files, execMs: performance.now() - t0 };
+}
 
-  const chunks: { chunk: EncodedVideoChunk; shard: number; sourceTs: number }[] = [];
+/** One encoded frame: its chunk, the job shard it belongs to, and its source timestamp (s, slice time). */
+interface RunChunk {
+  chunk: EncodedVideoChunk;
+  shard: number;
+  sourceTs: number;
+}
+
+/** The job shard each of the job's frames belongs to, by frame index within the job. */
+function shardOfFrames(job: Job): number[] {
+  const out: number[] = [];
+  job.shards.forEach((s, i) => {
+    for (let k = 0; k < s.frames; k++) out.push(i);
+  });
+  return out;
+}
+
+/**
+ * Decodes the slice from the job's start and feeds ONE VideoEncoder for the
+ * whole run, forcing a key frame where each shard starts. Returns every
+ * chunk, in order, tagged with its shard, and the decoder configuration.
+ */
+async function encodeRun(
+  job: Job,
+  slice: Uint8Array,
+  sliceStart: number,
+  config: VideoEncoderConfig,
+  opts: WebCodecsJobOptions,
+): Promise<{ chunks: RunChunk[]; decoderConfig: VideoDecoderConfig }> {
+  const total = job.shards.reduce((a, s) => a + s.frames, 0);
+  const shardOfFrame = shardOfFrames(job);
+  const chunks: RunChunk[] = [];
   let decoderConfig: VideoDecoderConfig | undefined;
   let failure: Error | undefined;
   const pending: { shard: number; sourceTs: number }[] = [];
@@ -212,30 +247,27 @@ export async function encodeVideoJobWebCodecs(
   }
   if (!decoderConfig) throw new WebCodecsError('the encoder gave no decoder configuration');
   if (chunks.length !== total) throw new WebCodecsError(`the encoder gave ${chunks.length} packets for ${total} frames`);
+  return { chunks, decoderConfig };
+}
 
-  const files: Uint8Array[] = [];
-  for (let i = 0; i < job.shards.length; i++) {
-    const mine = chunks.filter((c) => c.shard === i);
-    if (mine[0]?.chunk.type !== 'key') throw new WebCodecsError(`shard ${job.shards[i]!.index} does not start with a key frame`);
-    const target = new BufferTarget();
-    const output = new Output({ format: new Mp4OutputFormat({ fastStart: 'fragmented', minimumFragmentDuration: 1000 }), target });
-    const source = new EncodedVideoPacketSource(MEDIABUNNY_CODEC[spec.codec]);
-    output.addVideoTrack(source);
-    await output.start();
-    const base = mine[0].sourceTs;
-    for (let k = 0; k < mine.length; k++) {
-      const c = mine[k]!;
-      // Durations from the frames' own spacing, the last one up to the shard's end: the slice's last
-      // sample may carry a longer duration than the map's frame (the cache refuses such a shard).
-      const next = mine[k + 1];
-      const duration = next ? next.sourceTs - c.sourceTs : Math.max(1e-4, job.shards[i]!.duration - (c.sourceTs - base));
-      const p = EncodedPacket.fromEncodedChunk(c.chunk).clone({ timestamp: c.sourceTs - base, duration });
-      await source.add(p, k === 0 ? { decoderConfig } : undefined);
-    }
-    await output.finalize();
-    files.push(new Uint8Array(target.buffer!));
-  }
-  return { files, execMs: performance.now() - t0 };
+/** Job shard `i`'s own fMP4 from its chunks, its time starting at 0. */
+async function muxShard(
+  job: Job,
+  i: number,
+  codec: (typeof MEDIABUNNY_CODEC)[keyof typeof MEDIABUNNY_CODEC],
+  decoderConfig: VideoDecoderConfig,
+  mine: RunChunk[],
+): Promise<Uint8Array> {
+  if (mine[0]?.chunk.type !== 'key') throw new WebCodecsError(`shard ${job.shards[i]!.index} does not start with a key frame`);
+  const base = mine[0].sourceTs;
+  const packets = mine.map((c, k) => {
+    // Durations from the frames' own spacing, the last one up to the shard's end: the slice's last
+    // sample may carry a longer duration than the map's frame (the cache refuses such a shard).
+    const next = mine[k + 1];
+    const duration = next ? next.sourceTs - c.sourceTs : Math.max(1e-4, job.shards[i]!.duration - (c.sourceTs - base));
+    return EncodedPacket.fromEncodedChunk(c.chunk).clone({ timestamp: c.sourceTs - base, duration });
+  });
+  return muxFragment({ kind: 'video', codec, decoderConfig }, packets);
 }
 
 /**

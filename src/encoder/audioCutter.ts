@@ -14,17 +14,8 @@
  * - tail: extra audio after the run's end when it does not end the content.
  * The first shard carries priming + lead, the last carries the tail.
  */
-import {
-  BufferSource,
-  BufferTarget,
-  EncodedAudioPacketSource,
-  EncodedPacketSink,
-  Input,
-  MP4,
-  Mp4OutputFormat,
-  Output,
-  type EncodedPacket,
-} from 'mediabunny';
+import { BufferSource, EncodedPacketSink, Input, MP4, type EncodedPacket } from 'mediabunny';
+import { muxFragment } from '../shared/fragment.ts';
 import { AAC_PACKET_SAMPLES } from '../shared/shardMap.ts';
 import { zeroMp4Times } from '../shared/mp4Times.ts';
 
@@ -86,18 +77,8 @@ export async function cutAudioRun(encoded: Uint8Array, layout: AudioRunLayout): 
 
 /** One self-contained fragmented MP4 (init + one media segment) from packets, rebased to start at 0. */
 async function muxPackets(codec: 'aac' | 'opus', decoderConfig: AudioDecoderConfig, packets: EncodedPacket[]): Promise<Uint8Array> {
-  const target = new BufferTarget();
-  const output = new Output({ format: new Mp4OutputFormat({ fastStart: 'fragmented', minimumFragmentDuration: 1000 }), target });
-  const source = new EncodedAudioPacketSource(codec);
-  output.addAudioTrack(source);
-  await output.start();
   const t0 = packets[0]!.timestamp;
-  let first = true;
-  for (const p of packets) {
-    await source.add(p.clone({ timestamp: p.timestamp - t0 }), first ? { decoderConfig } : undefined);
-    first = false;
-  }
-  await output.finalize();
+  const rebased = packets.map((p) => p.clone({ timestamp: p.timestamp - t0 }));
   // Same job, same bytes: the cross-checks compare hashes.
-  return zeroMp4Times(new Uint8Array(target.buffer!));
+  return zeroMp4Times(await muxFragment({ kind: 'audio', codec, decoderConfig }, rebased));
 }

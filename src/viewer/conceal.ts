@@ -10,19 +10,9 @@
  * - audio: AAC-LC frames that decode to silence, built here bit by bit, so no
  *   encoder is needed in the viewer.
  */
-import {
-  BufferSource,
-  BufferTarget,
-  EncodedAudioPacketSource,
-  EncodedPacket,
-  EncodedPacketSink,
-  EncodedVideoPacketSource,
-  Input,
-  MP4,
-  Mp4OutputFormat,
-  Output,
-} from 'mediabunny';
+import { BufferSource, EncodedPacket, EncodedPacketSink, Input, MP4 } from 'mediabunny';
 import { aacAudioSpecificConfig, aacSilentFrame } from '../shared/aac.ts';
+import { muxFragment } from '../shared/fragment.ts';
 import { AAC_PACKET_SAMPLES } from '../shared/shardMap.ts';
 
 export { aacChannelConfigSupported } from '../shared/aac.ts';
@@ -31,18 +21,10 @@ export { aacChannelConfigSupported } from '../shared/aac.ts';
 export async function silenceFragment(sampleRate: number, channels: number, samples: number): Promise<Uint8Array> {
   const frame = aacSilentFrame(channels);
   const frames = Math.max(1, Math.ceil(samples / AAC_PACKET_SAMPLES));
-  const target = new BufferTarget();
-  const output = new Output({ format: new Mp4OutputFormat({ fastStart: 'fragmented', minimumFragmentDuration: 1000 }), target });
-  const source = new EncodedAudioPacketSource('aac');
-  output.addAudioTrack(source);
-  await output.start();
   const d = AAC_PACKET_SAMPLES / sampleRate;
-  for (let i = 0; i < frames; i++) {
-    const meta = i === 0 ? { decoderConfig: { codec: 'mp4a.40.2', sampleRate, numberOfChannels: channels, description: aacAudioSpecificConfig(sampleRate, channels) } } : undefined;
-    await source.add(new EncodedPacket(frame, 'key', i * d, d), meta);
-  }
-  await output.finalize();
-  return new Uint8Array(target.buffer!);
+  const decoderConfig = { codec: 'mp4a.40.2', sampleRate, numberOfChannels: channels, description: aacAudioSpecificConfig(sampleRate, channels) };
+  const packets = Array.from({ length: frames }, (_, i) => new EncodedPacket(frame, 'key', i * d, d));
+  return muxFragment({ kind: 'audio', codec: 'aac', decoderConfig }, packets);
 }
 
 /**
@@ -61,14 +43,8 @@ export async function holdFragment(shard: Uint8Array, seconds: number): Promise<
     if (!codec || !decoderConfig || !codecString) throw new Error('the shard to hold has no usable decoder configuration');
     const key = await new EncodedPacketSink(track).getFirstPacket();
     if (!key || key.type !== 'key') throw new Error('the shard to hold does not start with a keyframe');
-    const target = new BufferTarget();
-    const output = new Output({ format: new Mp4OutputFormat({ fastStart: 'fragmented', minimumFragmentDuration: 1000 }), target });
-    const source = new EncodedVideoPacketSource(codec);
-    output.addVideoTrack(source);
-    await output.start();
-    await source.add(key.clone({ timestamp: 0, duration: seconds }), { decoderConfig });
-    await output.finalize();
-    return { bytes: new Uint8Array(target.buffer!), codec: codecString };
+    const bytes = await muxFragment({ kind: 'video', codec, decoderConfig }, [key.clone({ timestamp: 0, duration: seconds })]);
+    return { bytes, codec: codecString };
   } finally {
     input.dispose();
   }

@@ -819,7 +819,7 @@ function software(): string {
     }
   })();
   const pkg = (name: string) => JSON.parse(fs.readFileSync(path.join(import.meta.dirname, '../../node_modules', name, 'package.json'), 'utf8')).version as string;
-  return `${chromium}; Node ${process.version}; @ffmpeg/core ${pkg('@ffmpeg/core')}; simple-peer ${pkg('simple-peer')}; mediabunny ${pkg('mediabunny')}`;
+  return `${chromium}; Node ${process.version}; @ffmpeg/core ${pkg('@ffmpeg/core')}; @roamhq/wrtc ${pkg('@roamhq/wrtc')} (Node peers); mediabunny ${pkg('mediabunny')}`;
 }
 
 /** One row as results.json keeps it: a value and a note per run (null: no sample / no note). */

@@ -9,11 +9,10 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import wrtc from '@roamhq/wrtc';
 import type { Browser } from 'playwright';
-import SimplePeer from 'simple-peer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PeerManager } from '../../src/shared/PeerManager.ts';
+import { PeerManager } from '../../src/net/PeerManager.ts';
 import { transportOf } from '../harness/nodePeer.ts';
-import { ShardTransfer } from '../../src/shared/ShardTransfer.ts';
+import { ShardTransfer } from '../../src/net/ShardTransfer.ts';
 import { AAC_PACKET_SAMPLES, type ShardMap } from '../../src/shared/shardMap.ts';
 import { launchBrowser, openEncoderTab, type TrackedPage } from '../harness/browser.ts';
 import { countFrames as countFramesOf, ffprobeJson, fixture } from '../harness/fixtures.ts';
@@ -193,11 +192,7 @@ describe('encoder tabs', () => {
 
   it('a Node-side WebRTC peer fetches a shard from an encoder tab, and its hash matches', async () => {
     const viewer = await WsPeer.viewer(server.url);
-    const mgr = new PeerManager(
-      transportOf(viewer),
-      SimplePeer,
-      { maxPeers: 2, wrtc },
-    );
+    const mgr = new PeerManager(transportOf(viewer), { maxPeers: 2, wrtc });
     viewer.send({ type: 'locate', requestId: 1, contentId: id, from: 0, count: 1000 });
     const h = await viewer.next('holders');
     const entry = h.shards.find((e) => e.peers.length > 0)!;

@@ -1,14 +1,13 @@
 /**
- * A Node-side tab with real WebRTC (@roamhq/wrtc through simple-peer): the
+ * A Node-side tab with real WebRTC (@roamhq/wrtc, through PeerLink): the
  * same PeerManager and ShardTransfer the browser uses, signalled through the
  * real server. It can fetch shards, or serve whatever bytes a test gives it
  * (an honest copy, or corrupted ones).
  */
 import wrtc from '@roamhq/wrtc';
-import SimplePeer from 'simple-peer';
-import { PeerManager, type SignalTransport } from '../../src/shared/PeerManager.ts';
+import { PeerManager, type SignalTransport } from '../../src/net/PeerManager.ts';
 import type { Holding } from '../../src/shared/protocol.ts';
-import { ShardTransfer } from '../../src/shared/ShardTransfer.ts';
+import { ShardTransfer } from '../../src/net/ShardTransfer.ts';
 import { shardKeyString, type ShardKey } from '../../src/shared/shardMap.ts';
 import { WsPeer } from './wsPeer.ts';
 
@@ -43,14 +42,14 @@ export class NodePeer {
   /** Joins as an encoder that announces `holdings` and serves `served` for them. */
   static async holder(base: string, served: Map<string, { bytes: Uint8Array; sha256: string }>, holdings: Holding[]): Promise<NodePeer> {
     const ws = await WsPeer.encoder(base, { holdings, capabilities: { engines: [{ name: 'none', codecs: [] }], maxJobs: 1 } });
-    const p = new NodePeer(ws, new PeerManager(transportOf(ws), SimplePeer, { maxPeers: 16, wrtc }));
+    const p = new NodePeer(ws, new PeerManager(transportOf(ws), { maxPeers: 16, wrtc }));
     for (const [k, v] of served) p.served.set(k, v);
     return p;
   }
 
   static async viewer(base: string): Promise<NodePeer> {
     const ws = await WsPeer.viewer(base);
-    return new NodePeer(ws, new PeerManager(transportOf(ws), SimplePeer, { maxPeers: 16, wrtc }));
+    return new NodePeer(ws, new PeerManager(transportOf(ws), { maxPeers: 16, wrtc }));
   }
 
   async fetch(peerId: string, key: ShardKey, sha256: string | undefined, timeoutMs = 10_000) {

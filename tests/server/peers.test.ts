@@ -1,15 +1,14 @@
 /**
  * Shard transfer between two Node-side WebRTC peers (@roamhq/wrtc through
- * simple-peer), signalled through the real server: the same PeerManager and
+ * PeerLink), signalled through the real server: the same PeerManager and
  * ShardTransfer the tabs use.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import wrtc from '@roamhq/wrtc';
-import SimplePeer from 'simple-peer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PeerManager } from '../../src/shared/PeerManager.ts';
+import { PeerManager } from '../../src/net/PeerManager.ts';
 import { transportOf } from '../harness/nodePeer.ts';
-import { FetchError, ServeLimiter, ShardTransfer } from '../../src/shared/ShardTransfer.ts';
+import { FetchError, ServeLimiter, ShardTransfer } from '../../src/net/ShardTransfer.ts';
 import { shardKeyString, type ShardKey } from '../../src/shared/shardMap.ts';
 import { waitFor } from '../harness/poolKit.ts';
 import { startTestServer, type TestServer } from '../harness/testServer.ts';
@@ -38,10 +37,10 @@ describe('peer shard transfer', () => {
     // A corrupt holder: announces the accepted hash but sends other bytes.
     const bad = new Uint8Array(randomBytes(1000));
     held.set(shardKeyString(k2), { bytes: bad, sha256: 'f'.repeat(64) });
-    const holderMgr = new PeerManager(transportOf(holder), SimplePeer, { maxPeers: 4, wrtc });
+    const holderMgr = new PeerManager(transportOf(holder), { maxPeers: 4, wrtc });
     const transfers: ShardTransfer[] = [];
     holderMgr.on('link', ({ link }) => transfers.push(ShardTransfer.of(link, { get: (k) => held.get(shardKeyString(k)) })));
-    const viewerMgr = new PeerManager(transportOf(viewer), SimplePeer, { maxPeers: 4, wrtc });
+    const viewerMgr = new PeerManager(transportOf(viewer), { maxPeers: 4, wrtc });
     const link = await viewerMgr.connect(holder.peerId);
     // The signalling reached the right peer on both ends: one link, each side naming the other.
     expect(link.remoteId).toBe(holder.peerId);
@@ -85,7 +84,7 @@ describe('peer shard transfer', () => {
       }
     }
     const limiter = new WatchedLimiter(2);
-    const holderMgr = new PeerManager(transportOf(holder), SimplePeer, { maxPeers: 4, wrtc });
+    const holderMgr = new PeerManager(transportOf(holder), { maxPeers: 4, wrtc });
     // Each transfer's serving interval, from the moment it got its slot to its last byte sent.
     const spans: { from: number; to: number }[] = [];
     let requests = 0;
@@ -97,7 +96,7 @@ describe('peer shard transfer', () => {
       });
     });
     const viewers = [await WsPeer.viewer(s.url), await WsPeer.viewer(s.url)];
-    const mgrs = viewers.map((v) => new PeerManager(transportOf(v), SimplePeer, { maxPeers: 4, wrtc }));
+    const mgrs = viewers.map((v) => new PeerManager(transportOf(v), { maxPeers: 4, wrtc }));
     const [a, b] = (await Promise.all(mgrs.map((m) => m.connect(holder.peerId)))).map((l) => ShardTransfer.of(l));
     const fetches: Promise<{ bytes: Uint8Array; sha256: string }>[] = [];
     // Requests on the first link until one is caught waiting (received, not finished, between two tasks).

@@ -3,15 +3,15 @@
  * keeps heartbeats going, validates everything the server sends, reconnects
  * with the same peer id after a drop, and turns `locate` into a promise.
  */
-import { apiUrl } from './api.ts';
-import { TypedEmitter } from './events.ts';
+import { apiUrl } from '../shared/api.ts';
+import { TypedEmitter } from '../shared/events.ts';
 import {
   parseServerMessage,
   PROTOCOL_VERSION,
   type ClientMessage,
   type HolderEntry,
   type ServerMessage,
-} from './protocol.ts';
+} from '../shared/protocol.ts';
 
 type Hello = Extract<ClientMessage, { type: 'hello' }>;
 type ServerEvents = { [M in ServerMessage as M['type']]: M };

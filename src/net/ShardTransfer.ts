@@ -3,10 +3,10 @@
  * protocol (./wire.ts): a holder answers `request`s from its store, a
  * requester gets verified bytes or an error. One instance per link.
  */
-import { TypedEmitter } from './events.ts';
+import { TypedEmitter } from '../shared/events.ts';
 import type { PeerLink } from './PeerManager.ts';
-import { shardKeyString, type ShardKey } from './shardMap.ts';
-import { Assembly, chunksOf, decodeWire, encodeCommand, sha256Hex, WireError, type WireCommand } from './wire.ts';
+import { shardKeyString, type ShardKey } from '../shared/shardMap.ts';
+import { Assembly, chunksOf, decodeWire, encodeCommand, sha256Hex, WireError, type WireCommand } from '../shared/wire.ts';
 
 export interface ShardSource {
   /** The bytes and hash of a held shard, or undefined. */
