@@ -1,3 +1,4 @@
+/** Crash-safe file writes for the store: atomic replace (temp file, fsync, rename), clean-up of the temp files an interrupted write leaves, and JSON reads. */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
