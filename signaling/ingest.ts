@@ -17,6 +17,10 @@ import { probeFile, ProbeError } from './media/probe.ts';
 
 const EXT_BY_CONTAINER: Record<string, string> = { mp4: '.mp4', mov: '.mov', webm: '.webm', matroska: '.mkv', mkv: '.mkv' };
 
+/** Stripped from uploaded file names: they would corrupt logs and pages. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this matches.
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/g;
+
 /** Keeps a display name readable and harmless. */
 export function cleanName(raw: string | undefined): string {
   let name = raw ?? '';
@@ -25,8 +29,7 @@ export function cleanName(raw: string | undefined): string {
   } catch {
     /* keep as sent */
   }
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this strips from a file name.
-  name = name.replace(/^.*[\\/]/, '').replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 200);
+  name = name.replace(/^.*[\\/]/, '').replace(CONTROL_CHARACTERS, '').trim().slice(0, 200);
   return name || 'untitled';
 }
 
