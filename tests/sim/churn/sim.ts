@@ -12,7 +12,7 @@ import type { ChurnOptions, ChurnReport, LeaveKind } from './options.ts';
 import { SIM_ADMIN_TOKEN } from './server.ts';
 import type { Holding, SimContent } from './simClient.ts';
 import { SimEncoder, splitKey } from './simEncoder.ts';
-import { SimViewer } from './simViewer.ts';
+import type { SimViewer } from './simViewer.ts';
 import { bump, dist, keyStr, pushExample } from './util.ts';
 
 export class Churn {
