@@ -24,9 +24,9 @@ export interface ServerProc {
 
 export const SIM_ADMIN_TOKEN = 'churn-sim-admin-token';
 
-export async function startServerProcess(o: ChurnOptions): Promise<ServerProc> {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'shardcast-churn-'));
-  const args = [
+/** The server's command line for a run: `o`'s node flags and server flags around the simulation's fixed settings, data in `dataDir`. */
+function serverArgs(o: ChurnOptions, dataDir: string): string[] {
+  return [
     ...o.serverNodeArgs,
     '--import',
     'tsx',
@@ -60,6 +60,12 @@ export async function startServerProcess(o: ChurnOptions): Promise<ServerProc> {
     SIM_ADMIN_TOKEN,
     ...o.serverArgs,
   ];
+}
+
+/** Starts the real server (signaling/main.ts) as a child on a free port with a fresh data directory; resolves once it listens. Throws with its last output lines if it exits first or does not listen within 60 s. */
+export async function startServerProcess(o: ChurnOptions): Promise<ServerProc> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'shardcast-churn-'));
+  const args = serverArgs(o, dataDir);
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...o.serverEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
   const proc: ServerProc = { child, url: '', dataDir, errorLines: [], exit: null, tail: [] };
   const onLine = (line: string, stream: 'out' | 'err') => {

@@ -282,10 +282,22 @@ export class Churn {
     return [...this.everAccepted].filter((k) => !this.liveHolders.has(k));
   }
 
+  /** Fills the report's end-of-run figures from the simulation's truth, `maps` (the server's shard maps by content id) and `serverHolders` (its holder index by variant key). */
   finish(maps: Map<string, ShardMap>, serverHolders: Map<string, HolderEntry>): void {
     const r = this.r;
     const now = Date.now();
-    // Re-queue figures.
+    this.finishRequeue(maps);
+    this.finishLoss(maps, serverHolders);
+    this.finishLoad(now);
+    r.viewers.startupMs = dist(this.startup);
+    r.viewers.locateRttMs = dist(this.locateRtt);
+    r.encoders.acceptRttMs = dist(this.acceptRtt);
+    r.encoders.liveAtEnd = this.liveEncoders().length;
+  }
+
+  /** Re-queue figures: how fast departures were noticed and their unfinished shards reassigned. */
+  private finishRequeue(maps: Map<string, ShardMap>): void {
+    const r = this.r;
     r.requeue.silentDetectMs = dist(this.silentDetect);
     r.requeue.silentUndetected = this.encoders.filter((e) => (e.leaveKind === 'silent' || e.leaveKind === 'batch-silent') && e.closedAt === undefined).length;
     r.requeue.reassignMs = dist(this.reassign.map((x) => x.ms));
@@ -298,7 +310,11 @@ export class Churn {
       const [cid, rend, idx] = splitKey(k);
       return maps.get(cid)?.shards[idx]?.renditions[rend]?.status !== 'ready';
     }).length;
-    // Lost shards and readiness.
+  }
+
+  /** Lost shards and readiness, and the server's holder index against the truth. */
+  private finishLoss(maps: Map<string, ShardMap>, serverHolders: Map<string, HolderEntry>): void {
+    const r = this.r;
     for (const c of this.contents) {
       const map = maps.get(c.id)!;
       let variants = 0;
@@ -337,7 +353,11 @@ export class Churn {
     }
     r.lost.orphanedDuringRun = this.orphaned.size;
     r.lost.recovered = [...this.orphaned].filter((k) => this.liveHolders.has(k)).length;
-    // Holder load over the viewing phase, per content, over the holders of that content.
+  }
+
+  /** Holder load over the viewing phase, per content, over the holders of that content. */
+  private finishLoad(now: number): void {
+    const r = this.r;
     const end = Math.min(now, this.viewEnd);
     for (const e of this.encoders) {
       const from = Math.max(e.joinedAt, this.viewStart);
@@ -368,9 +388,6 @@ export class Churn {
     r.load.busiestRps = top?.busiestRps ?? 0;
     r.load.busiestToMean = top?.busiestToMean ?? 0;
     r.load.peakSecond = Math.max(0, ...this.encoders.flatMap((e) => [...e.perSecond.values()]));
-    r.viewers.startupMs = dist(this.startup);
-    r.viewers.locateRttMs = dist(this.locateRtt);
-    r.encoders.acceptRttMs = dist(this.acceptRtt);
-    r.encoders.liveAtEnd = this.liveEncoders().length;
   }
+
 }
