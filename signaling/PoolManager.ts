@@ -31,7 +31,17 @@ import { candidates, engineFor, plan, playheadTimes, type Candidate, type PlanIn
 import { Sessions } from './pool/Sessions.ts';
 import { Stats } from './pool/Stats.ts';
 import { Every, HeartbeatExpiry, JobDeadlines, Once, Ticker } from './pool/tasks.ts';
-import { ProtocolError, type ActiveJob, type CrossCheck, type JobClass, type Outbox, type Peer, type PeerConnection, type PoolEvents, type StagedShard } from './pool/types.ts';
+import {
+  ProtocolError,
+  type ActiveJob,
+  type CrossCheck,
+  type JobClass,
+  type Outbox,
+  type Peer,
+  type PeerConnection,
+  type PoolEvents,
+  type StagedShard,
+} from './pool/types.ts';
 import { Views } from './pool/Views.ts';
 
 export { AUDIO_RUN_OVERLAP } from './pool/JobBuilder.ts';
@@ -75,13 +85,34 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     this.stats = new Stats(this, now);
     const soon = () => this.scheduleSoon();
     this.replication = new Replication(store, this.availability, this.sessions, this.health, this.demand, isCached, this.outbox, config, now, soon);
-    this.crossChecks = new CrossChecks(store, this.availability, this.ledger, this.trust, this.health, this.outbox, {
-      addHolder: (peerId, key) => this.addHolder(peerId, key),
-      forgetReplica: (peerId, key) => this.replication.forgetReplica(peerId, key),
-      quarantined: (peerId, reason) => this.quarantined(peerId, reason),
-      scheduleSoon: soon,
-    }, config);
-    this.views = new Views({ store, sessions: this.sessions, ledger: this.ledger, index: this.availability, health: this.health, trust: this.trust, demand: this.demand, stats: this.stats, checks: this.crossChecks, isCached, now });
+    this.crossChecks = new CrossChecks(
+      store,
+      this.availability,
+      this.ledger,
+      this.trust,
+      this.health,
+      this.outbox,
+      {
+        addHolder: (peerId, key) => this.addHolder(peerId, key),
+        forgetReplica: (peerId, key) => this.replication.forgetReplica(peerId, key),
+        quarantined: (peerId, reason) => this.quarantined(peerId, reason),
+        scheduleSoon: soon,
+      },
+      config,
+    );
+    this.views = new Views({
+      store,
+      sessions: this.sessions,
+      ledger: this.ledger,
+      index: this.availability,
+      health: this.health,
+      trust: this.trust,
+      demand: this.demand,
+      stats: this.stats,
+      checks: this.crossChecks,
+      isCached,
+      now,
+    });
     // The public status of a variant is computed from the store's durable state and this live state.
     store.setLiveState({ encoding: (key) => this.ledger.isInFlight(key), orphaned: (key) => this.availability.isOrphaned(key) });
   }
@@ -132,7 +163,11 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
         // held, with no cached copy either (a kill can come between acknowledgement and cache
         // write), would otherwise stay "ready" with no copy anywhere, and never be encoded again.
         new Once('restart-unheld-check', period, this.now() + this.config.heartbeatTimeoutMs, () => this.replication.orphanUnheld()),
-        new JobDeadlines(period, (now) => [...this.ledger.jobs.values()].filter((aj) => aj.job.deadline < now), (aj) => this.expireJob(aj)),
+        new JobDeadlines(
+          period,
+          (now) => [...this.ledger.jobs.values()].filter((aj) => aj.job.deadline < now),
+          (aj) => this.expireJob(aj),
+        ),
         new Every('replication-pass', period, () => this.replication.pass()),
         new Every('health-pruning', period, () => this.health.prune((id) => this.sessions.peers.has(id))),
         new Every('schedule', period, () => this.schedule()),
@@ -427,10 +462,23 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
         this.assign(pick.peer, this.newJob(this.store.get(pick.check.contentId)!, pick.check.rendition, pick.indices), 'background', pick.check);
       }
     }
-    const encoders = free.map((p) => ({ id: p.id, free: slotsOf(p), score: this.health.score(p.id), load: p.jobs.size, joinedAt: p.joinedAt, engines: p.capabilities?.engines ?? [] }));
+    const encoders = free.map((p) => ({
+      id: p.id,
+      free: slotsOf(p),
+      score: this.health.score(p.id),
+      load: p.jobs.size,
+      joinedAt: p.joinedAt,
+      engines: p.capabilities?.engines ?? [],
+    }));
     const running = [...this.ledger.jobs.values()]
       .filter((aj) => aj.klass === 'background' && this.sessions.get(aj.peerId))
-      .map((aj) => ({ jobId: aj.job.id, peerId: aj.peerId, progress: aj.progress, assignedAt: aj.assignedAt, engines: this.sessions.get(aj.peerId)!.capabilities?.engines ?? [] }));
+      .map((aj) => ({
+        jobId: aj.job.id,
+        peerId: aj.peerId,
+        progress: aj.progress,
+        assignedAt: aj.assignedAt,
+        engines: this.sessions.get(aj.peerId)!.capabilities?.engines ?? [],
+      }));
     const p = plan(input, list, encoders, running);
     for (const a of p.assignments) this.assign(this.sessions.get(a.peerId)!, this.newJob(a.content, a.rendition, a.indices), a.klass);
     if (p.preempt) this.preempt(p.preempt.jobId, p.preempt.peerId, p.preempt.pick, input);
@@ -442,7 +490,14 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     this.requeueJob(jobId, 'preempted by live demand', false);
     this.emit('job-preempted', { jobId, peerId, for: variantKeyString({ contentId: pick.content.meta.id, rendition: pick.rendition, index: pick.index }) });
     const keyOf = (i: number) => ({ contentId: pick.content.map.contentId, rendition: pick.rendition, index: i });
-    const indices = runIndices(pick.content, pick.rendition, pick.index, (i) => input.isPending(keyOf(i)), (i) => input.isRetry(keyOf(i)), this.config);
+    const indices = runIndices(
+      pick.content,
+      pick.rendition,
+      pick.index,
+      (i) => input.isPending(keyOf(i)),
+      (i) => input.isRetry(keyOf(i)),
+      this.config,
+    );
     this.assign(peer, this.newJob(pick.content, pick.rendition, indices), 'live');
   }
 
@@ -457,7 +512,11 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   }
 
   private newJob(content: Content, rendition: string, indices: readonly number[]): Job {
-    const ids = { id: randomBytes(8).toString('hex'), now: this.now(), ...(this.config.testHooks.verifyShardBytes && { uploadToken: randomBytes(18).toString('base64url') }) };
+    const ids = {
+      id: randomBytes(8).toString('hex'),
+      now: this.now(),
+      ...(this.config.testHooks.verifyShardBytes && { uploadToken: randomBytes(18).toString('base64url') }),
+    };
     return buildJob(content, rendition, indices, ids, this.config);
   }
 

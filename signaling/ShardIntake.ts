@@ -38,7 +38,7 @@ export class ShardIntake {
 
   async receive(authorization: string | undefined, k: ShardKey, bytes: Uint8Array, query: URLSearchParams): Promise<IntakeResult> {
     const token = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')?.[1];
-    if (!token) throw new ShardcastError('upload-token-required', 'uploads carry the job\'s upload token: Authorization: Bearer <job.uploadToken>');
+    if (!token) throw new ShardcastError('upload-token-required', "uploads carry the job's upload token: Authorization: Bearer <job.uploadToken>");
     // Throws a ProtocolError (bad-upload-token, not-in-job) the edge answers like any coded error.
     const target = this.pool.uploadTarget(token, k);
     const lead = samplesParam(query.get('lead'), 'lead');

@@ -60,7 +60,10 @@ export function bearerToken(req: IncomingMessage): string | undefined {
 export function requireAdmin(req: IncomingMessage, adminToken: string): void {
   const given = bearerToken(req);
   if (given === undefined) {
-    throw new ShardcastError('unauthorized', 'this call needs the admin token: send "Authorization: Bearer <token>" (the server prints where its token is at startup)');
+    throw new ShardcastError(
+      'unauthorized',
+      'this call needs the admin token: send "Authorization: Bearer <token>" (the server prints where its token is at startup)',
+    );
   }
   if (!tokenMatches(given, adminToken)) throw new ShardcastError('forbidden', 'the admin token is wrong');
 }
@@ -123,7 +126,11 @@ export function applyCors(req: IncomingMessage, res: ServerResponse, allowed: re
 export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
   if (trustProxy) {
     const xff = req.headers['x-forwarded-for'];
-    const last = (Array.isArray(xff) ? xff.join(',') : (xff ?? '')).split(',').map((s) => s.trim()).filter(Boolean).pop();
+    const last = (Array.isArray(xff) ? xff.join(',') : (xff ?? ''))
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .pop();
     if (last) return last;
   }
   return req.socket.remoteAddress ?? 'unknown';

@@ -136,7 +136,9 @@ export async function publish(args: PublishArgs, onProgress?: (sent: number, tot
         if (res.statusCode === 201) return resolve(body as PublishResponse);
         const err = (body as Partial<ErrorResponse>).error;
         if (res.statusCode === 401 || res.statusCode === 403) {
-          return reject(new Error(`upload refused (${res.statusCode} ${err?.code ?? ''}): ${err?.message ?? text}; pass the admin token with --token or SHARDCAST_TOKEN`));
+          return reject(
+            new Error(`upload refused (${res.statusCode} ${err?.code ?? ''}): ${err?.message ?? text}; pass the admin token with --token or SHARDCAST_TOKEN`),
+          );
         }
         reject(new Error(`upload refused (${res.statusCode} ${err?.code ?? ''}): ${err?.message ?? text}`));
       });

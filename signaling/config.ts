@@ -61,9 +61,15 @@ const serverConfigSchema = z.object({
   replicateTimeoutMs: num(15_000, 'A replication not confirmed in this long is given up, ms.'),
 
   // Verification (signaling/policy/Trust.ts): structure checks before acceptance, cross-checks between encoders.
-  verifySampleRate: num(0.1, "Share of a trusted encoder's jobs that a second encoder (same engine and build) encodes again to compare hashes (the floor of the adaptive rate)."),
+  verifySampleRate: num(
+    0.1,
+    "Share of a trusted encoder's jobs that a second encoder (same engine and build) encodes again to compare hashes (the floor of the adaptive rate).",
+  ),
   verifyNewEncoderJobs: num(3, "A new encoder's first jobs, this many, are all cross-checked; after a failed check it starts over."),
-  verifyTrustGrowth: num(0.5, 'How fast the check rate falls with trust: rate = 1 / (1 + growth * checks passed beyond the first ones), never below --verify-sample-rate.'),
+  verifyTrustGrowth: num(
+    0.5,
+    'How fast the check rate falls with trust: rate = 1 / (1 + growth * checks passed beyond the first ones), never below --verify-sample-rate.',
+  ),
   verifyQueueMax: num(1000, 'Cross-checks waiting for a verifier at most; beyond this the oldest are dropped and their shards counted unverifiable.'),
   // Only engines shown to give the same bytes for the same job (ffmpeg.wasm: tests/e2e/determinism.test.ts).
   verifyEngines: str(
@@ -72,14 +78,20 @@ const serverConfigSchema = z.object({
   ),
 
   // Access control (signaling/auth.ts). See README "Security model".
-  adminToken: str('', 'Bearer token for publishing, deleting and other admin calls. Empty: read DATA_DIR/admin-token, generating it (mode 0600) on first start.'),
+  adminToken: str(
+    '',
+    'Bearer token for publishing, deleting and other admin calls. Empty: read DATA_DIR/admin-token, generating it (mode 0600) on first start.',
+  ),
   joinToken: str('', 'Token tabs must send in hello (and encoders with source-slice requests) to join. Empty: anyone may join.'),
   allowedOrigins: str(
     '',
     "Origins allowed to open the WebSocket, comma-separated. Empty: only the origin whose host equals the request's Host header. Requests without Origin (non-browser clients) are allowed.",
   ),
   corsOrigins: str('', 'Origins that get CORS headers on the HTTP API, comma-separated ("*" for any). Empty: no CORS (same origin only).'),
-  trustProxy: bool(false, "Take the client address from the last X-Forwarded-For entry (set when behind a reverse proxy, else every client shares the proxy's address)."),
+  trustProxy: bool(
+    false,
+    "Take the client address from the last X-Forwarded-For entry (set when behind a reverse proxy, else every client shares the proxy's address).",
+  ),
 
   // Limits (signaling/limits.ts): every one answers with an error code, never a crash.
   wsMessagesPerSecond: num(100, 'WebSocket messages per second per connection, sustained (token bucket rate).'),

@@ -50,9 +50,7 @@ export async function removeTempFiles(dir: string): Promise<void> {
   } catch {
     return;
   }
-  await Promise.all(
-    names.filter((n) => /\.tmp-[0-9a-f]{8}$/.test(n)).map((n) => fsp.rm(path.join(dir, n), { force: true })),
-  );
+  await Promise.all(names.filter((n) => /\.tmp-[0-9a-f]{8}$/.test(n)).map((n) => fsp.rm(path.join(dir, n), { force: true })));
 }
 
 export async function readJson(file: string): Promise<unknown> {

@@ -29,7 +29,11 @@ export function cleanName(raw: string | undefined): string {
   } catch {
     /* keep as sent */
   }
-  name = name.replace(/^.*[\\/]/, '').replace(CONTROL_CHARACTERS, '').trim().slice(0, 200);
+  name = name
+    .replace(/^.*[\\/]/, '')
+    .replace(CONTROL_CHARACTERS, '')
+    .trim()
+    .slice(0, 200);
   return name || 'untitled';
 }
 
@@ -47,7 +51,10 @@ function parseLadder(raw: string | undefined): Rendition[] | undefined {
   try {
     v = JSON.parse(raw);
   } catch {
-    throw new ShardcastError('bad-ladder', 'renditions must be a JSON array such as [{"id":"720p","video":{"codec":"h264","width":1280,"height":720,"bitrate":3000000}}]');
+    throw new ShardcastError(
+      'bad-ladder',
+      'renditions must be a JSON array such as [{"id":"720p","video":{"codec":"h264","width":1280,"height":720,"bitrate":3000000}}]',
+    );
   }
   const r = z.array(renditionSchema).min(1).max(16).safeParse(v);
   if (!r.success) {

@@ -28,7 +28,9 @@ export function needsBuild(root: string, distDir: string): boolean {
 
 export async function main(argv: string[]): Promise<void> {
   if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(`usage: npm start -- [options]\n\nOptions (flag, environment variable, default; description below each):\n${configHelp()}\n\nPORT and DATA_DIR are read too.`);
+    console.log(
+      `usage: npm start -- [options]\n\nOptions (flag, environment variable, default; description below each):\n${configHelp()}\n\nPORT and DATA_DIR are read too.`,
+    );
     return;
   }
   const args = argv.filter((a) => a !== '--no-build');
@@ -37,7 +39,12 @@ export async function main(argv: string[]): Promise<void> {
   if (!argv.includes('--no-build') && needsBuild(root, config.distDir)) {
     console.log('building the web app (vite build)...');
     const { build } = await import('vite');
-    await build({ configFile: path.join(root, 'vite.config.ts'), root: path.join(root, 'src'), logLevel: 'warn', build: { outDir: config.distDir, emptyOutDir: true } });
+    await build({
+      configFile: path.join(root, 'vite.config.ts'),
+      root: path.join(root, 'src'),
+      logLevel: 'warn',
+      build: { outDir: config.distDir, emptyOutDir: true },
+    });
   }
   const server = await startServer(config);
   const token = server.admin.source === 'config' ? 'the one you configured (--admin-token / SHARDCAST_ADMIN_TOKEN)' : `in ${server.admin.file}`;

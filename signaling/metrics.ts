@@ -21,9 +21,19 @@ export function renderMetrics(pool: PoolManager, store: ContentStore): string {
   ]);
   metric('shardcast_encoders_quarantined', 'gauge', 'Encoders in quarantine (no work, not offered to viewers).', [[{}, peers.quarantined]]);
   const byClass = views.jobsByClass();
-  metric('shardcast_jobs_in_flight', 'gauge', 'Jobs assigned and not finished, by class (live: near a playhead; start; background pre-encoding).', [...byClass].map(([k, v]) => [{ class: k }, v]));
+  metric(
+    'shardcast_jobs_in_flight',
+    'gauge',
+    'Jobs assigned and not finished, by class (live: near a playhead; start; background pre-encoding).',
+    [...byClass].map(([k, v]) => [{ class: k }, v]),
+  );
   const { byStatus: states, readyByHolders: replicas } = views.variants(5);
-  metric('shardcast_shard_variants', 'gauge', 'Shard variants (shard x rendition) by status.', [...states].map(([k, v]) => [{ status: k }, v]));
+  metric(
+    'shardcast_shard_variants',
+    'gauge',
+    'Shard variants (shard x rendition) by status.',
+    [...states].map(([k, v]) => [{ status: k }, v]),
+  );
   metric(
     'shardcast_shards_by_replicas',
     'gauge',
@@ -39,7 +49,9 @@ export function renderMetrics(pool: PoolManager, store: ContentStore): string {
   metric('shardcast_shards_rejected_total', 'counter', 'Shard reports rejected.', [[{}, c.shardsRejected]]);
   metric('shardcast_locate_requests_total', 'counter', 'Holder look-ups by viewers.', [[{}, c.locates]]);
   metric('shardcast_bad_messages_total', 'counter', 'Invalid WebSocket messages received.', [[{}, c.badMessages]]);
-  metric('shardcast_shard_requests_total', 'counter', 'Shards asked for by viewers (each locate counts its window).', [[{}, views.policyCounters().shardRequests]]);
+  metric('shardcast_shard_requests_total', 'counter', 'Shards asked for by viewers (each locate counts its window).', [
+    [{}, views.policyCounters().shardRequests],
+  ]);
   metric('shardcast_replications_total', 'counter', 'Replicate orders sent (hot shards, busy holders, orphans with a cached copy).', [[{}, c.replications]]);
   metric('shardcast_replica_releases_total', 'counter', 'Replicas released after demand cooled.', [[{}, c.releases]]);
   metric('shardcast_preemptions_total', 'counter', 'Background jobs cancelled for live work.', [[{}, c.preemptions]]);
@@ -57,7 +69,9 @@ export function renderMetrics(pool: PoolManager, store: ContentStore): string {
   metric('shardcast_encoders_convicted_total', 'counter', 'Encoders found in the wrong by two others (quarantined).', [[{}, t.convicted]]);
   metric('shardcast_shards_revoked_total', 'counter', 'Unverified shards of convicted encoders taken back and encoded again.', [[{}, t.revoked]]);
   metric('shardcast_crosscheck_inconclusive_total', 'counter', 'Mismatches where three encodes gave three results.', [[{}, t.inconclusive]]);
-  metric('shardcast_shards_unverifiable_total', 'counter', 'Shards sampled for a check that could not be compared (no encoder of the same engine and build).', [[{}, t.unverifiable]]);
+  metric('shardcast_shards_unverifiable_total', 'counter', 'Shards sampled for a check that could not be compared (no encoder of the same engine and build).', [
+    [{}, t.unverifiable],
+  ]);
   const mem = process.memoryUsage();
   metric('shardcast_process_resident_bytes', 'gauge', 'Resident memory of the server.', [[{}, mem.rss]]);
   return lines.join('\n') + '\n';

@@ -40,7 +40,9 @@ export interface PoolSocket {
 function refuseUpgrade(socket: Duplex, e: ShardcastError): void {
   const status = httpStatus(e);
   const body = JSON.stringify(errorBody(e.code, e.message));
-  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
 }
 
 /** Takes over `server`'s upgrades to /ws. */
@@ -54,7 +56,10 @@ export function attachPoolSocket(server: http.Server, o: PoolSocketOptions): Poo
     if (pathname !== API_PATHS.ws) return refuseUpgrade(socket, new ShardcastError('not-found', `the WebSocket is at ${API_PATHS.ws}`));
     if (!originAllowed(req, o.allowedOrigins)) {
       refusals.badOrigin++;
-      return refuseUpgrade(socket, new ShardcastError('bad-origin', `origin ${req.headers.origin} may not open the pool socket (server option --allowed-origins)`));
+      return refuseUpgrade(
+        socket,
+        new ShardcastError('bad-origin', `origin ${req.headers.origin} may not open the pool socket (server option --allowed-origins)`),
+      );
     }
     const address = clientAddress(req, config.trustProxy);
     const refused = limits.open(address);
@@ -124,7 +129,11 @@ class Connection {
       refusals.rateLimited++;
       // One error per refusal would double the flood back; every 50th is plenty of notice.
       if (this.rateLimited++ % 50 === 0) {
-        this.conn.send({ type: 'error', code: 'rate-limited', message: `more than ${config.wsMessagesPerSecond} messages/s (burst ${config.wsMessageBurst}): messages are being dropped` });
+        this.conn.send({
+          type: 'error',
+          code: 'rate-limited',
+          message: `more than ${config.wsMessagesPerSecond} messages/s (burst ${config.wsMessageBurst}): messages are being dropped`,
+        });
       }
       if (this.rateLimited >= config.wsRateLimitedCloseAfter) this.ws.close(1008, 'rate limit exceeded');
       return;
@@ -156,7 +165,12 @@ class Connection {
     }
     if (config.joinToken && !tokenMatches(msg.token, config.joinToken)) {
       refusals.badJoinToken++;
-      this.conn.send({ type: 'error', code: msg.token === undefined ? 'unauthorized' : 'forbidden', message: 'this pool needs a join token: open the page with ?token=<join token>', ref: 'hello' });
+      this.conn.send({
+        type: 'error',
+        code: msg.token === undefined ? 'unauthorized' : 'forbidden',
+        message: 'this pool needs a join token: open the page with ?token=<join token>',
+        ref: 'hello',
+      });
       this.ws.close(1008, 'join token required');
       return;
     }

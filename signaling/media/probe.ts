@@ -34,7 +34,11 @@ async function checkDataPresent(sink: EncodedPacketSink, what: string): Promise<
 
 async function videoFacts(track: InputVideoTrack, origin: number): Promise<VideoFacts> {
   const codec = await track.getCodec();
-  if (!codec) throw new ProbeError('unsupported-codec', `the video codec (${String(await track.getInternalCodecId())}) is not supported; use H.264, HEVC, VP8, VP9 or AV1`);
+  if (!codec)
+    throw new ProbeError(
+      'unsupported-codec',
+      `the video codec (${String(await track.getInternalCodecId())}) is not supported; use H.264, HEVC, VP8, VP9 or AV1`,
+    );
   const sink = new EncodedPacketSink(track);
   const times: number[] = [];
   const keys: number[] = [];
@@ -80,7 +84,11 @@ async function videoFacts(track: InputVideoTrack, origin: number): Promise<Video
 
 async function audioFacts(track: InputAudioTrack, origin: number): Promise<AudioFacts> {
   const codec = await track.getCodec();
-  if (!codec) throw new ProbeError('unsupported-codec', `the audio codec (${String(await track.getInternalCodecId())}) is not supported; use AAC, Opus, MP3, FLAC or PCM`);
+  if (!codec)
+    throw new ProbeError(
+      'unsupported-codec',
+      `the audio codec (${String(await track.getInternalCodecId())}) is not supported; use AAC, Opus, MP3, FLAC or PCM`,
+    );
   const start = await presentedStart(track);
   const end = await track.computeDuration();
   await checkDataPresent(new EncodedPacketSink(track), 'audio');

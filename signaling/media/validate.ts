@@ -8,7 +8,9 @@ import { BufferSource, EncodedPacketSink, Input, MP4, type EncodedPacket } from 
 import { AAC_PACKET_SAMPLES, type AudioSpec, type VideoSpec } from '../../src/shared/shardMap.ts';
 import { ShardcastError } from '../../src/shared/errors.ts';
 
-export class ShardCheckError extends ShardcastError<'not-mp4' | 'wrong-track' | 'wrong-codec' | 'wrong-size' | 'not-keyframe-first' | 'wrong-duration' | 'wrong-frames'> {
+export class ShardCheckError extends ShardcastError<
+  'not-mp4' | 'wrong-track' | 'wrong-codec' | 'wrong-size' | 'not-keyframe-first' | 'wrong-duration' | 'wrong-frames'
+> {
   override name = 'ShardCheckError';
 }
 

@@ -62,18 +62,38 @@ export class CrossChecks {
     let engine: string | undefined;
     for (const s of aj.job.shards) {
       const st = content.map.shards[s.index]?.renditions[aj.job.rendition];
-      if (st?.status !== 'ready' || !st.sha256 || !this.index.holds(peer.id, variantKeyString({ contentId: aj.job.contentId, rendition: aj.job.rendition, index: s.index }))) continue;
+      if (
+        st?.status !== 'ready' ||
+        !st.sha256 ||
+        !this.index.holds(peer.id, variantKeyString({ contentId: aj.job.contentId, rendition: aj.job.rendition, index: s.index }))
+      )
+        continue;
       expected.set(s.index, st.sha256);
       engine ??= st.engine;
     }
     if (expected.size === 0) return;
     // An engine not known to be deterministic would be blamed for its own noise: not compared by hash.
-    if (!engine || !this.config.verifyEngines.split(',').map((e) => e.trim()).includes(engine.split('@')[0]!)) {
+    if (
+      !engine ||
+      !this.config.verifyEngines
+        .split(',')
+        .map((e) => e.trim())
+        .includes(engine.split('@')[0]!)
+    ) {
       this.trust.counters.unverifiable += expected.size;
       return;
     }
     if (!this.trust.shouldCheck(peer.id)) return;
-    this.enqueue({ stage: 'verify', contentId: aj.job.contentId, rendition: aj.job.rendition, indices: [...expected.keys()], engine, origin: peer.id, expected, exclude: new Set([peer.id]) });
+    this.enqueue({
+      stage: 'verify',
+      contentId: aj.job.contentId,
+      rendition: aj.job.rendition,
+      indices: [...expected.keys()],
+      engine,
+      origin: peer.id,
+      expected,
+      exclude: new Set([peer.id]),
+    });
   }
 
   private enqueue(c: CrossCheck): void {

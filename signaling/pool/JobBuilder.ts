@@ -44,7 +44,13 @@ export function runIndices(
  * deadline. With an `uploadToken` the encoder must upload each shard's bytes
  * for the server's check before reporting it.
  */
-export function buildJob(content: Content, renditionId: string, indices: readonly number[], ids: { id: string; uploadToken?: string; now: number }, config: JobBuilderConfig): Job {
+export function buildJob(
+  content: Content,
+  renditionId: string,
+  indices: readonly number[],
+  ids: { id: string; uploadToken?: string; now: number },
+  config: JobBuilderConfig,
+): Job {
   const map = content.map;
   const r = map.renditions.find((x) => x.id === renditionId)!;
   const shards = indices.map((i) => {
@@ -53,7 +59,7 @@ export function buildJob(content: Content, renditionId: string, indices: readonl
     const audio = isAudioRendition(r);
     return {
       index: i,
-      start: audio ? st.start ?? s.start : s.start,
+      start: audio ? (st.start ?? s.start) : s.start,
       duration: audio && st.samples ? st.samples / r.audio.sampleRate : s.duration,
       frames: s.frames,
       firstFrame: s.firstFrame,

@@ -51,7 +51,8 @@ export class JobLedger {
   add(aj: ActiveJob): void {
     const { job } = aj;
     if (job.uploadToken) this.uploadTokens.set(job.uploadToken, job.id);
-    if (!aj.check) for (const s of job.shards) this.inFlight.set(variantKeyString({ contentId: job.contentId, rendition: job.rendition, index: s.index }), job.id);
+    if (!aj.check)
+      for (const s of job.shards) this.inFlight.set(variantKeyString({ contentId: job.contentId, rendition: job.rendition, index: s.index }), job.id);
     this.active.set(job.id, aj);
     let mine = this.byPeer.get(aj.peerId);
     if (!mine) this.byPeer.set(aj.peerId, (mine = new Set()));

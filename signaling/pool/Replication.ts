@@ -103,7 +103,15 @@ export class Replication {
     const given = (id: string) => this.ordersThisPass.get(id) ?? 0;
     const now = this.now();
     const targets = [...this.sessions.peers.values()]
-      .filter((p) => p.role === 'encoder' && p.id !== opts.exclude && !p.holdings.has(key) && !pending.has(p.id) && !this.health.isQuarantined(p.id) && (this.backoff.get(p.id) ?? 0) <= now)
+      .filter(
+        (p) =>
+          p.role === 'encoder' &&
+          p.id !== opts.exclude &&
+          !p.holdings.has(key) &&
+          !pending.has(p.id) &&
+          !this.health.isQuarantined(p.id) &&
+          (this.backoff.get(p.id) ?? 0) <= now,
+      )
       .filter((p) => !opts.needRoom || p.capabilities?.storageBytes === undefined || p.heldBytes + size <= p.capabilities.storageBytes)
       .sort((a, b) => a.serving + a.jobs.size + given(a.id) - (b.serving + b.jobs.size + given(b.id)) || a.holdings.size - b.holdings.size)
       .slice(0, n);
@@ -122,7 +130,8 @@ export class Replication {
     const asked = this.replicating.get(key)?.delete(peer.id);
     const st = this.store.get(msg.key.contentId)?.map.shards[msg.key.index]?.renditions[msg.key.rendition];
     if (!asked) throw new ProtocolError('not-asked', `no replication of ${key} was asked of you`);
-    if (st?.status !== 'ready' || st.sha256 !== msg.sha256) throw new ProtocolError('hash-mismatch', `${key}: the stored copy does not match the accepted hash`);
+    if (st?.status !== 'ready' || st.sha256 !== msg.sha256)
+      throw new ProtocolError('hash-mismatch', `${key}: the stored copy does not match the accepted hash`);
     addHolder(peer.id, key);
     let set = this.replicas.get(key);
     if (!set) this.replicas.set(key, (set = new Set()));

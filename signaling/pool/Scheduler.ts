@@ -216,7 +216,11 @@ export function playheadTimes(active: Iterable<{ contentId: string; index: numbe
   const times = new Map<string, number[]>();
   for (const [id, set] of out) {
     const shards = contentOf(id)?.map.shards;
-    if (shards) times.set(id, [...set].flatMap((i) => (shards[i] ? [shards[i].start] : [])));
+    if (shards)
+      times.set(
+        id,
+        [...set].flatMap((i) => (shards[i] ? [shards[i].start] : [])),
+      );
   }
   return times;
 }

@@ -36,7 +36,14 @@ export class Sessions {
    * id is free and `resume` is its secret; otherwise it gets a fresh id.
    * Returns the peer and its new resume secret (the old one stops working).
    */
-  open(conn: PeerConnection, role: Role, now: number, capabilities: Capabilities | undefined, wanted?: string, resume?: string): { peer: Peer; resume: string } {
+  open(
+    conn: PeerConnection,
+    role: Role,
+    now: number,
+    capabilities: Capabilities | undefined,
+    wanted?: string,
+    resume?: string,
+  ): { peer: Peer; resume: string } {
     let id = wanted;
     if (!id || this.connected.has(id) || !this.resumes(id, resume)) id = randomBytes(9).toString('base64url').replace(/[-_]/g, 'x');
     const secret = randomBytes(18).toString('base64url');

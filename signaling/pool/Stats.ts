@@ -62,9 +62,9 @@ const COUNTING: Counting = {
   'shard-accepted': (c, e) => void (e.replaced || c.shardsAccepted++),
   // A viewer's report about a holder is not a rejection of an encoder's report.
   'shard-rejected': (c, e) => void (e.reporter === undefined && c.shardsRejected++),
-  'located': (c) => c.locates++,
+  located: (c) => c.locates++,
   'bad-message': (c) => c.badMessages++,
-  'replicate': (c) => c.replications++,
+  replicate: (c) => c.replications++,
   'replica-released': (c) => c.releases++,
   'encoder-quarantined': (c) => c.quarantines++,
   'job-preempted': (c) => c.preemptions++,

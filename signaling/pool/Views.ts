@@ -90,7 +90,11 @@ export class Views {
 
   /** Running jobs by class (for /metrics). */
   jobsByClass(): Map<JobClass, number> {
-    const byClass = new Map<JobClass, number>([['live', 0], ['start', 0], ['background', 0]]);
+    const byClass = new Map<JobClass, number>([
+      ['live', 0],
+      ['start', 0],
+      ['background', 0],
+    ]);
     for (const aj of this.s.ledger.jobs.values()) byClass.set(aj.klass, (byClass.get(aj.klass) ?? 0) + 1);
     return byClass;
   }

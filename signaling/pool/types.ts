@@ -104,7 +104,7 @@ export interface PoolEvents {
   'shard-failed': { key: VariantKey; attempts: number };
   'content-complete': { contentId: string };
   'encoder-quarantined': { peerId: string; reason: string; until: number };
-  'replicate': { key: string; peerId: string; from: number; cached: boolean; reason: string };
+  replicate: { key: string; peerId: string; from: number; cached: boolean; reason: string };
   'replica-stored': { key: string; peerId: string };
   'replica-released': { key: string; peerId: string };
   'shard-orphaned': { key: string; action: 're-encode' | 'from-cache' };
@@ -112,7 +112,7 @@ export interface PoolEvents {
   /** A cross-check job went back to the check queue (its encoder left, failed or was preempted). */
   'check-requeued': { jobId: string; peerId: string };
   /** A viewer or encoder asked who holds a window of shards. */
-  'located': { peerId: string; contentId: string };
+  located: { peerId: string; contentId: string };
   /** A peer sent a message the protocol refuses (answered with `error`); no `peerId` before its hello. */
   'bad-message': { peerId?: string; code: string };
   /** An upload's bytes passed the intake check; `checkMs` is the time that took. */

@@ -25,7 +25,10 @@ async function publish(ctx: EdgeContext, req: IncomingMessage, url: URL): Promis
   const release = uploads.tryAcquire();
   if (!release) {
     refusals.tooManyUploads++;
-    throw new ShardcastError('too-many-uploads', `${config.maxConcurrentUploads} uploads are already in progress; try again when one finishes (server option --max-concurrent-uploads)`);
+    throw new ShardcastError(
+      'too-many-uploads',
+      `${config.maxConcurrentUploads} uploads are already in progress; try again when one finishes (server option --max-concurrent-uploads)`,
+    );
   }
   let c;
   try {
@@ -50,7 +53,13 @@ export function contentRoutes(router: Router, ctx: EdgeContext): void {
     .add('POST', API_PATHS.contents, async (req, res, _p, url) => sendJson(res, 201, await publish(ctx, req, url)))
     .add('GET', API_PATHS.content, (_req, res, p) => {
       const c = contentOr404(ctx, p.id!);
-      sendJson(res, 200, { id: c.meta.id, name: c.meta.name, status: contentStatus(c.map), createdAt: c.meta.createdAt, shardMap: c.map } satisfies ContentResponse);
+      sendJson(res, 200, {
+        id: c.meta.id,
+        name: c.meta.name,
+        status: contentStatus(c.map),
+        createdAt: c.meta.createdAt,
+        shardMap: c.map,
+      } satisfies ContentResponse);
     })
     .add('DELETE', API_PATHS.content, async (req, res, p) => {
       requireAdmin(req, ctx.admin.token);

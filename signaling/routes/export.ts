@@ -44,7 +44,10 @@ export function exportHandler(store: ContentStore, cache: ShardCache, limits: Ex
     const asked = url.searchParams.get('rendition');
     const videoIds = map.renditions.filter(isVideoRendition).map((r) => r.id);
     if (asked !== null && !videoIds.includes(asked)) {
-      throw new ExportError('unknown-rendition', `"${asked}" is not a video rendition of ${id}; choose one of: ${videoIds.join(', ') || '(none: leave rendition out)'}`);
+      throw new ExportError(
+        'unknown-rendition',
+        `"${asked}" is not a video rendition of ${id}; choose one of: ${videoIds.join(', ') || '(none: leave rendition out)'}`,
+      );
     }
     const rendition = asked ?? pickVideoRendition(map, cached);
     const audio = map.renditions.find(isAudioRendition);
@@ -58,9 +61,15 @@ export function exportHandler(store: ContentStore, cache: ShardCache, limits: Ex
           'keep an /encode tab open until the encoders have uploaded their shards, then try again',
       );
     }
-    const bytes = map.shards.reduce((n, s) => n + used.reduce((m, r) => m + (cache.has({ contentId: id, rendition: r, index: s.index }) ? (s.renditions[r]?.size ?? 0) : 0), 0), 0);
+    const bytes = map.shards.reduce(
+      (n, s) => n + used.reduce((m, r) => m + (cache.has({ contentId: id, rendition: r, index: s.index }) ? (s.renditions[r]?.size ?? 0) : 0), 0),
+      0,
+    );
     if (bytes > limits.maxBytes) {
-      throw new ExportError('export-too-large', `an export is built in memory; ${id}'s cached shards come to ${MiB(bytes)}, above the ${MiB(limits.maxBytes)} limit`);
+      throw new ExportError(
+        'export-too-large',
+        `an export is built in memory; ${id}'s cached shards come to ${MiB(bytes)}, above the ${MiB(limits.maxBytes)} limit`,
+      );
     }
 
     const key = `${id}/${rendition ?? '-'}/${count}`;
@@ -74,7 +83,10 @@ export function exportHandler(store: ContentStore, cache: ShardCache, limits: Ex
       building.set(key, job);
       job
         .then(
-          (r) => log(`exported ${id} (${r.report.rendition ?? 'audio only'}): ${MiB(r.bytes.byteLength)} in ${(performance.now() - t0).toFixed(0)} ms, ${r.report.held} held, ${r.report.silent} silent`),
+          (r) =>
+            log(
+              `exported ${id} (${r.report.rendition ?? 'audio only'}): ${MiB(r.bytes.byteLength)} in ${(performance.now() - t0).toFixed(0)} ms, ${r.report.held} held, ${r.report.silent} silent`,
+            ),
           () => {},
         )
         .finally(() => building.delete(key));

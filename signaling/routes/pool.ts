@@ -11,7 +11,9 @@ import { renderMetrics } from '../metrics.ts';
 export function poolRoutes(router: Router, ctx: EdgeContext): void {
   const { store, pool } = ctx;
   router
-    .add('GET', API_PATHS.health, (_req, res) => sendJson(res, 200, { ok: true, contents: store.all().length, peers: pool.peers.size } satisfies HealthResponse))
+    .add('GET', API_PATHS.health, (_req, res) =>
+      sendJson(res, 200, { ok: true, contents: store.all().length, peers: pool.peers.size } satisfies HealthResponse),
+    )
     .add('GET', API_PATHS.pool, (_req, res) => sendJson(res, 200, pool.snapshot() satisfies PoolSnapshot))
     .add('GET', API_PATHS.metrics, (_req, res) => {
       const text = renderMetrics(pool, store);

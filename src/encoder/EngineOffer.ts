@@ -79,9 +79,21 @@ export class EngineOffer extends TypedEmitter<EngineOfferEvents> {
     const seconds = 2;
     const r = await this.engine.exec(
       () => [
-        '-nostdin', '-f', 'lavfi', '-i', `testsrc2=size=320x180:rate=30:duration=${seconds}`,
-        '-c:v', 'libx264', '-preset', this.config.preset, '-bf', '0',
-        ...(this.engine.threads ? ['-threads', String(this.engine.threads)] : []), '-f', 'null', '-',
+        '-nostdin',
+        '-f',
+        'lavfi',
+        '-i',
+        `testsrc2=size=320x180:rate=30:duration=${seconds}`,
+        '-c:v',
+        'libx264',
+        '-preset',
+        this.config.preset,
+        '-bf',
+        '0',
+        ...(this.engine.threads ? ['-threads', String(this.engine.threads)] : []),
+        '-f',
+        'null',
+        '-',
       ],
       {},
     );
@@ -94,7 +106,15 @@ export class EngineOffer extends TypedEmitter<EngineOfferEvents> {
     this.reports = [
       { name: 'ffmpeg-wasm', build: this.buildOf('ffmpeg-wasm'), codecs: ['h264', 'aac'], speed: this.ffmpegSpeed?.speed, fps: this.ffmpegSpeed?.fps },
       ...(this.webCodecs.length
-        ? [{ name: 'webcodecs' as const, build: this.buildOf('webcodecs'), codecs: [...this.webCodecs], speed: this.webCodecsSpeed?.speed, fps: this.webCodecsSpeed?.fps }]
+        ? [
+            {
+              name: 'webcodecs' as const,
+              build: this.buildOf('webcodecs'),
+              codecs: [...this.webCodecs],
+              speed: this.webCodecsSpeed?.speed,
+              fps: this.webCodecsSpeed?.fps,
+            },
+          ]
         : []),
     ];
     return this.reports;
@@ -140,7 +160,9 @@ export class EngineOffer extends TypedEmitter<EngineOfferEvents> {
     if (this.webCodecsFailuresInARow < this.config.webcodecsMaxFailures || !this.webCodecs.includes('h264')) return false;
     this.webCodecs = this.webCodecs.filter((c) => c !== 'h264');
     this.log(`WebCodecs H.264 failed ${this.webCodecsFailuresInARow} jobs in a row: H.264 stays on ffmpeg.wasm in this tab`);
-    this.reports = this.reports.map((e) => (e.name === 'webcodecs' ? { ...e, codecs: e.codecs.filter((c) => c !== 'h264') } : e)).filter((e) => e.codecs.length > 0);
+    this.reports = this.reports
+      .map((e) => (e.name === 'webcodecs' ? { ...e, codecs: e.codecs.filter((c) => c !== 'h264') } : e))
+      .filter((e) => e.codecs.length > 0);
     return true;
   }
 

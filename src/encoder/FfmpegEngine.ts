@@ -167,13 +167,16 @@ export class FfmpegEngine {
       for (const [name, data] of Object.entries(inputs)) await ff.writeFile(`${workDir}/${name}`, data);
       this.lastActivity = performance.now();
       let timedOut = false;
-      const watchdog = setInterval(() => {
-        if (performance.now() - this.lastActivity > this.opts.watchdogMs) {
-          timedOut = true;
-          this.stats.watchdogKills++;
-          this.terminate(); // rejects the pending exec
-        }
-      }, Math.min(1000, this.opts.watchdogMs / 4));
+      const watchdog = setInterval(
+        () => {
+          if (performance.now() - this.lastActivity > this.opts.watchdogMs) {
+            timedOut = true;
+            this.stats.watchdogKills++;
+            this.terminate(); // rejects the pending exec
+          }
+        },
+        Math.min(1000, this.opts.watchdogMs / 4),
+      );
       const crashAt = core === 'multi' ? opts.crashMultiAfterFrames : undefined;
       const onCrashHook = ({ message }: { message: string }) => {
         const m = /frame=\s*(\d+)/.exec(message);

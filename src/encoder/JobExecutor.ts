@@ -185,7 +185,9 @@ export class JobExecutor extends TypedEmitter<JobExecutorEvents> {
       this.stats.framesEncoded += timings.frames;
       this.stats.encodeMs += timings.execMs;
       this.stats.fetchMs += timings.fetchMs;
-      this.log(`job ${job.id.slice(0, 6)}: ${shards.length} ${job.rendition} shards in ${(timings.totalMs / 1000).toFixed(2)} s (fetch ${timings.fetchMs.toFixed(0)} ms, encode ${timings.execMs.toFixed(0)} ms, ${engine})`);
+      this.log(
+        `job ${job.id.slice(0, 6)}: ${shards.length} ${job.rendition} shards in ${(timings.totalMs / 1000).toFixed(2)} s (fetch ${timings.fetchMs.toFixed(0)} ms, encode ${timings.execMs.toFixed(0)} ms, ${engine})`,
+      );
       this.emit('job-finished', { jobId: job.id, ok: true, ms: timings.totalMs, shards: shards.length });
     } catch (e) {
       const reason = e instanceof WatchdogError ? `watchdog: ${e.message}` : (e as Error).message;

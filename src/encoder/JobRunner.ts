@@ -111,9 +111,15 @@ export async function runJob(
   let execMs: number;
   let core: FfmpegCoreKind;
   if (job.kind === 'video') {
-    const r = await ff.exec((dir, threads) => videoJobArgs(job, sliceStart, `${dir}/in.mp4`, { preset: opts.preset, ...(threads && { threads }) }, `${dir}/shard_%04d.mp4`));
+    const r = await ff.exec((dir, threads) =>
+      videoJobArgs(job, sliceStart, `${dir}/in.mp4`, { preset: opts.preset, ...(threads && { threads }) }, `${dir}/shard_%04d.mp4`),
+    );
     ({ execMs, core } = r);
-    shards = await hashed(job, job.shards.map((_, i) => r.files.get(segmentName(i))), r.files.size);
+    shards = await hashed(
+      job,
+      job.shards.map((_, i) => r.files.get(segmentName(i))),
+      r.files.size,
+    );
   } else {
     const r = await ff.exec((dir) => audioJobArgs(job, sliceStart, `${dir}/in.mp4`, `${dir}/run.mp4`));
     ({ execMs, core } = r);
@@ -130,7 +136,12 @@ export async function runJob(
 }
 
 /** WebCodecs' files for the job, or why it failed when ffmpeg.wasm can take the job over (H.264); other failures are thrown. */
-async function tryWebCodecs(job: Job, bytes: Uint8Array, sliceStart: number, opts: RunJobOptions): Promise<{ files: Uint8Array[]; execMs: number } | { fallback: string }> {
+async function tryWebCodecs(
+  job: Job,
+  bytes: Uint8Array,
+  sliceStart: number,
+  opts: RunJobOptions,
+): Promise<{ files: Uint8Array[]; execMs: number } | { fallback: string }> {
   try {
     return await encodeVideoJobWebCodecs(job, bytes, sliceStart, {
       ...(job.video?.codec === 'h264' && opts.webCodecs && { bitrateScale: opts.webCodecs.h264BitrateScale(job.video.height) }),
@@ -164,7 +175,11 @@ class FfmpegRun {
       // ffmpeg.wasm transfers (detaches) what it is given: keep the slice for a second run.
       const input = before === 'multi' ? this.bytes.slice() : this.bytes;
       const crash = this.opts.crashMultiAfterFrames;
-      return await this.engine.exec((dir) => args(dir, this.opts.threads), { 'in.mp4': input }, { ...(crash !== undefined && { crashMultiAfterFrames: crash }) });
+      return await this.engine.exec(
+        (dir) => args(dir, this.opts.threads),
+        { 'in.mp4': input },
+        { ...(crash !== undefined && { crashMultiAfterFrames: crash }) },
+      );
     } catch (e) {
       if (before !== 'multi' || this.engine.kind !== 'single') throw e;
       this.coreFallback = `the multi-thread core failed (${(e as Error).message.slice(0, 200)}); encoded with the single-thread core`;

@@ -141,12 +141,7 @@ export interface WebCodecsResult {
  * cannot encode the rendition, the slice is short of frames, or the encoder
  * misbehaves; a VideoEncoder error is rethrown as it is.
  */
-export async function encodeVideoJobWebCodecs(
-  job: Job,
-  slice: Uint8Array,
-  sliceStart: number,
-  opts: WebCodecsJobOptions = {},
-): Promise<WebCodecsResult> {
+export async function encodeVideoJobWebCodecs(job: Job, slice: Uint8Array, sliceStart: number, opts: WebCodecsJobOptions = {}): Promise<WebCodecsResult> {
   const spec = job.video;
   if (!spec) throw new WebCodecsError('a video job without a video spec');
   if (typeof VideoEncoder === 'undefined') throw new WebCodecsError('this browser has no WebCodecs VideoEncoder');
@@ -157,7 +152,15 @@ export async function encodeVideoJobWebCodecs(
   const { chunks, decoderConfig } = await encodeRun(job, slice, sliceStart, config, opts);
   const files: Uint8Array[] = [];
   for (let i = 0; i < job.shards.length; i++) {
-    files.push(await muxShard(job, i, MEDIABUNNY_CODEC[spec.codec], decoderConfig, chunks.filter((c) => c.shard === i)));
+    files.push(
+      await muxShard(
+        job,
+        i,
+        MEDIABUNNY_CODEC[spec.codec],
+        decoderConfig,
+        chunks.filter((c) => c.shard === i),
+      ),
+    );
   }
   return { files, execMs: performance.now() - t0 };
 }

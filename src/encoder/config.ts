@@ -92,5 +92,8 @@ export const DEFAULT_ENCODER_CONFIG: EncoderConfig = ENCODER_CONFIG.defaults();
 
 /** `base` with the overrides of a query string; unknown parameters are skipped, malformed values ignored with a console warning. */
 export function encoderConfigFrom(search: string, base: EncoderConfig = DEFAULT_ENCODER_CONFIG): EncoderConfig {
-  return ENCODER_CONFIG.apply(base, ENCODER_CONFIG.fromQuery(new URLSearchParams(search), (m) => console.warn(m)));
+  return ENCODER_CONFIG.apply(
+    base,
+    ENCODER_CONFIG.fromQuery(new URLSearchParams(search), (m) => console.warn(m)),
+  );
 }

@@ -5,13 +5,7 @@
  */
 import { apiUrl } from '../shared/api.ts';
 import { TypedEmitter } from '../shared/events.ts';
-import {
-  parseServerMessage,
-  PROTOCOL_VERSION,
-  type ClientMessage,
-  type HolderEntry,
-  type ServerMessage,
-} from '../shared/protocol.ts';
+import { parseServerMessage, PROTOCOL_VERSION, type ClientMessage, type HolderEntry, type ServerMessage } from '../shared/protocol.ts';
 
 type Hello = Extract<ClientMessage, { type: 'hello' }>;
 type ServerEvents = { [M in ServerMessage as M['type']]: M };
@@ -60,7 +54,15 @@ export class PoolClient extends TypedEmitter<PoolClientEvents> {
     ws.onopen = async () => {
       const hello = await this.opts.hello();
       const token = hello.token ?? joinTokenFromPage();
-      ws.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, ...(this.peerId && this.resume && { peerId: this.peerId, resume: this.resume }), ...(token && { token }), ...hello }));
+      ws.send(
+        JSON.stringify({
+          type: 'hello',
+          protocol: PROTOCOL_VERSION,
+          ...(this.peerId && this.resume && { peerId: this.peerId, resume: this.resume }),
+          ...(token && { token }),
+          ...hello,
+        }),
+      );
     };
     ws.onmessage = (ev) => {
       const r = parseServerMessage(typeof ev.data === 'string' ? ev.data : '');

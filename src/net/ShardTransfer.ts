@@ -158,7 +158,13 @@ export class ShardTransfer extends TypedEmitter<TransferEvents> {
         return;
       }
       case 'absent': {
-        this.fail(m.id, new FetchError('absent', `peer ${this.link.remoteId} does not hold ${shardKeyString(this.pending.get(m.id)?.key ?? { contentId: '?', rendition: '?', index: 0 })}${m.reason ? `: ${m.reason}` : ''}`));
+        this.fail(
+          m.id,
+          new FetchError(
+            'absent',
+            `peer ${this.link.remoteId} does not hold ${shardKeyString(this.pending.get(m.id)?.key ?? { contentId: '?', rendition: '?', index: 0 })}${m.reason ? `: ${m.reason}` : ''}`,
+          ),
+        );
         return;
       }
     }

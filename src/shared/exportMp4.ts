@@ -165,7 +165,7 @@ async function readFirsts(
       'nothing-to-export',
       items.length === 0
         ? 'the content has no shards to export'
-        : 'none of the content\'s shards could be read: encode the content first (open /encode tabs) and try again',
+        : "none of the content's shards could be read: encode the content first (open /encode tabs) and try again",
     );
   }
   return { early, ...(firstVideo && { firstVideo }), ...(firstAudio && { firstAudio }) };

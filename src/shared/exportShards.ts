@@ -18,7 +18,6 @@ export function descriptionBytes(d: AllowSharedBufferSource | undefined): Uint8A
   return new Uint8Array(d);
 }
 
-
 export type OutVideoCodec = ConstructorParameters<typeof EncodedVideoPacketSource>[0];
 export type OutAudioCodec = ConstructorParameters<typeof EncodedAudioPacketSource>[0];
 

@@ -23,7 +23,12 @@ export class ExportNotes {
 }
 
 /** `got` when it is a parsed shard of `kind`; else undefined, noting why when it is missing or unreadable. */
-function usable<K extends 'video' | 'audio'>(got: Parsed, kind: K, label: string, notes: ExportNotes): Extract<VideoShard | AudioShard, { kind: K }> | undefined {
+function usable<K extends 'video' | 'audio'>(
+  got: Parsed,
+  kind: K,
+  label: string,
+  notes: ExportNotes,
+): Extract<VideoShard | AudioShard, { kind: K }> | undefined {
   if (got === undefined || typeof got === 'string') {
     notes.add(`${label}: ${got ?? 'not available'}`);
     return undefined;
@@ -95,7 +100,9 @@ export class VideoTrackWriter {
     if (!got) return undefined;
     const cfg = this.first.config;
     if (got.codec !== this.first.codec || got.config.codedWidth !== cfg.codedWidth || got.config.codedHeight !== cfg.codedHeight) {
-      this.notes.add(`${label}: ${got.codec} ${got.config.codedWidth}x${got.config.codedHeight} differs from the file's ${this.first.codec} ${cfg.codedWidth}x${cfg.codedHeight}`);
+      this.notes.add(
+        `${label}: ${got.codec} ${got.config.codedWidth}x${got.config.codedHeight} differs from the file's ${this.first.codec} ${cfg.codedWidth}x${cfg.codedHeight}`,
+      );
       return undefined;
     }
     if (got.codec !== 'avc') return { use: got };

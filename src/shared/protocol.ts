@@ -16,7 +16,11 @@ export const PROTOCOL_VERSION = 1;
 /** Hard cap for one WebSocket message; larger frames are refused before parsing. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
 
-const id = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/, 'ids are letters, digits, _ and -');
+const id = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9_-]+$/, 'ids are letters, digits, _ and -');
 const contentId = id;
 const index = z.number().int().nonnegative().max(10_000_000);
 const finite = z.number().finite();
@@ -40,12 +44,25 @@ export const capabilitiesSchema = z
     /** Jobs the tab will run at once. */
     maxJobs: z.number().int().min(1).max(8).default(1),
     /** Bytes of shards the tab is willing to hold. */
-    storageBytes: z.number().int().nonnegative().max(64 * 2 ** 30).optional(),
+    storageBytes: z
+      .number()
+      .int()
+      .nonnegative()
+      .max(64 * 2 ** 30)
+      .optional(),
   })
   .strict();
 
 export const holdingSchema = z
-  .object({ key: shardKeySchema, sha256: sha256Schema, size: z.number().int().positive().max(256 * 2 ** 20) })
+  .object({
+    key: shardKeySchema,
+    sha256: sha256Schema,
+    size: z
+      .number()
+      .int()
+      .positive()
+      .max(256 * 2 ** 20),
+  })
   .strict();
 
 /** Nesting depth of a JSON value, counted without recursion (a hostile value may nest 100 000 deep). */
@@ -66,7 +83,9 @@ function jsonDepth(v: unknown, limit: number): number {
 export const MAX_SIGNAL_DEPTH = 8;
 
 /** Opaque WebRTC signalling payload (SDP or ICE candidate), relayed as is. */
-const signalData = z.record(z.string(), z.unknown()).refine((d) => jsonDepth(d, MAX_SIGNAL_DEPTH) <= MAX_SIGNAL_DEPTH, `signal data nests deeper than ${MAX_SIGNAL_DEPTH} levels`);
+const signalData = z
+  .record(z.string(), z.unknown())
+  .refine((d) => jsonDepth(d, MAX_SIGNAL_DEPTH) <= MAX_SIGNAL_DEPTH, `signal data nests deeper than ${MAX_SIGNAL_DEPTH} levels`);
 
 // ---------------------------------------------------------------- client -> server
 
@@ -111,7 +130,11 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
       jobId: id.optional(),
       key: shardKeySchema,
       sha256: sha256Schema,
-      size: z.number().int().positive().max(256 * 2 ** 20),
+      size: z
+        .number()
+        .int()
+        .positive()
+        .max(256 * 2 ** 20),
       /** The engine and its build that made the bytes ("name@build"): hashes are only comparable between identical builds. */
       engine: z.string().min(1).max(64).optional(),
       /** Audio: samples in the file before the shard's start (priming, pre-roll) and after its end. */
@@ -137,11 +160,20 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
   /** An encoder whose engines changed (e.g. WebCodecs gave up): the pool schedules by the new list. */
   z.object({ type: z.literal('capabilities'), capabilities: capabilitiesSchema }).strict(),
   /** A replica the pool asked for (`replicate`) is now held, verified against the accepted hash. */
-  z.object({ type: z.literal('shard-stored'), key: shardKeySchema, sha256: sha256Schema, size: z.number().int().positive().max(256 * 2 ** 20) }).strict(),
-  z.object({ type: z.literal('replicate-failed'), key: shardKeySchema, reason: z.string().max(500) }).strict(),
   z
-    .object({ type: z.literal('report-peer'), peerId: id, key: shardKeySchema, reason: z.string().max(200) })
+    .object({
+      type: z.literal('shard-stored'),
+      key: shardKeySchema,
+      sha256: sha256Schema,
+      size: z
+        .number()
+        .int()
+        .positive()
+        .max(256 * 2 ** 20),
+    })
     .strict(),
+  z.object({ type: z.literal('replicate-failed'), key: shardKeySchema, reason: z.string().max(500) }).strict(),
+  z.object({ type: z.literal('report-peer'), peerId: id, key: shardKeySchema, reason: z.string().max(200) }).strict(),
 ]);
 
 // ---------------------------------------------------------------- server -> client
@@ -203,7 +235,11 @@ export const holderEntrySchema = z
   .strict();
 
 /** One STUN/TURN server as tabs get it in `welcome` (the server's --ice-servers entries). */
-export const iceServerSchema = z.object({ urls: z.union([z.string(), z.array(z.string())]), username: z.string().optional(), credential: z.string().optional() });
+export const iceServerSchema = z.object({
+  urls: z.union([z.string(), z.array(z.string())]),
+  username: z.string().optional(),
+  credential: z.string().optional(),
+});
 
 export const serverMessageSchema = z.discriminatedUnion('type', [
   z
@@ -219,13 +255,9 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
     .strict(),
   z.object({ type: z.literal('job'), job: jobSchema }).strict(),
   z.object({ type: z.literal('job-cancel'), jobId: id, reason: z.string() }).strict(),
-  z
-    .object({ type: z.literal('shard-accepted'), key: shardKeySchema, sha256: sha256Schema })
-    .strict(),
+  z.object({ type: z.literal('shard-accepted'), key: shardKeySchema, sha256: sha256Schema }).strict(),
   z.object({ type: z.literal('shard-rejected'), key: shardKeySchema, reason: z.string() }).strict(),
-  z
-    .object({ type: z.literal('holders'), requestId: z.number().int().nonnegative(), contentId, shards: z.array(holderEntrySchema) })
-    .strict(),
+  z.object({ type: z.literal('holders'), requestId: z.number().int().nonnegative(), contentId, shards: z.array(holderEntrySchema) }).strict(),
   z.object({ type: z.literal('signal'), from: id, data: signalData }).strict(),
   /**
    * Copy a shard and hold it: from one of `from` (peer ids, over WebRTC), or

@@ -31,9 +31,7 @@ const nonNegative = finite.nonnegative();
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
 
-export const renditionIdSchema = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'rendition ids are 1-32 chars of a-z, 0-9, _ and -');
+export const renditionIdSchema = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'rendition ids are 1-32 chars of a-z, 0-9, _ and -');
 
 export const videoCodecSchema = z.enum(['h264', 'vp9', 'av1']);
 export const audioCodecSchema = z.enum(['aac', 'opus']);
@@ -107,9 +105,7 @@ export const sourceSchema = z.object({
       variableFrameRate: z.boolean().optional(),
     })
     .optional(),
-  audio: z
-    .object({ codec: z.string().max(32), sampleRate: posInt, channels: posInt, start: nonNegative.optional() })
-    .optional(),
+  audio: z.object({ codec: z.string().max(32), sampleRate: posInt, channels: posInt, start: nonNegative.optional() }).optional(),
 });
 
 export const shardMapSchema = z
@@ -130,16 +126,13 @@ export const shardMapSchema = z
     let prevEnd = -Infinity;
     map.shards.forEach((s, i) => {
       if (s.index !== i) ctx.addIssue({ code: 'custom', message: `shard ${i} has index ${s.index}`, path: ['shards', i, 'index'] });
-      if (s.start < prevEnd - 1e-6)
-        ctx.addIssue({ code: 'custom', message: `shard ${i} overlaps the previous one`, path: ['shards', i, 'start'] });
+      if (s.start < prevEnd - 1e-6) ctx.addIssue({ code: 'custom', message: `shard ${i} overlaps the previous one`, path: ['shards', i, 'start'] });
       prevEnd = s.start + s.duration;
       for (const r of Object.keys(s.renditions)) {
-        if (!ids.has(r))
-          ctx.addIssue({ code: 'custom', message: `shard ${i} names unknown rendition "${r}"`, path: ['shards', i, 'renditions'] });
+        if (!ids.has(r)) ctx.addIssue({ code: 'custom', message: `shard ${i} names unknown rendition "${r}"`, path: ['shards', i, 'renditions'] });
       }
       for (const r of Object.keys(s.overrides ?? {})) {
-        if (!ids.has(r))
-          ctx.addIssue({ code: 'custom', message: `shard ${i} overrides unknown rendition "${r}"`, path: ['shards', i, 'overrides'] });
+        if (!ids.has(r)) ctx.addIssue({ code: 'custom', message: `shard ${i} overrides unknown rendition "${r}"`, path: ['shards', i, 'overrides'] });
       }
     });
   });
@@ -303,9 +296,7 @@ function audioPlacement(
   const packetDur = AAC_PACKET_SAMPLES / sampleRate;
   const totalPackets = Math.max(1, Math.ceil((audio.duration * sampleRate) / AAC_PACKET_SAMPLES - 1e-9));
   // q[i]: index (1-based after the priming packet) of shard i's first packet.
-  const q = cuts.map((c, i) =>
-    i === 0 ? 1 : Math.min(totalPackets + 1, Math.max(1, 1 + Math.round((c.start - audio.start) / packetDur))),
-  );
+  const q = cuts.map((c, i) => (i === 0 ? 1 : Math.min(totalPackets + 1, Math.max(1, 1 + Math.round((c.start - audio.start) / packetDur)))));
   q.push(totalPackets + 1);
   for (let i = 1; i < q.length; i++) q[i] = Math.max(q[i]!, q[i - 1]!);
   return cuts.map((_, i) => {
@@ -323,10 +314,8 @@ export function buildShardMap(opts: BuildShardMapOptions): ShardMap {
   const renditions = opts.renditions ?? defaultLadder(facts);
   if (renditions.length === 0) throw new ShardMapError('bad-ladder', 'the rendition ladder is empty');
   for (const r of renditions) {
-    if (isVideoRendition(r) && !facts.video)
-      throw new ShardMapError('bad-ladder', `rendition "${r.id}" is video but the source has no video track`);
-    if (isAudioRendition(r) && !facts.audio)
-      throw new ShardMapError('bad-ladder', `rendition "${r.id}" is audio but the source has no audio track`);
+    if (isVideoRendition(r) && !facts.video) throw new ShardMapError('bad-ladder', `rendition "${r.id}" is video but the source has no video track`);
+    if (isAudioRendition(r) && !facts.audio) throw new ShardMapError('bad-ladder', `rendition "${r.id}" is audio but the source has no audio track`);
   }
   const audioR = renditions.find(isAudioRendition);
   const videoRs = renditions.filter(isVideoRendition);

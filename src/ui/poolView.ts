@@ -22,7 +22,8 @@ export function cellStatus(ch: string | undefined): CellStatus {
 export function parseKey(key: unknown): { contentId: string; rendition: string; index: number } | undefined {
   if (key && typeof key === 'object') {
     const k = key as { contentId?: unknown; rendition?: unknown; index?: unknown };
-    if (typeof k.contentId === 'string' && typeof k.rendition === 'string' && typeof k.index === 'number') return { contentId: k.contentId, rendition: k.rendition, index: k.index };
+    if (typeof k.contentId === 'string' && typeof k.rendition === 'string' && typeof k.index === 'number')
+      return { contentId: k.contentId, rendition: k.rendition, index: k.index };
     return undefined;
   }
   return typeof key === 'string' ? parseVariantKey(key) : undefined;

@@ -289,7 +289,10 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
     const deadline = this.map!.shards[index]!.start - this.video.currentTime;
     const waited = performance.now() - since;
     // Before playback starts the playhead does not move, so a shard that blocks the start is given up on by time instead.
-    const blocksStart = this.state === 'loading' && index === this.cells[track].findIndex((c) => c.status === 'pending' || c.status === 'fetching') && waited > this.config.startWaitMs;
+    const blocksStart =
+      this.state === 'loading' &&
+      index === this.cells[track].findIndex((c) => c.status === 'pending' || c.status === 'fetching') &&
+      waited > this.config.startWaitMs;
     if ((waited > this.config.missingGraceMs && deadline < 1) || blocksStart) {
       cell.status = 'skipped';
       this.stats.skipped++;

@@ -32,5 +32,8 @@ export const DEFAULT_VIEWER_CONFIG: ViewerConfig = VIEWER_CONFIG.defaults();
 
 /** `base` with the overrides of a query string; unknown parameters are skipped, malformed values ignored with a console warning. */
 export function viewerConfigFrom(search: string, base: ViewerConfig = DEFAULT_VIEWER_CONFIG): ViewerConfig {
-  return VIEWER_CONFIG.apply(base, VIEWER_CONFIG.fromQuery(new URLSearchParams(search), (m) => console.warn(m)));
+  return VIEWER_CONFIG.apply(
+    base,
+    VIEWER_CONFIG.fromQuery(new URLSearchParams(search), (m) => console.warn(m)),
+  );
 }

@@ -1,8 +1,7 @@
-
 import { churn } from './churn.ts';
 import type { Bench } from './common.ts';
 import { delivery } from './delivery.ts';
-import { encoding, } from './encoding.ts';
+import { encoding } from './encoding.ts';
 import { failover } from './failover.ts';
 import { pool } from './pool.ts';
 import { webcodecs } from './webcodecs.ts';

@@ -1,4 +1,3 @@
-
 import type { Browser } from 'playwright';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { newPage, type TrackedPage } from '../harness/browser.ts';
@@ -54,4 +53,13 @@ export async function open(browser: Browser, url: string, pages: TrackedPage[]):
   return t;
 }
 
-export const viewerStats = (t: TrackedPage) => t.page.evaluate(() => (window as any).shardcastViewer.stats) as Promise<{ firstFrameMs: number; transferMs: number[]; stallMs: number; stalls: number; fromPeers: number; fromCache: number; skipped: number }>;
+export const viewerStats = (t: TrackedPage) =>
+  t.page.evaluate(() => (window as any).shardcastViewer.stats) as Promise<{
+    firstFrameMs: number;
+    transferMs: number[];
+    stallMs: number;
+    stalls: number;
+    fromPeers: number;
+    fromCache: number;
+    skipped: number;
+  }>;

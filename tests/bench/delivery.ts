@@ -1,8 +1,7 @@
-
 import fs from 'node:fs';
 import { launchBrowser, type TrackedPage } from '../harness/browser.ts';
 import { fixture } from '../harness/fixtures.ts';
-import { startTestServer, upload, } from '../harness/testServer.ts';
+import { startTestServer, upload } from '../harness/testServer.ts';
 import { type Bench, open, quantile, viewerStats, waitReady } from './common.ts';
 
 /**
@@ -36,22 +35,28 @@ export const delivery: Bench = async () => {
     // Our protocol: one shard of THROUGHPUT_BYTES, chunked, backpressured, hash-verified at the end.
     const size = THROUGHPUT_BYTES;
     const key = { contentId: 'bench', rendition: 'blob', index: 0 };
-    const sha = await enc.page.evaluate(async ({ key, size }) => {
-      const bytes = new Uint8Array(size);
-      for (let i = 0; i < size; i += 65536) crypto.getRandomValues(bytes.subarray(i, Math.min(size, i + 65536)));
-      const d = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
-      const sha = [...d].map((b) => b.toString(16).padStart(2, '0')).join('');
-      await (window as any).shardcastEncoder.store.put(key, sha, bytes);
-      return sha;
-    }, { key, size });
+    const sha = await enc.page.evaluate(
+      async ({ key, size }) => {
+        const bytes = new Uint8Array(size);
+        for (let i = 0; i < size; i += 65536) crypto.getRandomValues(bytes.subarray(i, Math.min(size, i + 65536)));
+        const d = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+        const sha = [...d].map((b) => b.toString(16).padStart(2, '0')).join('');
+        await (window as any).shardcastEncoder.store.put(key, sha, bytes);
+        return sha;
+      },
+      { key, size },
+    );
     const peerId = await enc.page.evaluate(() => (window as any).shardcastEncoder.state.peerId as string);
     const protocolMs = () =>
-      v.page.evaluate(async ({ key, sha, peerId }) => {
-        const t = await (window as any).shardcastViewer.transferTo(peerId);
-        const t0 = performance.now();
-        await t.fetch(key, sha, 120_000);
-        return performance.now() - t0;
-      }, { key, sha, peerId });
+      v.page.evaluate(
+        async ({ key, sha, peerId }) => {
+          const t = await (window as any).shardcastViewer.transferTo(peerId);
+          const t0 = performance.now();
+          await t.fetch(key, sha, 120_000);
+          return performance.now() - t0;
+        },
+        { key, sha, peerId },
+      );
     const rawMs = await rawDataChannel(enc, v);
 
     await protocolMs();
@@ -110,37 +115,40 @@ export async function rawDataChannel(from: TrackedPage, to: TrackedPage): Promis
     await gather(pc);
     return pc.localDescription!.toJSON();
   }, gather);
-  const answer = await to.page.evaluate(async ({ offer, gatherSrc }) => {
-    // biome-ignore lint/security/noGlobalEval: the page gets the helper's source text (a function cannot cross page.evaluate).
-    const gather = eval(gatherSrc);
-    const pc = new RTCPeerConnection({ iceServers: [] });
-    const channel = new Promise<RTCDataChannel>((resolve) =>
-      pc.addEventListener('datachannel', ({ channel }) => {
-        channel.binaryType = 'arraybuffer';
-        if (channel.readyState === 'open') resolve(channel);
-        else channel.addEventListener('open', () => resolve(channel), { once: true });
-      }),
-    );
-    (window as any).rawBench = {
-      pc,
-      transfer: async (want: number) => {
-        const dc = await channel;
-        return new Promise<number>((resolve) => {
-          let got = 0;
-          dc.onmessage = (e) => {
-            got += (e.data as ArrayBuffer).byteLength;
-            if (got >= want) resolve(performance.now() - t0);
-          };
-          const t0 = performance.now();
-          dc.send(String(want));
-        });
-      },
-    };
-    await pc.setRemoteDescription(offer);
-    await pc.setLocalDescription(await pc.createAnswer());
-    await gather(pc);
-    return pc.localDescription!.toJSON();
-  }, { offer, gatherSrc: gather });
+  const answer = await to.page.evaluate(
+    async ({ offer, gatherSrc }) => {
+      // biome-ignore lint/security/noGlobalEval: the page gets the helper's source text (a function cannot cross page.evaluate).
+      const gather = eval(gatherSrc);
+      const pc = new RTCPeerConnection({ iceServers: [] });
+      const channel = new Promise<RTCDataChannel>((resolve) =>
+        pc.addEventListener('datachannel', ({ channel }) => {
+          channel.binaryType = 'arraybuffer';
+          if (channel.readyState === 'open') resolve(channel);
+          else channel.addEventListener('open', () => resolve(channel), { once: true });
+        }),
+      );
+      (window as any).rawBench = {
+        pc,
+        transfer: async (want: number) => {
+          const dc = await channel;
+          return new Promise<number>((resolve) => {
+            let got = 0;
+            dc.onmessage = (e) => {
+              got += (e.data as ArrayBuffer).byteLength;
+              if (got >= want) resolve(performance.now() - t0);
+            };
+            const t0 = performance.now();
+            dc.send(String(want));
+          });
+        },
+      };
+      await pc.setRemoteDescription(offer);
+      await pc.setLocalDescription(await pc.createAnswer());
+      await gather(pc);
+      return pc.localDescription!.toJSON();
+    },
+    { offer, gatherSrc: gather },
+  );
   await from.page.evaluate(async (answer) => {
     await ((window as any).rawBench.pc as RTCPeerConnection).setRemoteDescription(answer);
   }, answer);

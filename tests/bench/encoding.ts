@@ -17,7 +17,24 @@ export const run = (args: string[]) => execFileSync('ffmpeg', ['-v', 'error', '-
 
 /** x264 settings of a video job (src/encoder/ffmpegArgs.ts), parameterised by size, rate control and key frames. */
 export function x264Args(w: number, h: number, rate: string[], keys: string[]): string[] {
-  return ['-vf', `scale=${w}:${h}:flags=bicubic,setsar=1`, '-pix_fmt', 'yuv420p', '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-bf', '0', '-sc_threshold', '0', ...rate, ...keys];
+  return [
+    '-vf',
+    `scale=${w}:${h}:flags=bicubic,setsar=1`,
+    '-pix_fmt',
+    'yuv420p',
+    '-c:v',
+    'libx264',
+    '-preset',
+    'veryfast',
+    '-profile:v',
+    'high',
+    '-bf',
+    '0',
+    '-sc_threshold',
+    '0',
+    ...rate,
+    ...keys,
+  ];
 }
 
 /** An encoder tab on ffmpeg.wasm alone (the WebCodecs fast path is bench h), ready to run execs; `query` adds settings. */
@@ -28,7 +45,12 @@ export async function benchTab(browser: Browser, server: TestServer, pages: Trac
 }
 
 /** Runs one ffmpeg.wasm exec in the tab on `input`; returns exec ms and the named outputs. */
-export async function tabExec(t: TrackedPage, input: Uint8Array, args: string[], outputs: string[]): Promise<{ ms: number; files: Record<string, Uint8Array> }> {
+export async function tabExec(
+  t: TrackedPage,
+  input: Uint8Array,
+  args: string[],
+  outputs: string[],
+): Promise<{ ms: number; files: Record<string, Uint8Array> }> {
   const r = await t.page.evaluate(
     async ({ b64, args, outputs }) => {
       const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
@@ -50,7 +72,11 @@ export async function tabExec(t: TrackedPage, input: Uint8Array, args: string[],
 }
 
 export function psnr(file: string, source: string, w: number, h: number): number {
-  const r = spawnSync('ffmpeg', ['-v', 'info', '-i', file, '-i', source, '-lavfi', `[1:v]scale=${w}:${h}:flags=bicubic[ref];[0:v][ref]psnr`, '-f', 'null', '-'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const r = spawnSync(
+    'ffmpeg',
+    ['-v', 'info', '-i', file, '-i', source, '-lavfi', `[1:v]scale=${w}:${h}:flags=bicubic[ref];[0:v][ref]psnr`, '-f', 'null', '-'],
+    { encoding: 'utf8', maxBuffer: 64 << 20 },
+  );
   return Number(/average:([\d.]+)/.exec(r.stderr)?.[1]);
 }
 
@@ -103,18 +129,41 @@ export async function keyFrameCost(t: TrackedPage, input: Uint8Array, source: st
     const db = psnr(file, source, 640, 360);
     out.push({ metric: `CRF 23 640x360, ${name}: PSNR`, unit: 'dB', value: db });
     if (name === '2 s GOP') {
-      out.push({ metric: 'bytes, tab / native, same command (2 s GOP, CRF 23)', unit: 'ratio', value: bytes / refAt23.bytes, note: '1.00: the native reference curve stands for the tab' });
+      out.push({
+        metric: 'bytes, tab / native, same command (2 s GOP, CRF 23)',
+        unit: 'ratio',
+        value: bytes / refAt23.bytes,
+        note: '1.00: the native reference curve stands for the tab',
+      });
       continue;
     }
     out.push(
-      { metric: `bytes, ${name} / 2 s GOP, equal CRF 23`, unit: 'ratio', value: bytes / refAt23.bytes, note: `${settings}; PSNR ${db.toFixed(2)} vs ${refAt23.db.toFixed(2)} dB` },
-      { metric: `bytes, ${name} / 2 s GOP, equal PSNR`, unit: 'ratio', value: bytes / bytesAtPsnr(reference, db), note: `reference interpolated at ${db.toFixed(2)} dB from CRF ${REFERENCE_CRFS.join('/')}` },
+      {
+        metric: `bytes, ${name} / 2 s GOP, equal CRF 23`,
+        unit: 'ratio',
+        value: bytes / refAt23.bytes,
+        note: `${settings}; PSNR ${db.toFixed(2)} vs ${refAt23.db.toFixed(2)} dB`,
+      },
+      {
+        metric: `bytes, ${name} / 2 s GOP, equal PSNR`,
+        unit: 'ratio',
+        value: bytes / bytesAtPsnr(reference, db),
+        note: `reference interpolated at ${db.toFixed(2)} dB from CRF ${REFERENCE_CRFS.join('/')}`,
+      },
     );
   }
   // Short-GOP tuning candidates (native, 0.3 s key frames), same yardstick.
-  for (const tune of [['-x264-params', 'qcomp=0.7'], ['-x264-params', 'ipratio=1.2']]) {
+  for (const tune of [
+    ['-x264-params', 'qcomp=0.7'],
+    ['-x264-params', 'ipratio=1.2'],
+  ]) {
     const r = encodeNative(`k03_${tune[1]!.replace(/\W+/g, '_')}`, ['-crf', '23'], ['-force_key_frames', 'expr:gte(t,n_forced*0.3)', '-g', '600'], tune);
-    out.push({ metric: `bytes, 0.3 s key frames with ${tune[1]} / 2 s GOP, equal PSNR (native)`, unit: 'ratio', value: r.bytes / bytesAtPsnr(reference, r.db), note: 'not adopted: within 3% of the defaults' });
+    out.push({
+      metric: `bytes, 0.3 s key frames with ${tune[1]} / 2 s GOP, equal PSNR (native)`,
+      unit: 'ratio',
+      value: r.bytes / bytesAtPsnr(reference, r.db),
+      note: 'not adopted: within 3% of the defaults',
+    });
   }
   return out;
 }
@@ -139,7 +188,10 @@ export const encoding: Bench = async (runIndex) => {
     if ((await mt.page.evaluate(() => (window as any).shardcastEncoder.engine.kind)) !== 'multi') throw new Error('the tab did not load the multi-thread core');
     // 10 s of the clip: enough for a steady rate, and it keeps the whole bench within its time budget.
     const frames = 300;
-    for (const [w, h, rate] of [[640, 360, '800k'], [1280, 720, '2500k']] as const) {
+    for (const [w, h, rate] of [
+      [640, 360, '800k'],
+      [1280, 720, '2500k'],
+    ] as const) {
       const args = [...x264Args(w, h, ['-b:v', rate, '-maxrate', rate, '-bufsize', rate], ['-g', '600']), '-frames:v', String(frames)];
       const tab = await tabExec(t, input, ['-nostdin', '-i', '$IN', '-an', ...args, '-f', 'null', '-'], []);
       const timeNative = (threads: string[]) => {

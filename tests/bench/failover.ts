@@ -1,8 +1,7 @@
-
 import fs from 'node:fs';
 import { launchBrowser, type TrackedPage } from '../harness/browser.ts';
 import { fixture } from '../harness/fixtures.ts';
-import { startTestServer, upload, } from '../harness/testServer.ts';
+import { startTestServer, upload } from '../harness/testServer.ts';
 import { type Bench, type Sample, open, viewerStats, waitCached, waitReady } from './common.ts';
 
 /**
@@ -27,7 +26,12 @@ export const failover: Bench = async () => {
       await enc.context.close();
       await v.page.waitForSelector('[data-state="ended"], [data-state="error"]', { timeout: 120_000 });
       const st = await viewerStats(v);
-      out.push({ metric: `stall when the only holder dies at 1 s (look-ahead ${lookAhead} s, cache on)`, unit: 'ms', value: st.stallMs, note: `${st.stalls} stalls, ${st.fromCache} shards from cache, ${st.skipped} skipped` });
+      out.push({
+        metric: `stall when the only holder dies at 1 s (look-ahead ${lookAhead} s, cache on)`,
+        unit: 'ms',
+        value: st.stallMs,
+        note: `${st.stalls} stalls, ${st.fromCache} shards from cache, ${st.skipped} skipped`,
+      });
     } finally {
       for (const p of pages) await p.context.close().catch(() => {});
       await encB.close();

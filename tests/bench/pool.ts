@@ -1,4 +1,3 @@
-
 import fs from 'node:fs';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { launchBrowser, type TrackedPage } from '../harness/browser.ts';
@@ -120,7 +119,9 @@ export const pool: Bench = async () => {
     if (!res.ok) throw new Error(`source of the whole clip: HTTP ${res.status}`);
     const input = new Uint8Array(await res.arrayBuffer());
     await deleteContent(server, map.contentId);
-    const mono = await tabExec(a, input, videoJobArgs(job, Number(res.headers.get('x-slice-start')), '$IN', { preset: 'veryfast' }, '$OUTshard_%04d.mp4'), [segmentName(job.shards.length - 1)]);
+    const mono = await tabExec(a, input, videoJobArgs(job, Number(res.headers.get('x-slice-start')), '$IN', { preset: 'veryfast' }, '$OUTshard_%04d.mp4'), [
+      segmentName(job.shards.length - 1),
+    ]);
 
     const b = await benchTab(browser, server, pages);
     const two = await poolSide(server, [a, b], bytes, ladder);
@@ -135,10 +136,20 @@ export const pool: Bench = async () => {
       { metric: 'pool, 1 tab: part in encode (ffmpeg exec)', unit: 's', value: one('encodeMs') / 1000 },
       { metric: 'pool, 1 tab: part in hash, store, upload and server check', unit: 's', value: one('restMs') / 1000 },
       { metric: 'pool, 1 tab: part waiting between jobs', unit: 's', value: one('waitMs') / 1000 },
-      { metric: 'same tab, the job command once over the whole clip (bytes in the tab)', unit: 's', value: mono.ms / 1000, note: `${job.shards.length} shards, key frame every shard, x264 veryfast` },
+      {
+        metric: 'same tab, the job command once over the whole clip (bytes in the tab)',
+        unit: 's',
+        value: mono.ms / 1000,
+        note: `${job.shards.length} shards, key frame every shard, x264 veryfast`,
+      },
       { metric: 'sharding overhead: pool / one exec', unit: 'ratio', value: one('wallMs') / mono.ms },
       { metric: 'pool, 2 tabs: first job to all accepted', unit: 's', value: two.wallMs / 1000, note: `${two.jobs} jobs` },
-      { metric: 'speed-up, 2 tabs / 1 tab (alternated 1, 2, 1 on one server)', unit: 'ratio', value: one('wallMs') / two.wallMs, note: `1 tab: ${(oneA.wallMs / 1000).toFixed(2)} s then ${(oneB.wallMs / 1000).toFixed(2)} s` },
+      {
+        metric: 'speed-up, 2 tabs / 1 tab (alternated 1, 2, 1 on one server)',
+        unit: 'ratio',
+        value: one('wallMs') / two.wallMs,
+        note: `1 tab: ${(oneA.wallMs / 1000).toFixed(2)} s then ${(oneB.wallMs / 1000).toFixed(2)} s`,
+      },
     ];
   } finally {
     for (const p of pages) await p.context.close().catch(() => {});

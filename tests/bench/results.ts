@@ -3,7 +3,7 @@
  * merged so benches not re-run keep their rows), RESULTS.md (the tables and
  * HOW_MEASURED, how each ratio is measured) and the software line.
  */
-import { execFileSync, } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,7 +19,8 @@ export function software(): string {
       return 'unknown';
     }
   })();
-  const pkg = (name: string) => JSON.parse(fs.readFileSync(path.join(import.meta.dirname, '../../node_modules', name, 'package.json'), 'utf8')).version as string;
+  const pkg = (name: string) =>
+    JSON.parse(fs.readFileSync(path.join(import.meta.dirname, '../../node_modules', name, 'package.json'), 'utf8')).version as string;
   return `${chromium}; Node ${process.version}; @ffmpeg/core ${pkg('@ffmpeg/core')}; @roamhq/wrtc ${pkg('@roamhq/wrtc')} (Node peers); mediabunny ${pkg('mediabunny')}`;
 }
 
@@ -68,7 +69,12 @@ export function readPrevious(file: string): BenchResult[] {
     if (!b) out.push((b = { id, title: r.bench, at: j.at, runs: 0, seconds: 0, software: 'not recorded', rows: [] }));
     b.runs = Math.max(b.runs, r.values.length);
     // The old format kept notes only where given, not per run: its first note stands for every run.
-    b.rows.push({ metric: r.metric, unit: r.unit, values: r.values.map((v) => (Number.isFinite(v) ? v : null)), notes: r.values.map(() => r.notes[0] ?? null) });
+    b.rows.push({
+      metric: r.metric,
+      unit: r.unit,
+      values: r.values.map((v) => (Number.isFinite(v) ? v : null)),
+      notes: r.values.map(() => r.notes[0] ?? null),
+    });
   }
   return out;
 }
@@ -96,12 +102,12 @@ export const HOW_MEASURED = [
   '- **tab / native** (a): the same x264 command (veryfast, high, no B-frames, 300 frames of the bench clip to a null output) in an ffmpeg.wasm tab and in native ffmpeg with `-threads 2` (and `-threads 1`); exec time in the tab against process wall time natively.',
   '- **multi-thread / single-thread core** (a): the same command in two tabs of one browser, one at a time, the multi-thread core with `-threads 2`.',
   '- **bytes, key frames / 2 s GOP** (d): shard-like key frame spacing encoded in the tab, against a native 2 s GOP curve at CRF 19-27 (one thread: the same bytes as the tab, checked in a row), at equal CRF and interpolated at equal PSNR.',
-  '- **sharding overhead: pool / one exec** (b): one tab; pool side from its first job starting (the source uploaded and probed before) to every shard accepted, mean of two encodes; one-exec side: the pool\'s own job command (src/encoder/ffmpegArgs.ts: same x264 settings, a key frame and a segment every shard) once over the whole clip, the bytes already in the tab, exec time. The pool side\'s parts (source fetch, encode, hash/store/upload/check, waits between jobs) are rows of their own.',
+  "- **sharding overhead: pool / one exec** (b): one tab; pool side from its first job starting (the source uploaded and probed before) to every shard accepted, mean of two encodes; one-exec side: the pool's own job command (src/encoder/ffmpegArgs.ts: same x264 settings, a key frame and a segment every shard) once over the whole clip, the bytes already in the tab, exec time. The pool side's parts (source fetch, encode, hash/store/upload/check, waits between jobs) are rows of their own.",
   '- **speed-up, 2 tabs / 1 tab** (c): one server, one browser; 1 tab, 2 tabs, 1 tab in turn on fresh contents of the same clip (each deleted after); the mean of the two 1-tab times over the 2-tab time, within the run. Times as in b.',
   '- **shard protocol / raw data channel** (e): 16 MiB over our protocol (hash checked) and over a bare RTCDataChannel between the same two pages, warm, alternating, median of 3 each.',
-  '- **2 WebCodecs tabs / native** (h): pool side as in b (first job to every shard accepted: slice fetch, decode, encode, mux, hash, upload, check); native side: libx264 veryfast `-threads 2`, one 20 s GOP, from the source file to the MP4 written, at the CRF whose PSNR is within 0.15 dB of the tabs\' (searched, then timed once more); PSNR and bytes of both are rows. 1-tab rows time both engines the same way.',
-  '- **re-queue delay** (g): from an encoder leaving (closing or going silent) with a job running or queued to each of its unfinished shards appearing in another encoder\'s job; the note says how many departures had work. Uploads keep arriving during the run so departures land on running jobs.',
-  '- **busiest holder / mean holder** (g): for the most requested content, over the encoders that held some shard of it for at least 5 s of the viewing phase: viewer requests for that content served per second held; busiest over mean. Simulated viewers try holders as the watch page does (the server\'s list, least busy first, shuffled by a random comparator, then peers already connected first, at most 8 connections).',
+  "- **2 WebCodecs tabs / native** (h): pool side as in b (first job to every shard accepted: slice fetch, decode, encode, mux, hash, upload, check); native side: libx264 veryfast `-threads 2`, one 20 s GOP, from the source file to the MP4 written, at the CRF whose PSNR is within 0.15 dB of the tabs' (searched, then timed once more); PSNR and bytes of both are rows. 1-tab rows time both engines the same way.",
+  "- **re-queue delay** (g): from an encoder leaving (closing or going silent) with a job running or queued to each of its unfinished shards appearing in another encoder's job; the note says how many departures had work. Uploads keep arriving during the run so departures land on running jobs.",
+  "- **busiest holder / mean holder** (g): for the most requested content, over the encoders that held some shard of it for at least 5 s of the viewing phase: viewer requests for that content served per second held; busiest over mean. Simulated viewers try holders as the watch page does (the server's list, least busy first, shuffled by a random comparator, then peers already connected first, at most 8 connections).",
 ];
 
 /** Merges `fresh` with the previous results.json, prints RESULTS.md and writes it and results.json beside this file. `only`: the --only list, for the RESULTS.md header. */
@@ -109,7 +115,9 @@ export function writeResults(fresh: BenchResult[], only: string[] | undefined): 
   // Merge: benches not run now keep their previous rows, date and run count.
   const previous = readPrevious(path.join(OUT_DIR, 'results.json'));
   const order = Object.keys(BENCHES);
-  const merged = [...fresh, ...previous.filter((p) => !fresh.some((f) => f.id === p.id))].sort((a, b) => (order.indexOf(a.id) + 1 || 99) - (order.indexOf(b.id) + 1 || 99));
+  const merged = [...fresh, ...previous.filter((p) => !fresh.some((f) => f.id === p.id))].sort(
+    (a, b) => (order.indexOf(a.id) + 1 || 99) - (order.indexOf(b.id) + 1 || 99),
+  );
   const file: ResultsFile = { updated: new Date().toISOString(), lastRun: fresh.map((f) => f.id), benches: merged };
   const lines = [
     '# shardcast benchmark results',

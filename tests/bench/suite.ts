@@ -31,7 +31,9 @@ async function main(): Promise<void> {
     for (let run = 0; run < runs; run++) {
       const r0 = Date.now();
       const samples = await b.run(run);
-      console.log(`${b.title} run ${run + 1}/${runs} (${((Date.now() - r0) / 1000).toFixed(0)} s): ${samples.map((s) => `${s.metric} ${s.value === null || !Number.isFinite(s.value) ? 'no sample' : s.value.toFixed(2)} ${s.unit}`).join('; ')}`);
+      console.log(
+        `${b.title} run ${run + 1}/${runs} (${((Date.now() - r0) / 1000).toFixed(0)} s): ${samples.map((s) => `${s.metric} ${s.value === null || !Number.isFinite(s.value) ? 'no sample' : s.value.toFixed(2)} ${s.unit}`).join('; ')}`,
+      );
       for (const s of samples) {
         let r = rows.find((x) => x.metric === s.metric);
         // A row first seen in a later run had no sample in the earlier ones.
@@ -40,7 +42,7 @@ async function main(): Promise<void> {
         r.notes[run] = s.note ?? null;
       }
     }
-    for (const r of rows) while (r.values.length < runs) (r.values.push(null), r.notes.push(null));
+    for (const r of rows) while (r.values.length < runs) r.values.push(null), r.notes.push(null);
     fresh.push({ id, title: b.title, at: new Date(t0).toISOString(), runs, seconds: Math.round((Date.now() - t0) / 1000), software: software(), rows });
   }
   writeResults(fresh, ONLY);

@@ -1,11 +1,10 @@
-
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Browser } from 'playwright';
 import { launchBrowser, type TrackedPage } from '../harness/browser.ts';
 import { fixture } from '../harness/fixtures.ts';
-import { startTestServer, upload, } from '../harness/testServer.ts';
+import { startTestServer, upload } from '../harness/testServer.ts';
 import { type Bench, type Sample, open, waitCached, waitReady } from './common.ts';
 import { psnr, run, x264Args } from './encoding.ts';
 import { NO_CROSS_CHECKS, recordJobs, tabCounters } from './pool.ts';
@@ -40,7 +39,15 @@ export interface PoolEncode {
  * to every shard accepted, accepted bytes, and PSNR of the server's export against the source
  * (native ffmpeg as referee).
  */
-export async function poolEncode(browser: Browser, source: string, tabs: number, engines: string, [w, h, bitrate]: readonly [number, number, number], dir: string, params = ''): Promise<PoolEncode> {
+export async function poolEncode(
+  browser: Browser,
+  source: string,
+  tabs: number,
+  engines: string,
+  [w, h, bitrate]: readonly [number, number, number],
+  dir: string,
+  params = '',
+): Promise<PoolEncode> {
   const server = await startTestServer(NO_CROSS_CHECKS);
   const pages: TrackedPage[] = [];
   try {
@@ -64,7 +71,9 @@ export async function poolEncode(browser: Browser, source: string, tabs: number,
     await waitCached(server, json.id, map);
     const file = path.join(dir, `pool-${tabs}-${engines}-${h}.mp4`);
     fs.writeFileSync(file, Buffer.from(await (await fetch(`${server.url}/api/contents/${json.id}/export.mp4?rendition=${h}p`)).arrayBuffer()));
-    const st = await Promise.all(ts.map((t) => t.page.evaluate(() => (window as any).shardcastEncoder.state as { fetchMs: number; encodeMs: number; jobsDone: number })));
+    const st = await Promise.all(
+      ts.map((t) => t.page.evaluate(() => (window as any).shardcastEncoder.state as { fetchMs: number; encodeMs: number; jobsDone: number })),
+    );
     return {
       ms,
       bytes: states.reduce((a, x) => a + (x.size ?? 0), 0),
@@ -131,7 +140,12 @@ export const webcodecs: Bench = async (runIndex) => {
     out.push(
       { metric: `2 WebCodecs tabs, ${w}x${h}: pool wall time (first job to all accepted)`, unit: 's', value: poolWc.ms / 1000 },
       { metric: `native ffmpeg x264 veryfast -threads 2, ${w}x${h}, equal PSNR: wall time`, unit: 's', value: native.ms / 1000, note: equal },
-      { metric: `2 WebCodecs tabs / native (-threads 2), ${w}x${h}, equal PSNR: speed`, unit: 'ratio', value: native.ms / poolWc.ms, note: '> 1: the pool is faster' },
+      {
+        metric: `2 WebCodecs tabs / native (-threads 2), ${w}x${h}, equal PSNR: speed`,
+        unit: 'ratio',
+        value: native.ms / poolWc.ms,
+        note: '> 1: the pool is faster',
+      },
       { metric: `2 WebCodecs tabs, ${w}x${h}: PSNR`, unit: 'dB', value: poolWc.psnr },
       { metric: `native, ${w}x${h}: PSNR`, unit: 'dB', value: native.psnr, note: equal },
       { metric: `2 WebCodecs tabs, ${w}x${h}: bytes`, unit: 'kB', value: poolWc.bytes / 1000 },
@@ -180,7 +194,10 @@ export function nativeAtPsnr(source: string, w: number, h: number, targetDb: num
     tries.push(encode(Math.min(51, Math.max(0, next))));
   }
   const best = [...tries].sort((a, b) => Math.abs(a.psnr - targetDb) - Math.abs(b.psnr - targetDb))[0]!;
-  if (Math.abs(best.psnr - targetDb) > EQUAL_PSNR_DB) throw new Error(`no native CRF within ${EQUAL_PSNR_DB} dB of ${targetDb.toFixed(2)} dB: ${tries.map((t) => `CRF ${t.crf.toFixed(2)} ${t.psnr.toFixed(2)} dB`).join(', ')}`);
+  if (Math.abs(best.psnr - targetDb) > EQUAL_PSNR_DB)
+    throw new Error(
+      `no native CRF within ${EQUAL_PSNR_DB} dB of ${targetDb.toFixed(2)} dB: ${tries.map((t) => `CRF ${t.crf.toFixed(2)} ${t.psnr.toFixed(2)} dB`).join(', ')}`,
+    );
   nativeCrfGuess = best.crf;
   // The matched encode timed once more, so a first-run cold cache does not land in the figure.
   const timed = encode(best.crf);

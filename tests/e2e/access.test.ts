@@ -43,7 +43,16 @@ describe('access from the pages', () => {
 
     await page.getByTestId('token').fill(TEST_ADMIN_TOKEN);
     await page.getByTestId('upload').click();
-    await expect.poll(() => page.getByTestId('result').textContent().catch(() => ''), { timeout: 60_000 }).toMatch(/Published/);
+    await expect
+      .poll(
+        () =>
+          page
+            .getByTestId('result')
+            .textContent()
+            .catch(() => ''),
+        { timeout: 60_000 },
+      )
+      .toMatch(/Published/);
     expect(server.store.all()).toHaveLength(1);
 
     await page.reload();

@@ -118,7 +118,15 @@ function analyse(x: Float32Array, sampleRate: number, options: Partial<AnalyseOp
     else clicks[clicks.length - 1]!.size = Math.max(clicks[clicks.length - 1]!.size!, r / amplitude);
     lastFlag = n;
   }
-  return { sampleRate, soundStart: first / sampleRate, length: (last - first + 1) / sampleRate, amplitude, cleanResidual: cleanResidual / amplitude, silences, clicks };
+  return {
+    sampleRate,
+    soundStart: first / sampleRate,
+    length: (last - first + 1) / sampleRate,
+    amplitude,
+    cleanResidual: cleanResidual / amplitude,
+    silences,
+    clicks,
+  };
 }
 
 /** Phase (radians) of the tone over samples [from, to), by least squares against sin and cos. */
@@ -204,13 +212,19 @@ describe('audio analyser', () => {
   it('finds a phase jump (one AAC packet skipped or repeated) and a one-sample slip at a zero crossing as clicks, with no silence', () => {
     const sr = 48000;
     const jump = Math.round(5 * sr);
-    const skipped = analyse(sine(10, sr, (n) => (n < jump ? n : n + 1024)), sr);
+    const skipped = analyse(
+      sine(10, sr, (n) => (n < jump ? n : n + 1024)),
+      sr,
+    );
     expect(skipped.silences).toEqual([]);
     expect(skipped.clicks).toHaveLength(1);
     expect(skipped.clicks[0]!.at).toBeCloseTo(5, 3);
     // The smallest timing error a splice can make, one sample, where the tone is steepest.
     const zero = 5 * sr; // 2200 whole periods: a zero crossing
-    const slipped = analyse(sine(10, sr, (n) => (n < zero ? n : n + 1)), sr);
+    const slipped = analyse(
+      sine(10, sr, (n) => (n < zero ? n : n + 1)),
+      sr,
+    );
     expect(slipped.silences).toEqual([]);
     expect(slipped.clicks).toHaveLength(1);
   });
@@ -415,7 +429,12 @@ async function encodeAll(id: string, tabs: number): Promise<ShardMap> {
     if (c.status === 'ready') return c.shardMap;
     if (Date.now() > end) {
       const failed = server!.pool.recentEvents.filter((e) => /fail|reject/.test(e.type)).slice(-5);
-      throw new Error(`encoding did not finish: ${JSON.stringify(failed)}; encoder tab problems: ${encoders.flatMap((e) => e.problems).slice(0, 5).join(' | ')}`);
+      throw new Error(
+        `encoding did not finish: ${JSON.stringify(failed)}; encoder tab problems: ${encoders
+          .flatMap((e) => e.problems)
+          .slice(0, 5)
+          .join(' | ')}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -452,7 +471,8 @@ async function listen(contentId: string): Promise<Heard> {
   await new Promise((r) => setTimeout(r, 300));
   const recording = await takeRecording(t.page);
   const viewer = await t.page.evaluate(() => {
-    const w = (window as unknown as { shardcastViewer: { state: string; error: string | undefined; stats: { stalls: number; skipped: number } } }).shardcastViewer;
+    const w = (window as unknown as { shardcastViewer: { state: string; error: string | undefined; stats: { stalls: number; skipped: number } } })
+      .shardcastViewer;
     return { state: w.state, error: w.error, stalls: w.stats.stalls, skipped: w.stats.skipped };
   });
   expect(viewer.error, `viewer error; page problems: ${t.problems.join(' | ')}`).toBeUndefined();

@@ -41,7 +41,8 @@ async function waitReady(id: string, timeoutMs = 280_000): Promise<ShardMap> {
   for (;;) {
     const c = (await (await fetch(`${server.url}/api/contents/${id}`)).json()) as { status: string; shardMap: ShardMap };
     if (c.status === 'ready') return c.shardMap;
-    if (Date.now() > end) throw new Error(`content ${id} not encoded in time (status ${c.status}); page errors: ${pages.flatMap((p) => p.problems).join(' | ')}`);
+    if (Date.now() > end)
+      throw new Error(`content ${id} not encoded in time (status ${c.status}); page errors: ${pages.flatMap((p) => p.problems).join(' | ')}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }

@@ -157,7 +157,18 @@ describe('encoder tabs', () => {
       }
       fs.writeFileSync(path.join(dir, 'list.txt'), lines.join('\n'));
       const out = path.join(dir, name);
-      await run('ffmpeg', ['-v', 'error', '-f', 'concat', '-safe', '0', '-i', path.join(dir, 'list.txt'), ...(name.endsWith('.wav') ? ['-c:a', 'pcm_s16le'] : ['-c', 'copy']), out]);
+      await run('ffmpeg', [
+        '-v',
+        'error',
+        '-f',
+        'concat',
+        '-safe',
+        '0',
+        '-i',
+        path.join(dir, 'list.txt'),
+        ...(name.endsWith('.wav') ? ['-c:a', 'pcm_s16le'] : ['-c', 'copy']),
+        out,
+      ]);
       return out;
     }
 
@@ -233,7 +244,9 @@ describe('one tab, many jobs', () => {
     const t = await openEncoder('?recycleAfterExecs=20&persist=0');
     await waitReady(r.json.id, 280_000);
     // The content is ready at the last acceptance; the tab counts the job a moment later (after its cache upload).
-    await t.page.waitForFunction(() => (window as any).shardcastEncoder.state.jobsDone + (window as any).shardcastEncoder.state.jobsFailed >= 120, null, { timeout: 30_000 });
+    await t.page.waitForFunction(() => (window as any).shardcastEncoder.state.jobsDone + (window as any).shardcastEncoder.state.jobsFailed >= 120, null, {
+      timeout: 30_000,
+    });
     const st = await encoderState(t);
     expect(st.jobsDone).toBe(120);
     expect(st.jobsFailed).toBe(0);
@@ -255,7 +268,11 @@ describe('one tab on the multi-thread core', () => {
     const r = await upload(server.url, fs.readFileSync(await fixture('v-23976')));
     const t = await openEncoder('?ffmpegCore=multi&persist=0');
     const map = await waitReady(r.json.id);
-    const engine = await t.page.evaluate(() => ({ kind: (window as any).shardcastEncoder.engine.kind, isolated: crossOriginIsolated, stats: (window as any).shardcastEncoder.engine.stats }));
+    const engine = await t.page.evaluate(() => ({
+      kind: (window as any).shardcastEncoder.engine.kind,
+      isolated: crossOriginIsolated,
+      stats: (window as any).shardcastEncoder.engine.stats,
+    }));
     expect(engine).toMatchObject({ kind: 'multi', isolated: true, stats: { multiFallbacks: 0, watchdogKills: 0 } });
     const dir = fs.mkdtempSync(path.join(server.dataDir, 'mt-'));
     for (const s of map.shards) {

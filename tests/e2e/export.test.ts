@@ -62,7 +62,11 @@ function rmsDiff(a: Float32Array, b: Float32Array, from: number, to: number, lag
 async function waitCached(timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
-    const missing = map.shards.flatMap((s) => Object.keys(s.renditions).filter((r) => !fs.existsSync(cacheFile(r, s.index))).map((r) => `${r}/${s.index}`));
+    const missing = map.shards.flatMap((s) =>
+      Object.keys(s.renditions)
+        .filter((r) => !fs.existsSync(cacheFile(r, s.index)))
+        .map((r) => `${r}/${s.index}`),
+    );
     if (missing.length === 0) return;
     if (Date.now() > end) throw new Error(`shards never reached the server cache: ${missing.slice(0, 10).join(', ')}; page: ${page?.problems.join(' | ')}`);
     await new Promise((r) => setTimeout(r, 250));

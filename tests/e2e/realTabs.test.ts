@@ -45,7 +45,13 @@ const LADDER_B = [
 ];
 
 interface PoolView {
-  peers: { id: string; role: string; jobs: string[]; holdings: number; health?: { ok: number; failed: number; timedOut: number; invalid: number; quarantinedUntil: number } }[];
+  peers: {
+    id: string;
+    role: string;
+    jobs: string[];
+    holdings: number;
+    health?: { ok: number; failed: number; timedOut: number; invalid: number; quarantinedUntil: number };
+  }[];
   contents: { id: string; shards: number; renditions: { id: string; status: string; holders: number[]; cached: string }[] }[];
   events: { at: number; type: string; detail: Record<string, unknown> }[];
   jobs: unknown[];
@@ -60,10 +66,39 @@ beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'shardcast-real-'));
   // 3 s at 29.97 fps with a tone: 10 shards, small enough to encode twice over in seconds.
   const clip = path.join(tmp, 'clip.mp4');
-  await run('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=320x180:rate=30000/1001:duration=3', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000:duration=3',
-    '-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', '-g', '45', '-c:a', 'aac', '-b:a', '96k', '-ac', '2', clip]);
+  await run('ffmpeg', [
+    '-v',
+    'error',
+    '-y',
+    '-f',
+    'lavfi',
+    '-i',
+    'testsrc2=size=320x180:rate=30000/1001:duration=3',
+    '-f',
+    'lavfi',
+    '-i',
+    'sine=frequency=440:sample_rate=48000:duration=3',
+    '-c:v',
+    'libx264',
+    '-preset',
+    'veryfast',
+    '-pix_fmt',
+    'yuv420p',
+    '-g',
+    '45',
+    '-c:a',
+    'aac',
+    '-b:a',
+    '96k',
+    '-ac',
+    '2',
+    clip,
+  ]);
   const bytes = fs.readFileSync(clip);
-  for (const [k, ladder] of [['a', LADDER_A], ['b', LADDER_B]] as const) {
+  for (const [k, ladder] of [
+    ['a', LADDER_A],
+    ['b', LADDER_B],
+  ] as const) {
     const r = await upload(server.url, bytes, `?renditions=${encodeURIComponent(JSON.stringify(ladder))}`);
     expect(r.status, JSON.stringify(r.json)).toBe(201);
     contents[k] = { id: r.json.id as string, map: undefined as never, top: ladder[0]!.id, low: ladder[1]!.id };
@@ -82,9 +117,14 @@ beforeAll(async () => {
         c.map = j.shardMap;
       }
       const p = await poolApi();
-      return p.jobs.length === 0 && p.trust.checksWaiting === 0 && p.contents.every((c) => c.renditions.every((r) => !r.cached.includes('0'))) ? true : undefined;
+      return p.jobs.length === 0 && p.trust.checksWaiting === 0 && p.contents.every((c) => c.renditions.every((r) => !r.cached.includes('0')))
+        ? true
+        : undefined;
     },
-    `both contents encoded, checked and cached; tab problems: ${tabs.flatMap((x) => x.t.problems).slice(0, 4).join(' | ')}`,
+    `both contents encoded, checked and cached; tab problems: ${tabs
+      .flatMap((x) => x.t.problems)
+      .slice(0, 4)
+      .join(' | ')}`,
     240_000,
   );
 }, 300_000);
@@ -96,7 +136,11 @@ afterAll(async () => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-interface Cell { status: string; source?: string; rendition?: string }
+interface Cell {
+  status: string;
+  source?: string;
+  rendition?: string;
+}
 interface ViewerReport {
   state: string;
   error: string | undefined;
@@ -117,10 +161,14 @@ async function watch(query: string): Promise<TrackedPage> {
   pages.push(t);
   await t.page.addInitScript(() => {
     const sizes: string[] = ((window as any).__videoSizes = []);
-    document.addEventListener('resize', (e) => {
-      const el = e.target as HTMLVideoElement;
-      if (el instanceof HTMLVideoElement) sizes.push(`${el.videoWidth}x${el.videoHeight}`);
-    }, true);
+    document.addEventListener(
+      'resize',
+      (e) => {
+        const el = e.target as HTMLVideoElement;
+        if (el instanceof HTMLVideoElement) sizes.push(`${el.videoWidth}x${el.videoHeight}`);
+      },
+      true,
+    );
   });
   await t.page.goto(`${server.url}${query}`);
   return t;
@@ -131,7 +179,9 @@ async function watchToEnd(t: TrackedPage): Promise<ViewerReport> {
     await t.page.waitForSelector('[data-state="ended"], [data-state="error"]', { timeout: 90_000 });
   } catch (e) {
     const r = await report(t).catch(() => undefined);
-    throw new Error(`${(e as Error).message.split('\n')[0]}; viewer: ${JSON.stringify(r && { state: r.state, t: r.currentTime, stats: r.stats })}; problems: ${t.problems.slice(0, 3).join(' | ')}`);
+    throw new Error(
+      `${(e as Error).message.split('\n')[0]}; viewer: ${JSON.stringify(r && { state: r.state, t: r.currentTime, stats: r.stats })}; problems: ${t.problems.slice(0, 3).join(' | ')}`,
+    );
   }
   const r = await report(t);
   expect(r.error, `viewer error; page problems: ${t.problems.join(' | ')}`).toBeUndefined();
@@ -172,7 +222,9 @@ describe('real encoder tabs', () => {
       for (const r of c.renditions) {
         const row = heat.locator(`[data-rendition="${r.id}"] [data-status]`);
         expect(await row.count()).toBe(c.shards);
-        const shown = await row.evaluateAll((els) => els.map((e) => `${e.getAttribute('data-status')}/${e.getAttribute('data-holders')}/${e.getAttribute('data-cached')}`));
+        const shown = await row.evaluateAll((els) =>
+          els.map((e) => `${e.getAttribute('data-status')}/${e.getAttribute('data-holders')}/${e.getAttribute('data-cached')}`),
+        );
         expect(shown).toEqual(r.holders.map((n) => `ready/${n}/1`));
         expect(Math.min(...r.holders)).toBeGreaterThanOrEqual(1);
         cells += c.shards;
@@ -201,7 +253,10 @@ describe('real encoder tabs', () => {
     // are measured; no cache, so every shard comes from a tab.
     const viewers = await Promise.all([watch(`/watch/${contents.a.id}?cache=0&abrInitialBps=1`), watch(`/watch/${contents.b.id}?cache=0&abrInitialBps=1`)]);
     const ids = tabs.map((x) => x.id);
-    for (const [k, v] of [['a', viewers[0]!], ['b', viewers[1]!]] as const) {
+    for (const [k, v] of [
+      ['a', viewers[0]!],
+      ['b', viewers[1]!],
+    ] as const) {
       const c = contents[k];
       const r = await watchToEnd(v);
       expect(r.stats.skipped).toBe(0);
@@ -244,7 +299,9 @@ describe('real encoder tabs', () => {
     tabs = tabs.filter((x) => x !== victim);
     // Cells not even started once the tab is gone can only come from elsewhere.
     const now = await report(v);
-    const later = [...now.video.map((x, i) => ['video', i, x] as const), ...now.audio.map((x, i) => ['audio', i, x] as const)].filter(([, , x]) => x.status === 'pending');
+    const later = [...now.video.map((x, i) => ['video', i, x] as const), ...now.audio.map((x, i) => ['audio', i, x] as const)].filter(
+      ([, , x]) => x.status === 'pending',
+    );
     expect(later.length).toBeGreaterThan(0);
     await v.page.evaluate(() => (window as any).shardcastViewer.video.play());
 
@@ -257,7 +314,12 @@ describe('real encoder tabs', () => {
       expect([tabs[0]!.id, 'cache'], `${track} ${i}`).toContain(cell.source);
     }
     expect(r.currentTime).toBeGreaterThan(2.9);
-    console.log(`failover: ${later.length} cells after the tab crashed, from ${[...new Set(later.map(([track, i]) => r[track][i]!.source === 'cache' ? 'cache' : 'the other tab'))].join(' and ')}`);
-    await waitFor(async () => ((await poolApi()).events.some((e) => e.type === 'peer-lost' && e.detail.peerId === victim!.id) ? true : undefined), 'the pool to see the tab go');
+    console.log(
+      `failover: ${later.length} cells after the tab crashed, from ${[...new Set(later.map(([track, i]) => (r[track][i]!.source === 'cache' ? 'cache' : 'the other tab')))].join(' and ')}`,
+    );
+    await waitFor(
+      async () => ((await poolApi()).events.some((e) => e.type === 'peer-lost' && e.detail.peerId === victim!.id) ? true : undefined),
+      'the pool to see the tab go',
+    );
   });
 });

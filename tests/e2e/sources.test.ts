@@ -81,7 +81,12 @@ beforeAll(async () => {
       }
       if (Date.now() > end) {
         const failed = server.pool.recentEvents.filter((e) => /fail|reject/.test(e.type)).slice(-5);
-        throw new Error(`${s.name} not encoded in time (status ${c.status}); events ${JSON.stringify(failed)}; tabs: ${pages.flatMap((p) => p.problems).slice(0, 5).join(' | ')}`);
+        throw new Error(
+          `${s.name} not encoded in time (status ${c.status}); events ${JSON.stringify(failed)}; tabs: ${pages
+            .flatMap((p) => p.problems)
+            .slice(0, 5)
+            .join(' | ')}`,
+        );
       }
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -171,7 +176,9 @@ describe.each(SHAPES)('$name', (shape) => {
       };
       const [st, ot] = [await times(source), await times(file)];
       const worst = st.slice(0, ot.length).reduce((m, t, i) => Math.max(m, Math.abs(t - ot[i]!)), 0);
-      console.log(`${shape.name}: video ${srcFrames} frames over ${st.at(-1)!.toFixed(4)} s; export ${outFrames} over ${ot.at(-1)!.toFixed(4)} s; worst frame offset ${(worst * 1000).toFixed(2)} ms`);
+      console.log(
+        `${shape.name}: video ${srcFrames} frames over ${st.at(-1)!.toFixed(4)} s; export ${outFrames} over ${ot.at(-1)!.toFixed(4)} s; worst frame offset ${(worst * 1000).toFixed(2)} ms`,
+      );
       expect(worst, 'largest distance of an exported frame from its source frame, s').toBeLessThan(0.002);
     } else {
       expect(out.video).toBeUndefined();
@@ -184,6 +191,8 @@ describe.each(SHAPES)('$name', (shape) => {
     } else {
       expect(out.audio).toBeUndefined();
     }
-    console.log(`${shape.name}: ${map.shards.length} shards × ${map.renditions.map((r) => r.id).join(', ')}; export ${out.duration.toFixed(3)} s (source ${src.duration.toFixed(3)} s)`);
+    console.log(
+      `${shape.name}: ${map.shards.length} shards × ${map.renditions.map((r) => r.id).join(', ')}; export ${out.duration.toFixed(3)} s (source ${src.duration.toFixed(3)} s)`,
+    );
   }, 240_000);
 });

@@ -34,7 +34,13 @@ async function waitReady(id: string, timeoutMs = 180_000): Promise<ShardMap> {
   for (;;) {
     const c = (await (await fetch(`${server!.url}/api/contents/${id}`)).json()) as { status: string; shardMap: ShardMap };
     if (c.status === 'ready') return c.shardMap;
-    if (Date.now() > end) throw new Error(`content ${id} not encoded in time (status ${c.status}); tab problems: ${pages.flatMap((p) => p.problems).slice(0, 5).join(' | ')}`);
+    if (Date.now() > end)
+      throw new Error(
+        `content ${id} not encoded in time (status ${c.status}); tab problems: ${pages
+          .flatMap((p) => p.problems)
+          .slice(0, 5)
+          .join(' | ')}`,
+      );
     await new Promise((r) => setTimeout(r, 250));
   }
 }

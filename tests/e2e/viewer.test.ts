@@ -67,7 +67,12 @@ async function encodeOnly(id: string, tabs: number): Promise<{ map: ShardMap; en
     if (c.status === 'ready') return { map: c.shardMap, encoders };
     if (Date.now() > end) {
       const failed = server!.pool.recentEvents.filter((e) => /fail|reject/.test(e.type)).slice(-5);
-      throw new Error(`encoding did not finish: ${JSON.stringify(failed)}; encoder tab problems: ${encoders.flatMap((e) => e.problems).slice(0, 5).join(' | ')}`);
+      throw new Error(
+        `encoding did not finish: ${JSON.stringify(failed)}; encoder tab problems: ${encoders
+          .flatMap((e) => e.problems)
+          .slice(0, 5)
+          .join(' | ')}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -76,7 +81,17 @@ async function encodeOnly(id: string, tabs: number): Promise<{ map: ShardMap; en
 interface ViewerReport {
   state: string;
   error: string | undefined;
-  stats: { codecSwitches: number; fromPeers: number; fromCache: number; skipped: number; hashFailures: number; stalls: number; stallMs: number; firstFrameMs: number; fetchMs: number[] };
+  stats: {
+    codecSwitches: number;
+    fromPeers: number;
+    fromCache: number;
+    skipped: number;
+    hashFailures: number;
+    stalls: number;
+    stallMs: number;
+    firstFrameMs: number;
+    fetchMs: number[];
+  };
   video: { status: string; source?: string; rendition?: string; concealed?: string }[];
   audio: { status: string; source?: string; rendition?: string; concealed?: string }[];
   currentTime: number;
@@ -95,7 +110,9 @@ async function watchToEnd(t: TrackedPage, timeoutMs = 120_000): Promise<ViewerRe
     // Say where it stuck: state, playhead, counters and the cells that never got appended.
     const r = await report(t).catch(() => undefined);
     const stuck = r && [...r.video.entries(), ...r.audio.entries()].filter(([, c]) => c.status !== 'appended' && c.status !== 'skipped').slice(0, 6);
-    throw new Error(`${(e as Error).message.split('\n')[0]}; viewer: ${JSON.stringify({ state: r?.state, t: r?.currentTime, stats: r && { ...r.stats, fetchMs: undefined }, stuck })}; problems: ${t.problems.slice(0, 3).join(' | ')}`);
+    throw new Error(
+      `${(e as Error).message.split('\n')[0]}; viewer: ${JSON.stringify({ state: r?.state, t: r?.currentTime, stats: r && { ...r.stats, fetchMs: undefined }, stuck })}; problems: ${t.problems.slice(0, 3).join(' | ')}`,
+    );
   }
   const r = await report(t);
   expect(r.error, `viewer error; page problems: ${t.problems.join(' | ')}`).toBeUndefined();
@@ -161,7 +178,8 @@ describe('viewer', () => {
     // claim, and a second report of one shard; a report about a shard it does claim it cannot
     // (that one counts, and shows the forger's messages are read at all).
     const forger = await WsPeer.viewer(server.url);
-    const accuse = (index: number) => forger.send({ type: 'report-peer', peerId: honestId, key: { contentId: json.id, rendition: top, index }, reason: 'forged' });
+    const accuse = (index: number) =>
+      forger.send({ type: 'report-peer', peerId: honestId, key: { contentId: json.id, rendition: top, index }, reason: 'forged' });
     accuse(map.shards.length + 3);
     accuse(0);
     accuse(0);
@@ -191,7 +209,9 @@ describe('viewer', () => {
     expect(r.stats.fromCache).toBe(map.shards.length * 2);
 
     // The viewer's reports counted: the liar's record in /api/pool has them, and they put it in quarantine.
-    const pool = (await (await fetch(`${server.url}/api/pool`)).json()) as { peers: { id: string; health?: { invalid: number; quarantinedUntil: number; quarantineReason?: string } }[] };
+    const pool = (await (await fetch(`${server.url}/api/pool`)).json()) as {
+      peers: { id: string; health?: { invalid: number; quarantinedUntil: number; quarantineReason?: string } }[];
+    };
     const health = pool.peers.find((p) => p.id === liar.ws.peerId)?.health;
     expect(health?.invalid).toBeGreaterThanOrEqual(server.config.quarantineAfterInvalid);
     expect(health?.quarantinedUntil).toBeGreaterThan(Date.now());
@@ -279,10 +299,14 @@ describe('viewer', () => {
     pages.push(v);
     await v.page.addInitScript(() => {
       const sizes: string[] = ((window as any).__videoSizes = []);
-      document.addEventListener('resize', (e) => {
-        const el = e.target as HTMLVideoElement;
-        if (el instanceof HTMLVideoElement) sizes.push(`${el.videoWidth}x${el.videoHeight}`);
-      }, true);
+      document.addEventListener(
+        'resize',
+        (e) => {
+          const el = e.target as HTMLVideoElement;
+          if (el instanceof HTMLVideoElement) sizes.push(`${el.videoWidth}x${el.videoHeight}`);
+        },
+        true,
+      );
     });
     await v.page.goto(`${server.url}/watch/${json.id}?cache=0`);
     const r = await watchToEnd(v);
@@ -330,8 +354,10 @@ describe('viewer', () => {
     const served0 = await idle.page.evaluate(() => (window as any).shardcastEncoder.state.shardsServed as number);
     const w = await open(`/watch/${json.id}?cache=0&missingGraceMs=300`);
     const r = await watchToEnd(w);
-    const fromReplicas = [...r.video.map((c, i) => ['video', i, c] as const), ...r.audio.map((c, i) => ['audio', i, c] as const)]
-      .filter(([track, i, c]) => c.status === 'appended' && replicaKeys.has(shardKeyString({ contentId: json.id, rendition: track === 'audio' ? 'audio' : c.rendition!, index: i })));
+    const fromReplicas = [...r.video.map((c, i) => ['video', i, c] as const), ...r.audio.map((c, i) => ['audio', i, c] as const)].filter(
+      ([track, i, c]) =>
+        c.status === 'appended' && replicaKeys.has(shardKeyString({ contentId: json.id, rendition: track === 'audio' ? 'audio' : c.rendition!, index: i })),
+    );
     expect(fromReplicas.length).toBeGreaterThan(0);
     for (const [, , c] of fromReplicas) expect(c.source).toBe(idleId);
     const served = await idle.page.evaluate(() => (window as any).shardcastEncoder.state.shardsServed as number);

@@ -64,7 +64,13 @@ async function ready(id: string, tabs: TrackedPage[]): Promise<ShardMap> {
   for (;;) {
     const c = (await (await fetch(`${server!.url}/api/contents/${id}`)).json()) as { status: string; shardMap: ShardMap };
     if (c.status === 'ready') return c.shardMap;
-    if (Date.now() > end) throw new Error(`encoding did not finish; tab problems: ${tabs.flatMap((t) => t.problems).slice(0, 5).join(' | ')}`);
+    if (Date.now() > end)
+      throw new Error(
+        `encoding did not finish; tab problems: ${tabs
+          .flatMap((t) => t.problems)
+          .slice(0, 5)
+          .join(' | ')}`,
+      );
     await new Promise((r) => setTimeout(r, 250));
   }
 }
@@ -116,7 +122,14 @@ async function watchToEnd(id: string): Promise<ViewerReport> {
 }
 
 const engineOf = (map: ShardMap, rendition: string) => map.shards.map((s) => s.renditions[rendition]!.engine ?? '');
-const state = (t: TrackedPage) => t.page.evaluate(() => (window as any).shardcastEncoder.state) as Promise<{ peerId: string; engines: { name: string; build: string; codecs: string[]; fps?: number }[]; fallbacks: number; jobsFailed: number; log: string[] }>;
+const state = (t: TrackedPage) =>
+  t.page.evaluate(() => (window as any).shardcastEncoder.state) as Promise<{
+    peerId: string;
+    engines: { name: string; build: string; codecs: string[]; fps?: number }[];
+    fallbacks: number;
+    jobsFailed: number;
+    log: string[];
+  }>;
 
 describe('WebCodecs H.264', () => {
   it('encodes H.264 with WebCodecs in a tab that has it, and the content plays end to end in the viewer', async () => {

@@ -14,7 +14,20 @@ export const FIXTURE_DIR = path.resolve(import.meta.dirname, '../fixtures/.cache
 
 const TESTSRC = (size: string, rate: string, secs: number) => ['-f', 'lavfi', '-i', `testsrc2=size=${size}:rate=${rate}:duration=${secs}`];
 const SINE = (secs: number, sr = 48000) => ['-f', 'lavfi', '-i', `sine=frequency=440:sample_rate=${sr}:duration=${secs}`];
-const X264 = (gop: number) => ['-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', '-g', String(gop), '-keyint_min', String(gop), '-sc_threshold', '0'];
+const X264 = (gop: number) => [
+  '-c:v',
+  'libx264',
+  '-preset',
+  'veryfast',
+  '-pix_fmt',
+  'yuv420p',
+  '-g',
+  String(gop),
+  '-keyint_min',
+  String(gop),
+  '-sc_threshold',
+  '0',
+];
 
 /** How each fixture is made: ffmpeg arguments before the output path, and the file extension. */
 const RECIPES = {
@@ -25,19 +38,30 @@ const RECIPES = {
   /** 4 s whose frame rate changes from 30 to 15 fps halfway: variable frame rate. */
   vfr: {
     ext: 'mp4',
-    args: [
-      ...TESTSRC('320x180', '30', 4),
-      '-vf',
-      "select='lt(t,2)+gte(t,2)*not(mod(n,2))',setpts=N/FRAME_RATE/TB*0+PTS",
-      '-fps_mode',
-      'vfr',
-      ...X264(60),
-    ],
+    args: [...TESTSRC('320x180', '30', 4), '-vf', "select='lt(t,2)+gte(t,2)*not(mod(n,2))',setpts=N/FRAME_RATE/TB*0+PTS", '-fps_mode', 'vfr', ...X264(60)],
   },
   /** 5 s of 440 Hz AAC, audio only. */
   'a-only': { ext: 'm4a', args: [...SINE(5), '-c:a', 'aac', '-b:a', '96k', '-ac', '2'] },
   /** 4 s VP9 + Opus in WebM. */
-  webm: { ext: 'webm', args: [...TESTSRC('320x180', '30', 4), ...SINE(4), '-c:v', 'libvpx-vp9', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '300k', '-c:a', 'libopus', '-b:a', '64k'] },
+  webm: {
+    ext: 'webm',
+    args: [
+      ...TESTSRC('320x180', '30', 4),
+      ...SINE(4),
+      '-c:v',
+      'libvpx-vp9',
+      '-deadline',
+      'realtime',
+      '-cpu-used',
+      '8',
+      '-b:v',
+      '300k',
+      '-c:a',
+      'libopus',
+      '-b:a',
+      '64k',
+    ],
+  },
   /** 60 s of tiny video, for runs of many jobs through one tab. */
   'long-tiny': { ext: 'mp4', args: [...TESTSRC('128x72', '30', 60), ...X264(150)] },
   /** Benchmarks: 20 s of 720p30 with a tone (key frame every 2 s), the source for throughput and compression figures. */

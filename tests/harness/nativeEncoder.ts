@@ -32,7 +32,13 @@ export async function encodeJob(base: string, job: Job, honesty: Exclude<Honesty
     const slice = await fetch(new URL(job.sourceUrl, base));
     if (!slice.ok) throw new Error(`slice: HTTP ${slice.status}`);
     fs.writeFileSync(path.join(dir, 'in.mp4'), new Uint8Array(await slice.arrayBuffer()));
-    const args = videoJobArgs(job, Number(slice.headers.get('x-slice-start')), path.join(dir, 'in.mp4'), { preset: 'veryfast', threads: 1 }, path.join(dir, 'shard_%04d.mp4'));
+    const args = videoJobArgs(
+      job,
+      Number(slice.headers.get('x-slice-start')),
+      path.join(dir, 'in.mp4'),
+      { preset: 'veryfast', threads: 1 },
+      path.join(dir, 'shard_%04d.mp4'),
+    );
     const vf = args.indexOf('-vf') + 1;
     if (honesty === 'black') args[vf] = `${args[vf]},drawbox=color=black:t=fill`;
     if (honesty === 'other') args[vf] = `${args[vf]},negate`;

@@ -45,7 +45,11 @@ export async function completeJob(base: string, peer: WsPeer, job: Job, engine =
 }
 
 /** Joins as an encoder and keeps the `welcome` (its `resume` secret lets the same tab reconnect under its id). */
-export async function joinEncoder(base: string, capabilities: Capabilities, resume?: { peerId: string; resume: string }): Promise<{ peer: WsPeer; resume: string }> {
+export async function joinEncoder(
+  base: string,
+  capabilities: Capabilities,
+  resume?: { peerId: string; resume: string },
+): Promise<{ peer: WsPeer; resume: string }> {
   const peer = await WsPeer.connect(base);
   const w = await peer.hello({ role: 'encoder', capabilities, ...(resume && { peerId: resume.peerId, resume: resume.resume }) });
   return { peer, resume: w.resume };

@@ -35,11 +35,9 @@ export async function silences(file: string, end: number): Promise<[number, numb
   // Only up to the source's own audio end: the last AAC frame of the source is
   // padded (10 s of tone in 469 frames of 1024 samples), and ffmpeg decodes
   // that padding as 5.3 ms of silence in the source and the export alike.
-  const { stderr } = await run(
-    'ffmpeg',
-    ['-v', 'info', '-i', file, '-vn', '-af', `atrim=end=${end},silencedetect=noise=-50dB:d=0.005`, '-f', 'null', '-'],
-    { maxBuffer: 16 * 2 ** 20 },
-  );
+  const { stderr } = await run('ffmpeg', ['-v', 'info', '-i', file, '-vn', '-af', `atrim=end=${end},silencedetect=noise=-50dB:d=0.005`, '-f', 'null', '-'], {
+    maxBuffer: 16 * 2 ** 20,
+  });
   const starts = [...stderr.matchAll(/silence_start: ([\d.]+)/g)].map((m) => Number(m[1]));
   const ends = [...stderr.matchAll(/silence_end: ([\d.]+)/g)].map((m) => Number(m[1]));
   return starts.map((s, i) => [s, ends[i] ?? end]);

@@ -5,7 +5,7 @@
  * 1. A browser: SHARDCAST_CHROMIUM, else /usr/bin/chromium, else (root on
  *    Debian) apt-get install chromium, else Playwright's own; else a clear error.
  * 2. Native ffmpeg/ffprobe for fixtures (the referee): likewise.
- * 3. The linter (Biome): errors fail the run.
+ * 3. The formatter and linter (Biome): unformatted code or a lint error fails the run.
  * 4. The web app, built once (vite build).
  * 5. vitest, in `unshare -n` with a veth pair and a default route, so WebRTC
  *    gathers a host candidate and no test traffic leaves the namespace. Without
@@ -71,10 +71,12 @@ if (!has('ffmpeg') || !has('ffprobe')) {
   }
 }
 
-// 3. The linter (Biome, biome.jsonc): its errors fail the run, as a failing test would. Skipped with the
-// build, since SHARDCAST_SKIP_BUILD=1 is for quick re-runs of a few files.
+// 3. The formatter and linter (Biome, biome.jsonc): unformatted code or a lint error fails the run, as a failing
+// test would. Skipped with the build, since SHARDCAST_SKIP_BUILD=1 is for quick re-runs of a few files.
 if (!bench && process.env.SHARDCAST_SKIP_BUILD !== '1') {
-  if (run('npx', ['biome', 'lint', '--diagnostic-level=error'], { cwd: root }) !== 0) fail('the linter found errors (npm run lint shows them)');
+  if (run('npx', ['biome', 'ci', '--diagnostic-level=error'], { cwd: root }) !== 0) {
+    fail('the formatter or the linter found problems: `npm run format` fixes the layout, `npm run lint` lists the rest');
+  }
 }
 
 // 4. The app the server tests serve.
@@ -124,7 +126,9 @@ if (process.env.SHARDCAST_NO_NETNS !== '1' && canUnshare()) {
         'connection would fail. Run the tests as root (they make a private network namespace), or on a host with a non-loopback interface.',
     );
   }
-  console.log(`${label}: host network (no private namespace: ${isRoot ? 'unshare unavailable' : 'not root'}), browser ${browser.path ?? 'playwright'} (${browser.source})`);
+  console.log(
+    `${label}: host network (no private namespace: ${isRoot ? 'unshare unavailable' : 'not root'}), browser ${browser.path ?? 'playwright'} (${browser.source})`,
+  );
   code = run(process.execPath, vitest, { cwd: root, env });
 }
 process.exit(code);

@@ -59,8 +59,7 @@ export async function spawnServer(dataDir: string, args: string[] = [], timeoutM
     else if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`the server did not start in ${timeoutMs} ms:\n${proc.tail.join('\n')}`);
-    }
-    else await Promise.race([new Promise((r) => setTimeout(r, 25)), proc.exited]);
+    } else await Promise.race([new Promise((r) => setTimeout(r, 25)), proc.exited]);
   }
   return proc;
 }

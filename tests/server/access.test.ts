@@ -180,7 +180,10 @@ describe('origin and CORS', () => {
     expect(closed.headers.get('access-control-allow-origin')).toBeNull();
     // Join tokens ride in page URLs: no page may leak its URL to another site.
     expect(closed.headers.get('referrer-policy')).toBe('no-referrer');
-    const preflight = await fetch(`${s.url}/api/contents`, { method: 'OPTIONS', headers: { Origin: 'https://app.example', 'Access-Control-Request-Method': 'POST' } });
+    const preflight = await fetch(`${s.url}/api/contents`, {
+      method: 'OPTIONS',
+      headers: { Origin: 'https://app.example', 'Access-Control-Request-Method': 'POST' },
+    });
     expect(preflight.status).toBe(403);
     expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
 
@@ -189,7 +192,10 @@ describe('origin and CORS', () => {
     expect(open.headers.get('access-control-allow-origin')).toBe('https://app.example');
     const other = await fetch(`${s.url}/api/contents`, { headers: { Origin: 'https://evil.example' } });
     expect(other.headers.get('access-control-allow-origin')).toBeNull();
-    const pre = await fetch(`${s.url}/api/contents`, { method: 'OPTIONS', headers: { Origin: 'https://app.example', 'Access-Control-Request-Method': 'POST' } });
+    const pre = await fetch(`${s.url}/api/contents`, {
+      method: 'OPTIONS',
+      headers: { Origin: 'https://app.example', 'Access-Control-Request-Method': 'POST' },
+    });
     expect(pre.status).toBe(204);
     expect(pre.headers.get('access-control-allow-headers')).toMatch(/Authorization/);
   });

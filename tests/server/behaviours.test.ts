@@ -61,7 +61,7 @@ async function publish(s: TestServer, body = clip, name = 'clip.mp4', ladder = t
   return r.json.id as string;
 }
 
-const mapOf = async (s: TestServer, id: string) => ((await (await fetch(`${s.url}/api/contents/${id}`)).json()) as { status: string; shardMap: ShardMap });
+const mapOf = async (s: TestServer, id: string) => (await (await fetch(`${s.url}/api/contents/${id}`)).json()) as { status: string; shardMap: ShardMap };
 const track = <T extends WsPeer>(p: T) => (closers.push(() => p.kill()), p);
 
 /** Finishes every job `peer` gets with real shards until the content is ready; returns the jobs in order. */
@@ -119,7 +119,11 @@ describe('README behaviours with real shards', () => {
     // A byte-check refusal shows as a rejected shard and a refused intake; a running job as in flight.
     const id2 = await publish(s);
     const { job } = await e.next('job', (x) => x.job.contentId === id2);
-    const r = await fetch(`${s.url}/api/contents/${id2}/shards/v/${job.shards[0]!.index}`, { method: 'PUT', body: new Uint8Array(64).fill(1), headers: { Authorization: `Bearer ${job.uploadToken}` } });
+    const r = await fetch(`${s.url}/api/contents/${id2}/shards/v/${job.shards[0]!.index}`, {
+      method: 'PUT',
+      body: new Uint8Array(64).fill(1),
+      headers: { Authorization: `Bearer ${job.uploadToken}` },
+    });
     expect(r.status).toBe(422);
     const m2 = await metricsOf(s.url);
     expect([m2.get('shardcast_intake_refused_total'), m2.get('shardcast_shards_rejected_total'), m2.get('shardcast_contents')]).toEqual([1, 1, 2]);
@@ -240,7 +244,11 @@ describe('README behaviours with real shards', () => {
     const { job } = await bad.peer.next('job');
     // Two uploads that fail the byte check: two invalid shards.
     for (const i of [0, 1]) {
-      const r = await fetch(`${s.url}/api/contents/${id}/shards/v/${job.shards[i]!.index}`, { method: 'PUT', body: new Uint8Array(512).fill(9), headers: { Authorization: `Bearer ${job.uploadToken}` } });
+      const r = await fetch(`${s.url}/api/contents/${id}/shards/v/${job.shards[i]!.index}`, {
+        method: 'PUT',
+        body: new Uint8Array(512).fill(9),
+        headers: { Authorization: `Bearer ${job.uploadToken}` },
+      });
       expect(r.status).toBe(422);
     }
     const badId = bad.peer.peerId;
@@ -280,10 +288,14 @@ describe('README behaviours with real shards', () => {
     expect((await metricsOf(s.url)).get('shardcast_crosschecks_waiting')).toBe(planned);
     const verifier = await nativeEncoder(s.url, 'honest');
     closers.push(verifier.stop);
-    const passed = await waitFor(() => {
-      const p = s.pool.recentEvents.filter((e) => e.type === 'check-passed');
-      return p.length === planned ? p.map((e) => e.detail as { verifier: string; shards: number }) : undefined;
-    }, 'every check passed', 60_000);
+    const passed = await waitFor(
+      () => {
+        const p = s.pool.recentEvents.filter((e) => e.type === 'check-passed');
+        return p.length === planned ? p.map((e) => e.detail as { verifier: string; shards: number }) : undefined;
+      },
+      'every check passed',
+      60_000,
+    );
     expect(passed.every((p) => p.verifier === verifier.peer.peerId)).toBe(true);
     const after = await metricsOf(s.url);
     expect([after.get('shardcast_crosschecks_waiting'), after.get('shardcast_crosscheck_mismatches_total')]).toEqual([0, 0]);
@@ -361,7 +373,17 @@ describe('README behaviours with real shards', () => {
 
   it('names the fastest engine in each job and records the engine@build each accepted shard reports', async () => {
     const s = await start();
-    const both = track(await WsPeer.encoder(s.url, { capabilities: { engines: [{ name: NATIVE_ENGINE, codecs: ['h264'], speed: 2 }, { name: 'webcodecs', codecs: ['h264'], speed: 20 }], maxJobs: 1 } }));
+    const both = track(
+      await WsPeer.encoder(s.url, {
+        capabilities: {
+          engines: [
+            { name: NATIVE_ENGINE, codecs: ['h264'], speed: 2 },
+            { name: 'webcodecs', codecs: ['h264'], speed: 20 },
+          ],
+          maxJobs: 1,
+        },
+      }),
+    );
     const plain = track(await WsPeer.encoder(s.url, { capabilities: nativeCaps(1, 2) }));
     const id = await publish(s);
     const [{ job: jb }, { job: jp }] = await Promise.all([both.next('job'), plain.next('job')]);
@@ -380,7 +402,11 @@ describe('README behaviours with real shards', () => {
     await encodeAll(s, origin, id);
     expect(s.pool.peers.get(origin.peerId)!.holdings.size).toBe(5);
     const map = (await mapOf(s, id)).shardMap;
-    const holdings = map.shards.map((sh) => ({ key: { contentId: id, rendition: 'v', index: sh.index }, sha256: sh.renditions.v!.sha256!, size: sh.renditions.v!.size! }));
+    const holdings = map.shards.map((sh) => ({
+      key: { contentId: id, rendition: 'v', index: sh.index },
+      sha256: sh.renditions.v!.sha256!,
+      size: sh.renditions.v!.size!,
+    }));
     expect(holdings.length).toBeGreaterThan(10);
     // A returning tab claims every shard, the first with bytes other than the accepted ones.
     const forged = [{ ...holdings[0]!, sha256: 'a'.repeat(64) }, ...holdings.slice(1)];

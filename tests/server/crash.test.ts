@@ -52,7 +52,19 @@ const COMMON = ['--admin-token', TOKEN, '--snapshot-delay-ms', '5', '--heartbeat
 // The simulated encoder reports hashes without bytes (poolKit's BYTELESS, as flags). Its holdings die
 // with each round and nothing is cached, so a restart would re-queue every shard once the heartbeat
 // timeout passes (see the real-parts case); a timeout longer than any round keeps this case on the log itself.
-const BYTELESS_ARGS = [...COMMON, '--heartbeat-timeout-ms', '60000', '--cache-enabled', 'false', '--verify-shard-bytes', 'false', '--verify-sample-rate', '0', '--verify-new-encoder-jobs', '0'];
+const BYTELESS_ARGS = [
+  ...COMMON,
+  '--heartbeat-timeout-ms',
+  '60000',
+  '--cache-enabled',
+  'false',
+  '--verify-shard-bytes',
+  'false',
+  '--verify-sample-rate',
+  '0',
+  '--verify-new-encoder-jobs',
+  '0',
+];
 // Server defaults otherwise: byte check on, cache on, cross-checks as configured out of the box. A short
 // heartbeat timeout: 2 s after a restart, shards that no returning tab announced and the cache lacks are re-queued.
 const REAL_ARGS = [...COMMON, '--heartbeat-timeout-ms', '2000', '--cache-enabled', 'true', '--verify-shard-bytes', 'true'];
@@ -84,7 +96,8 @@ interface Acked {
 }
 
 const listContents = async (s: ServerProcess) =>
-  ((await (await fetch(`${s.url}/api/contents`)).json()) as { contents: { id: string; status: string; duration: number; shards: number; total: number }[] }).contents;
+  ((await (await fetch(`${s.url}/api/contents`)).json()) as { contents: { id: string; status: string; duration: number; shards: number; total: number }[] })
+    .contents;
 
 const getMap = async (s: ServerProcess, id: string): Promise<ShardMap> => {
   const res = await fetch(`${s.url}/api/contents/${id}`);
@@ -98,13 +111,26 @@ const getMap = async (s: ServerProcess, id: string): Promise<ShardMap> => {
  * cleared every staging directory and temp file; every log is whole lines.
  * Returns the acknowledged shards it found accepted, with their map entries.
  */
-async function checkRestarted(s: ServerProcess, dataDir: string, startedAt: number, acked: Acked, sampleSources: number, requeued = false): Promise<{ contents: number; shards: number }> {
-  expect(s.tail.filter((l) => /skipped unreadable content/.test(l)), `a content was left half-written (seed ${SEED})`).toEqual([]);
+async function checkRestarted(
+  s: ServerProcess,
+  dataDir: string,
+  startedAt: number,
+  acked: Acked,
+  sampleSources: number,
+  requeued = false,
+): Promise<{ contents: number; shards: number }> {
+  expect(
+    s.tail.filter((l) => /skipped unreadable content/.test(l)),
+    `a content was left half-written (seed ${SEED})`,
+  ).toEqual([]);
   const contentsDir = path.join(dataDir, 'contents');
   const listed = await listContents(s);
   // Listed after the server started: what its start left behind.
   const onDisk = fs.readdirSync(contentsDir);
-  expect(onDisk.filter((n) => n.startsWith('.')), 'staging directories left').toEqual([]);
+  expect(
+    onDisk.filter((n) => n.startsWith('.')),
+    'staging directories left',
+  ).toEqual([]);
   expect(fs.readdirSync(path.join(dataDir, 'tmp')), 'temp uploads left').toEqual([]);
   expect(listed.map((c) => c.id).sort()).toEqual([...onDisk].sort());
   for (const id of acked.contents) {
@@ -113,7 +139,7 @@ async function checkRestarted(s: ServerProcess, dataDir: string, startedAt: numb
     // Whole: a map with shards over the whole duration, every shard of every rendition present.
     expect(c!.duration).toBeGreaterThan(0);
     expect(c!.shards).toBeGreaterThan(0);
-    expect(c!.total).toBe(c!.shards * ((await getMap(s, id)).renditions.length));
+    expect(c!.total).toBe(c!.shards * (await getMap(s, id)).renditions.length);
   }
   // The source of a few acknowledged contents is read back through the API (a remux of its first second).
   const ackedIds = [...acked.contents];
@@ -152,7 +178,12 @@ async function checkRestarted(s: ServerProcess, dataDir: string, startedAt: numb
         // `requeued`: a restart may have re-queued it since (no copy left anywhere); it keeps its accepted hash
         // so that a tab coming back with those bytes restores it.
         const status = requeued && st.status !== 'ready' ? 'pending' : 'ready';
-        expect({ key, status: st.status, sha256: st.sha256, size: a.size === undefined ? undefined : st.size }, `seed ${SEED}`).toEqual({ key, status, sha256: a.sha256, size: a.size });
+        expect({ key, status: st.status, sha256: st.sha256, size: a.size === undefined ? undefined : st.size }, `seed ${SEED}`).toEqual({
+          key,
+          status,
+          sha256: a.sha256,
+          size: a.size,
+        });
         shards++;
       }
   }
@@ -164,7 +195,13 @@ async function checkRestarted(s: ServerProcess, dataDir: string, startedAt: numb
  * a fetch may fail instead only after the kill and only with a connection error.
  * Problems are collected, not thrown, so the round still ends with the kill.
  */
-async function uploader(s: ServerProcess, pick: () => Uint8Array, round: { killed: boolean; started: number }, acked: Acked, problems: string[]): Promise<void> {
+async function uploader(
+  s: ServerProcess,
+  pick: () => Uint8Array,
+  round: { killed: boolean; started: number },
+  acked: Acked,
+  problems: string[],
+): Promise<void> {
   while (!round.killed) {
     round.started++;
     let status: number | undefined;
@@ -179,7 +216,10 @@ async function uploader(s: ServerProcess, pick: () => Uint8Array, round: { kille
       acked.contents.add((JSON.parse(text) as { id: string }).id);
     } catch (e) {
       // After a 201 arrived, a cut body means the id never reached us: not acknowledged, and fine.
-      if (!round.killed || !isKillError(e)) problems.push(`upload ${status === undefined ? 'failed' : `answered ${status}, then failed`} ${round.killed ? 'after' : 'before'} the kill: ${String(e)} (${String((e as Error).cause)})`);
+      if (!round.killed || !isKillError(e))
+        problems.push(
+          `upload ${status === undefined ? 'failed' : `answered ${status}, then failed`} ${round.killed ? 'after' : 'before'} the kill: ${String(e)} (${String((e as Error).cause)})`,
+        );
       return;
     }
   }
@@ -254,13 +294,18 @@ describe('crash safety', () => {
       await checkRestarted(srv, dataDir, startedAt, acked, 0, true);
       const s = srv;
       // A new content each round, so that every round has work left to be killed in (the native encoder is quick).
-      const res = await fetch(`${s.url}/api/contents`, { method: 'POST', body: clips[0] as unknown as BodyInit, headers: { Authorization: `Bearer ${TOKEN}` } });
+      const res = await fetch(`${s.url}/api/contents`, {
+        method: 'POST',
+        body: clips[0] as unknown as BodyInit,
+        headers: { Authorization: `Bearer ${TOKEN}` },
+      });
       expect(res.status).toBe(201);
       acked.contents.add(((await res.json()) as { id: string }).id);
       // Every answer to its uploads must be a 200 while the server lives; after the kill, only failures.
       const round_ = { killed: false };
       const enc: NativeEncoder = await nativeEncoder(s.url, 'honest', undefined, (what, answer) => {
-        if (typeof answer === 'number' ? answer !== 200 : !round_.killed) problems.push(`${what}: ${String(answer)} ${round_.killed ? 'after' : 'before'} the kill`);
+        if (typeof answer === 'number' ? answer !== 200 : !round_.killed)
+          problems.push(`${what}: ${String(answer)} ${round_.killed ? 'after' : 'before'} the kill`);
       });
       const acksNow = recordAcks(enc.peer.ws, acked);
       // Killed while shards are being accepted: some time after this round's first acknowledgement.
@@ -311,10 +356,12 @@ describe('crash safety', () => {
       await waitFor(
         async () => {
           for (const id of acked.contents) maps.set(id, await getMap(s, id));
-          return uncached.every((key) => {
-            const [id, rendition, index] = key.split('/');
-            return maps.get(id!)!.shards[Number(index)]!.renditions[rendition!]!.status !== 'ready';
-          }) || undefined;
+          return (
+            uncached.every((key) => {
+              const [id, rendition, index] = key.split('/');
+              return maps.get(id!)!.shards[Number(index)]!.renditions[rendition!]!.status !== 'ready';
+            }) || undefined
+          );
         },
         `uncached acknowledged shards ${uncached.join(', ')} re-queued (seed ${SEED})`,
         30_000,

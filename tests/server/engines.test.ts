@@ -56,10 +56,14 @@ describe('scheduling by engine', () => {
     void autoEncode(both, jobsBoth, namedEngine);
     void autoEncode(plain, jobsPlain, namedEngine);
     const { json } = await upload(server.url, clip, `?renditions=${encodeURIComponent(JSON.stringify(ladder))}`);
-    const map = await waitFor(async () => {
-      const c = (await (await fetch(`${server!.url}/api/contents/${json.id}`)).json()) as { status: string; shardMap: ShardMap };
-      return c.status === 'ready' ? c.shardMap : undefined;
-    }, 'content ready', 30_000);
+    const map = await waitFor(
+      async () => {
+        const c = (await (await fetch(`${server!.url}/api/contents/${json.id}`)).json()) as { status: string; shardMap: ShardMap };
+        return c.status === 'ready' ? c.shardMap : undefined;
+      },
+      'content ready',
+      30_000,
+    );
 
     const engineOf = (j: Job) => `${j.rendition}:${j.engine}`;
     for (const j of jobsBoth) expect(engineOf(j)).toBe(j.rendition === 'audio' ? 'audio:ffmpeg-wasm' : `${j.rendition}:webcodecs`);

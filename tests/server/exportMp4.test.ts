@@ -129,9 +129,13 @@ describe('assembleMp4', () => {
     expect(report).toMatchObject({ rendition: 'hq', videoShards: map.shards.length, held: 0, audioShards: map.shards.length, silent: 0, notes: [] });
     expect(await decodeErrors(file)).toBe('');
     expect(await countFrames(file)).toBe(await countFrames(source));
-    const { stderr } = await run('ffmpeg', ['-v', 'info', '-i', file, '-i', source, '-lavfi', '[0:v]setpts=N/TB/30[x];[1:v]setpts=N/TB/30[y];[x][y]psnr', '-f', 'null', '-'], {
-      maxBuffer: 16 * 2 ** 20,
-    });
+    const { stderr } = await run(
+      'ffmpeg',
+      ['-v', 'info', '-i', file, '-i', source, '-lavfi', '[0:v]setpts=N/TB/30[x];[1:v]setpts=N/TB/30[y];[x][y]psnr', '-f', 'null', '-'],
+      {
+        maxBuffer: 16 * 2 ** 20,
+      },
+    );
     expect(Number(/PSNR .*average:([\d.]+)/.exec(stderr)?.[1])).toBeGreaterThan(35);
     expect(await silences(file, 10)).toEqual([]);
   });
@@ -144,7 +148,14 @@ describe('assembleMp4', () => {
     expect(report.notes.join('\n')).toMatch(/hq\/8: avc 160x90 differs from the file's avc 320x180/);
     expect(await decodeErrors(file)).toBe('');
 
-    const j = await ffprobeJson(file, ['-show_entries', 'stream=codec_type,start_time,duration', '-show_entries', 'packet=pts_time,duration_time', '-select_streams', 'v:0']);
+    const j = await ffprobeJson(file, [
+      '-show_entries',
+      'stream=codec_type,start_time,duration',
+      '-show_entries',
+      'packet=pts_time,duration_time',
+      '-select_streams',
+      'v:0',
+    ]);
     const end = map.shards[n - 1]!.start + map.shards[n - 1]!.duration;
     const packets = (j.packets as { pts_time: string; duration_time: string }[]).map((p) => ({ t: Number(p.pts_time), d: Number(p.duration_time) }));
     // The first present shard's key frame covers the missing start; the last frame lasts to the end.

@@ -55,7 +55,6 @@ const PER_SOCKET = 120;
  */
 const RSS_GROWTH_BOUND = 64 * 2 ** 20;
 
-
 let srv: ServerProcess;
 let dataDir: string;
 let contentId: string;
@@ -67,8 +66,21 @@ beforeAll(async () => {
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'shardcast-fuzz-'));
   // The server's own limits (rate, connections): only the upload size and concurrency are lowered.
   // A heartbeat timeout longer than the test: a fuzz socket leaves the pool because it closed, never by going silent.
-  srv = await spawnServer(dataDir, ['--admin-token', TOKEN, '--max-upload-bytes', String(MAX_UPLOAD), '--max-concurrent-uploads', '2', '--heartbeat-timeout-ms', '600000']);
-  const res = await fetch(`${srv.url}/api/contents`, { method: 'POST', body: fs.readFileSync(await fixture('av-2997')) as unknown as BodyInit, headers: { Authorization: `Bearer ${TOKEN}` } });
+  srv = await spawnServer(dataDir, [
+    '--admin-token',
+    TOKEN,
+    '--max-upload-bytes',
+    String(MAX_UPLOAD),
+    '--max-concurrent-uploads',
+    '2',
+    '--heartbeat-timeout-ms',
+    '600000',
+  ]);
+  const res = await fetch(`${srv.url}/api/contents`, {
+    method: 'POST',
+    body: fs.readFileSync(await fixture('av-2997')) as unknown as BodyInit,
+    headers: { Authorization: `Bearer ${TOKEN}` },
+  });
   expect(res.status).toBe(201);
   contentId = ((await res.json()) as { id: string }).id;
   map = ((await (await fetch(`${srv.url}/api/contents/${contentId}`)).json()) as { shardMap: ShardMap }).shardMap;
@@ -108,19 +120,36 @@ interface Base {
 function table(selfId: string, rendition: string): Base[] {
   const key = { contentId, rendition, index: 1 };
   const sha256 = 'abcdef0123456789'.repeat(4); // with letters, so that upper case makes it no hash
-  const keyPaths: Path[] = [['key', 'contentId'], ['key', 'rendition'], ['key', 'index']];
+  const keyPaths: Path[] = [
+    ['key', 'contentId'],
+    ['key', 'rendition'],
+    ['key', 'index'],
+  ];
   const keyNums: [Path, number, number, boolean][] = [[['key', 'index'], 0, 10_000_000, true]];
   const keyIds: Path[] = [['key', 'contentId']];
   const none = { viewer: undefined, encoder: undefined };
   return [
-    { msg: { type: 'hello', protocol: 1, role: 'viewer' }, reply: { viewer: 'already-joined', encoder: 'already-joined' }, required: [['protocol'], ['role']], optional: [], strings: [], numbers: [], ids: [], hashes: [] },
+    {
+      msg: { type: 'hello', protocol: 1, role: 'viewer' },
+      reply: { viewer: 'already-joined', encoder: 'already-joined' },
+      required: [['protocol'], ['role']],
+      optional: [],
+      strings: [],
+      numbers: [],
+      ids: [],
+      hashes: [],
+    },
     {
       msg: { type: 'heartbeat', activeJobs: 1, heldBytes: 10, peers: 2, serving: 1 },
       reply: none,
       required: [],
       optional: [['activeJobs'], ['heldBytes'], ['peers'], ['serving']],
       strings: [],
-      numbers: [[['activeJobs'], 0, 64, true], [['peers'], 0, 10_000, true], [['serving'], 0, 10_000, true]],
+      numbers: [
+        [['activeJobs'], 0, 64, true],
+        [['peers'], 0, 10_000, true],
+        [['serving'], 0, 10_000, true],
+      ],
       ids: [],
       hashes: [],
     },
@@ -130,7 +159,10 @@ function table(selfId: string, rendition: string): Base[] {
       required: [['jobId'], ['progress']],
       optional: [['fps']],
       strings: [[['jobId'], 64]],
-      numbers: [[['progress'], 0, 1, false], [['fps'], 0, 100_000, false]],
+      numbers: [
+        [['progress'], 0, 1, false],
+        [['fps'], 0, 100_000, false],
+      ],
       ids: [['jobId']],
       hashes: [],
     },
@@ -139,18 +171,33 @@ function table(selfId: string, rendition: string): Base[] {
       reply: { viewer: 'not-an-encoder', encoder: 'unknown-job' },
       required: [['key'], ['sha256'], ['size'], ...keyPaths],
       optional: [['engine'], ['lead'], ['tail']],
-      strings: [[['jobId'], 64], [['engine'], 64]],
+      strings: [
+        [['jobId'], 64],
+        [['engine'], 64],
+      ],
       numbers: [[['size'], 1, 256 * 2 ** 20, true], [['lead'], 0, 480_000, true], [['tail'], 0, 480_000, true], ...keyNums],
       ids: [['jobId'], ...keyIds],
       hashes: [['sha256']],
     },
-    { msg: { type: 'job-done', jobId: 'j1' }, reply: { viewer: 'unknown-job', encoder: 'unknown-job' }, required: [['jobId']], optional: [], strings: [[['jobId'], 64]], numbers: [], ids: [['jobId']], hashes: [] },
+    {
+      msg: { type: 'job-done', jobId: 'j1' },
+      reply: { viewer: 'unknown-job', encoder: 'unknown-job' },
+      required: [['jobId']],
+      optional: [],
+      strings: [[['jobId'], 64]],
+      numbers: [],
+      ids: [['jobId']],
+      hashes: [],
+    },
     {
       msg: { type: 'job-failed', jobId: 'j1', reason: 'fuzz' },
       reply: { viewer: 'unknown-job', encoder: 'unknown-job' },
       required: [['jobId'], ['reason']],
       optional: [],
-      strings: [[['jobId'], 64], [['reason'], 1000]],
+      strings: [
+        [['jobId'], 64],
+        [['reason'], 1000],
+      ],
       numbers: [],
       ids: [['jobId']],
       hashes: [],
@@ -161,19 +208,50 @@ function table(selfId: string, rendition: string): Base[] {
       required: [['requestId'], ['contentId']],
       optional: [['from'], ['count'], ['renditions']],
       strings: [],
-      numbers: [[['requestId'], 0, Number.MAX_SAFE_INTEGER, true], [['from'], 0, 10_000_000, true], [['count'], 1, 10_000, true]],
+      numbers: [
+        [['requestId'], 0, Number.MAX_SAFE_INTEGER, true],
+        [['from'], 0, 10_000_000, true],
+        [['count'], 1, 10_000, true],
+      ],
       ids: [['contentId']],
       hashes: [],
     },
-    { msg: { type: 'signal', to: selfId, data: { type: 'offer', sdp: 'v=0' } }, reply: none, required: [['to'], ['data']], optional: [], strings: [], numbers: [], ids: [['to']], hashes: [] },
-    { msg: { type: 'shard-dropped', key }, reply: none, required: [['key'], ...keyPaths], optional: [], strings: [], numbers: keyNums, ids: keyIds, hashes: [] },
+    {
+      msg: { type: 'signal', to: selfId, data: { type: 'offer', sdp: 'v=0' } },
+      reply: none,
+      required: [['to'], ['data']],
+      optional: [],
+      strings: [],
+      numbers: [],
+      ids: [['to']],
+      hashes: [],
+    },
+    {
+      msg: { type: 'shard-dropped', key },
+      reply: none,
+      required: [['key'], ...keyPaths],
+      optional: [],
+      strings: [],
+      numbers: keyNums,
+      ids: keyIds,
+      hashes: [],
+    },
     {
       msg: { type: 'capabilities', capabilities: { engines: [{ name: 'fuzz', codecs: ['vp8'], speed: 2 }], maxJobs: 1 } },
       reply: { viewer: 'not-an-encoder', encoder: undefined },
       required: [['capabilities'], ['capabilities', 'engines'], ['capabilities', 'engines', 0, 'name'], ['capabilities', 'engines', 0, 'codecs']],
-      optional: [['capabilities', 'maxJobs'], ['capabilities', 'engines', 0, 'speed']],
-      strings: [[['capabilities', 'engines', 0, 'name'], 32], [['capabilities', 'engines', 0, 'codecs', 0], 16]],
-      numbers: [[['capabilities', 'maxJobs'], 1, 8, true], [['capabilities', 'engines', 0, 'speed'], 0, 10_000, false]],
+      optional: [
+        ['capabilities', 'maxJobs'],
+        ['capabilities', 'engines', 0, 'speed'],
+      ],
+      strings: [
+        [['capabilities', 'engines', 0, 'name'], 32],
+        [['capabilities', 'engines', 0, 'codecs', 0], 16],
+      ],
+      numbers: [
+        [['capabilities', 'maxJobs'], 1, 8, true],
+        [['capabilities', 'engines', 0, 'speed'], 0, 10_000, false],
+      ],
       ids: [],
       hashes: [],
     },
@@ -187,13 +265,25 @@ function table(selfId: string, rendition: string): Base[] {
       ids: keyIds,
       hashes: [['sha256']],
     },
-    { msg: { type: 'replicate-failed', key, reason: 'fuzz' }, reply: none, required: [['key'], ['reason'], ...keyPaths], optional: [], strings: [[['reason'], 500]], numbers: keyNums, ids: keyIds, hashes: [] },
+    {
+      msg: { type: 'replicate-failed', key, reason: 'fuzz' },
+      reply: none,
+      required: [['key'], ['reason'], ...keyPaths],
+      optional: [],
+      strings: [[['reason'], 500]],
+      numbers: keyNums,
+      ids: keyIds,
+      hashes: [],
+    },
     {
       msg: { type: 'report-peer', peerId: 'abc', key, reason: 'bad bytes' },
       reply: none,
       required: [['peerId'], ['key'], ['reason'], ...keyPaths],
       optional: [],
-      strings: [[['peerId'], 64], [['reason'], 200]],
+      strings: [
+        [['peerId'], 64],
+        [['reason'], 200],
+      ],
       numbers: keyNums,
       ids: [['peerId'], ...keyIds],
       hashes: [],
@@ -230,11 +320,18 @@ function leafPaths(v: Json, prefix: Path = []): Path[] {
 }
 const kindOf = (v: Json) => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
 /** A value of each JSON kind; a wrong-type mutation picks one of another kind than the field's. */
-const OF_KIND: Record<string, Json[]> = { null: [null], boolean: [true, false], number: [0, 1, -1, 0.5], string: ['', '1', 'x'], array: [[], [1]], object: [{}, { a: 1 }] };
+const OF_KIND: Record<string, Json[]> = {
+  null: [null],
+  boolean: [true, false],
+  number: [0, 1, -1, 0.5],
+  string: ['', '1', 'x'],
+  array: [[], [1]],
+  object: [{}, { a: 1 }],
+};
 
 /** Generates `n` labelled inputs for a peer of `role` whose own id is `selfId`. */
 function labelled(n: number, random: () => number, role: Role, selfId: string): Labelled[] {
-  const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
   const bases = table(selfId, map.renditions[0]!.id);
   const out: Labelled[] = [];
   const text = (m: Json) => JSON.stringify(m);
@@ -243,7 +340,8 @@ function labelled(n: number, random: () => number, role: Role, selfId: string): 
     const b = pick(bases);
     const m = structuredClone(b.msg) as Json;
     const type = b.msg.type as string;
-    const bad = (what: string, code = 'bad-message') => out.push({ what: `${type}: ${what}`, data: text(m), code, ...(refOf(m) !== undefined && { ref: refOf(m) }) });
+    const bad = (what: string, code = 'bad-message') =>
+      out.push({ what: `${type}: ${what}`, data: text(m), code, ...(refOf(m) !== undefined && { ref: refOf(m) }) });
     const good = (what: string, exact = false) => out.push({ what: `${type}: ${what}`, data: text(m), ...(exact && { reply: b.reply[role] ?? null }) });
     const op = Math.floor(random() * 16);
     if (op === 0) good('as written', true);
@@ -259,7 +357,15 @@ function labelled(n: number, random: () => number, role: Role, selfId: string): 
       const paths = leafPaths(m).filter((p) => p.length > 0 && p[0] !== 'type' && !(p[0] === 'data' && p.length > 1));
       const p = pick(paths);
       const kind = kindOf(at(m, p));
-      setAt(m, p, pick(Object.entries(OF_KIND).filter(([k]) => k !== kind && !(kind === 'object' && k === 'array' && p[0] === 'data')).flatMap(([, vs]) => vs)));
+      setAt(
+        m,
+        p,
+        pick(
+          Object.entries(OF_KIND)
+            .filter(([k]) => k !== kind && !(kind === 'object' && k === 'array' && p[0] === 'data'))
+            .flatMap(([, vs]) => vs),
+        ),
+      );
       bad(`wrong type at ${p.join('.')}`);
     } else if (op === 5) {
       const objects = leafPaths(m).filter((p) => kindOf(at(m, p)) === 'object' && p[0] !== 'data');
@@ -300,11 +406,19 @@ function labelled(n: number, random: () => number, role: Role, selfId: string): 
       let data: Json = { leaf: 1 };
       for (let d = 1; d < depth; d++) data = { a: data };
       const sig = { type: 'signal', to: selfId, data };
-      out.push({ what: `signal: payload nested ${depth} deep`, data: text(sig), ...(depth > MAX_SIGNAL_DEPTH ? { code: 'bad-message', ref: 'signal' } : { reply: null }) });
+      out.push({
+        what: `signal: payload nested ${depth} deep`,
+        data: text(sig),
+        ...(depth > MAX_SIGNAL_DEPTH ? { code: 'bad-message', ref: 'signal' } : { reply: null }),
+      });
     } else if (op === 14) {
       const s = text(m);
       const cut = 1 + Math.floor(random() * (s.length - 1));
-      out.push({ what: `${type}: cut after ${cut} of ${s.length} characters`, data: pick([s.slice(0, cut), `x${s}`, `${s}}`, s.replace(/"/, "'")]), code: 'bad-json' });
+      out.push({
+        what: `${type}: cut after ${cut} of ${s.length} characters`,
+        data: pick([s.slice(0, cut), `x${s}`, `${s}}`, s.replace(/"/, "'")]),
+        code: 'bad-json',
+      });
     } else if (op === 15) {
       out.push({ what: 'JSON that is no object', data: text(pick<Json>([null, 1, 'hello', [], [m], true])), code: 'bad-message' });
     }
@@ -358,7 +472,12 @@ async function open(url: string, hello?: Role): Promise<Sock> {
     ws.once('error', reject);
   });
   if (hello) {
-    const h = { type: 'hello', protocol: 1, role: hello, ...(hello === 'encoder' && { capabilities: { engines: [{ name: 'fuzz', codecs: ['vp8'] }], maxJobs: 1 } }) };
+    const h = {
+      type: 'hello',
+      protocol: 1,
+      role: hello,
+      ...(hello === 'encoder' && { capabilities: { engines: [{ name: 'fuzz', codecs: ['vp8'] }], maxJobs: 1 } }),
+    };
     ws.send(JSON.stringify(h));
     const w = await waitFor(() => s.got.find((m) => m.type === 'welcome') as { peerId?: string } | undefined, 'welcome');
     s.selfId = w.peerId!;
@@ -382,7 +501,10 @@ async function exchange(s: Sock, inputs: (string | Buffer)[]): Promise<{ code?: 
     s.ws.send(sentinel(i));
   });
   const last = SENTINEL + inputs.length - 1;
-  const code = await Promise.race([s.closed, waitFor(() => s.got.some((m) => m.type === 'holders' && m.requestId === last) || undefined, 'the last sentinel', 60_000).then(() => 0)]);
+  const code = await Promise.race([
+    s.closed,
+    waitFor(() => s.got.some((m) => m.type === 'holders' && m.requestId === last) || undefined, 'the last sentinel', 60_000).then(() => 0),
+  ]);
   if (code) return { closed: code };
   const windows: { code?: string; ref?: string }[][] = [[]];
   for (const m of s.got.slice(start)) {
@@ -394,23 +516,42 @@ async function exchange(s: Sock, inputs: (string | Buffer)[]): Promise<{ code?: 
 
 // ------------------------------------------------------------------ unlabelled input
 
-const nasty = fc.constantFrom<unknown>(-1, 0, 1e308, 2 ** 53 + 2, 0.5, '', 'x'.repeat(100), '../../etc/passwd', '__proto__', null, true, [], {}, [[[[]]]], '\u0000', '\ud800');
+const nasty = fc.constantFrom<unknown>(
+  -1,
+  0,
+  1e308,
+  2 ** 53 + 2,
+  0.5,
+  '',
+  'x'.repeat(100),
+  '../../etc/passwd',
+  '__proto__',
+  null,
+  true,
+  [],
+  {},
+  [[[[]]]],
+  '\u0000',
+  '\ud800',
+);
 const anyValue = fc.oneof(nasty, fc.jsonValue({ maxDepth: 3 }), fc.string({ maxLength: 80 }), fc.integer(), fc.double());
 
 function chaos(n: number, seed: number, bases: Base[]): (string | Buffer)[] {
-  const mutated = fc.tuple(fc.constantFrom(...bases), fc.array(fc.record({ at: fc.nat(), value: anyValue, drop: fc.boolean() }), { minLength: 1, maxLength: 3 })).map(([b, muts]) => {
-    const m = structuredClone(b.msg) as Json;
-    for (const mu of muts) {
-      const paths = leafPaths(m).filter((p) => p.length > 0);
-      const p = paths[mu.at % paths.length]!;
-      try {
-        setAt(m, p, mu.drop ? undefined : (mu.value as Json));
-      } catch {
-        // A generated "__proto__" key resolves to the prototype, not to a field: no mutation there.
+  const mutated = fc
+    .tuple(fc.constantFrom(...bases), fc.array(fc.record({ at: fc.nat(), value: anyValue, drop: fc.boolean() }), { minLength: 1, maxLength: 3 }))
+    .map(([b, muts]) => {
+      const m = structuredClone(b.msg) as Json;
+      for (const mu of muts) {
+        const paths = leafPaths(m).filter((p) => p.length > 0);
+        const p = paths[mu.at % paths.length]!;
+        try {
+          setAt(m, p, mu.drop ? undefined : (mu.value as Json));
+        } catch {
+          // A generated "__proto__" key resolves to the prototype, not to a field: no mutation there.
+        }
       }
-    }
-    return JSON.stringify(m);
-  });
+      return JSON.stringify(m);
+    });
   return fc.sample(
     fc.oneof(
       fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)),
@@ -461,7 +602,10 @@ describe('fuzzing', () => {
       // Edge inputs name the peer's own id in `signal.to`; a later socket of the role has another: send those as labelled.
       const batch = fromEdges.length && sock < 4 ? fromEdges : labelled(Math.min(PER_SOCKET, INPUTS - b), random, role, s.selfId);
       b += batch.length;
-      const r = await exchange(s, batch.map((x) => x.data));
+      const r = await exchange(
+        s,
+        batch.map((x) => x.data),
+      );
       expect(r, `socket ${sock} (${role}) was closed; seed ${SEED}`).toBeInstanceOf(Array);
       (r as { code?: string; ref?: string }[][]).forEach((errors, i) => {
         const inp = batch[i]!;
@@ -469,12 +613,15 @@ describe('fuzzing', () => {
         if (inp.code) {
           stats.invalid++;
           stats.byCode.set(inp.code, (stats.byCode.get(inp.code) ?? 0) + 1);
-          if (errors.length !== 1 || errors[0]!.code !== inp.code || errors[0]!.ref !== inp.ref) failures.push(`invalid, expected ${inp.code}${inp.ref ? ` ref ${inp.ref}` : ''}: ${shown}`);
+          if (errors.length !== 1 || errors[0]!.code !== inp.code || errors[0]!.ref !== inp.ref)
+            failures.push(`invalid, expected ${inp.code}${inp.ref ? ` ref ${inp.ref}` : ''}: ${shown}`);
         } else {
           stats.valid++;
           if (inp.reply !== undefined) {
-            if (JSON.stringify(errors.map((e) => e.code)) !== JSON.stringify(inp.reply === null ? [] : [inp.reply])) failures.push(`valid, expected ${inp.reply ?? 'no error'}: ${shown}`);
-          } else if (errors.length > 1 || errors.some((e) => VALIDATION_CODES.includes(e.code!) || e.code === 'internal')) failures.push(`valid, expected no validation error: ${shown}`);
+            if (JSON.stringify(errors.map((e) => e.code)) !== JSON.stringify(inp.reply === null ? [] : [inp.reply]))
+              failures.push(`valid, expected ${inp.reply ?? 'no error'}: ${shown}`);
+          } else if (errors.length > 1 || errors.some((e) => VALIDATION_CODES.includes(e.code!) || e.code === 'internal'))
+            failures.push(`valid, expected no validation error: ${shown}`);
         }
       });
       s.ws.terminate();
@@ -499,7 +646,10 @@ describe('fuzzing', () => {
       const r = await exchange(s, batch);
       expect(r, `seed ${SEED}`).toBeInstanceOf(Array);
       (r as { code?: string }[][]).forEach((errors, i) => {
-        expect({ input: String(batch[i]).slice(0, 200), errors: errors.length <= 1 && !errors.some((e) => e.code === 'internal') }).toEqual({ input: String(batch[i]).slice(0, 200), errors: true });
+        expect({ input: String(batch[i]).slice(0, 200), errors: errors.length <= 1 && !errors.some((e) => e.code === 'internal') }).toEqual({
+          input: String(batch[i]).slice(0, 200),
+          errors: true,
+        });
       });
       s.ws.terminate();
     }
@@ -531,7 +681,9 @@ describe('fuzzing', () => {
     // while the well-behaved viewer keeps getting answers on its own connection.
     const floodStart = Date.now();
     const floods = await Promise.all([0, 1, 2].map(() => open(srv.url, 'viewer')));
-    for (const f of floods) for (let i = 0; i < RATE.burst + RATE.closeAfter + 500; i++) f.ws.send(i % 2 ? '{"type":"heartbeat"}' : JSON.stringify({ type: 'locate', requestId: i, contentId, from: 0, count: 50 }));
+    for (const f of floods)
+      for (let i = 0; i < RATE.burst + RATE.closeAfter + 500; i++)
+        f.ws.send(i % 2 ? '{"type":"heartbeat"}' : JSON.stringify({ type: 'locate', requestId: i, contentId, from: 0, count: 50 }));
     const codes = await Promise.all(floods.map((f) => Promise.race([f.closed, new Promise<number>((r) => setTimeout(() => r(-1), 30_000))])));
     await new Promise((r) => setTimeout(r, 300));
     const floodEnd = Date.now();
@@ -560,7 +712,12 @@ describe('fuzzing', () => {
       const p = (await (await fetch(`${srv.url}/api/pool`)).json()) as Pool;
       return p.peers.length === 2 ? p : undefined;
     }, 'the fuzz sockets to leave the pool');
-    expect(pool.peers.map((p) => [p.id, p.role]).sort()).toEqual([[good.peerId, 'viewer'], [goodEncoder.peerId, 'encoder']].sort());
+    expect(pool.peers.map((p) => [p.id, p.role]).sort()).toEqual(
+      [
+        [good.peerId, 'viewer'],
+        [goodEncoder.peerId, 'encoder'],
+      ].sort(),
+    );
     for (const [name, v] of Object.entries(pool.counters)) expect({ name, ok: Number.isInteger(v) && v >= 0 }).toEqual({ name, ok: true });
     expect(pool.counters.badMessages).toBeGreaterThanOrEqual(stats.invalid + 500);
     expect(pool.counters.locates).toBeGreaterThan(INPUTS);
@@ -609,7 +766,12 @@ describe('fuzzing', () => {
       }
       let res: Response;
       try {
-        res = await fetch(`${srv.url}/api/contents`, { method: 'POST', body: body as unknown as BodyInit, headers: { Authorization: `Bearer ${TOKEN}` }, signal: AbortSignal.timeout(60_000) });
+        res = await fetch(`${srv.url}/api/contents`, {
+          method: 'POST',
+          body: body as unknown as BodyInit,
+          headers: { Authorization: `Bearer ${TOKEN}` },
+          signal: AbortSignal.timeout(60_000),
+        });
       } catch (e) {
         // An oversize body is answered 413 from its Content-Length and the socket closed while
         // fetch is still sending: fetch may report the broken pipe instead of the answer.

@@ -87,7 +87,9 @@ describe('publish', () => {
     const cli = path.resolve('signaling/bin/shardcast.js');
     const { stdout } = await run(process.execPath, [cli, 'publish', file, '--server', s.url, '--shard-duration', '0.5']);
     expect((await getMap(stdout.trim())).shardDuration).toBe(0.5);
-    const bad = await run(process.execPath, [cli, 'publish', file, '--server', s.url, '--shard-duration', '0.9']).catch((e: { code: number; stderr: string }) => e);
+    const bad = await run(process.execPath, [cli, 'publish', file, '--server', s.url, '--shard-duration', '0.9']).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
     expect(bad).toMatchObject({ code: 1 });
     expect((bad as { stderr: string }).stderr).toMatch(/0\.2 to 0\.5/);
   });
@@ -144,7 +146,11 @@ describe('publish', () => {
     const ok = await upload(s.url, clip, `?renditions=${encodeURIComponent(JSON.stringify(ladder))}`);
     expect(ok.status).toBe(201);
     expect((await getMap(ok.json.id)).renditions).toEqual(ladder);
-    const bad = await upload(s.url, clip, `?renditions=${encodeURIComponent(JSON.stringify([{ id: 'x', video: { codec: 'h264', width: 321, height: 180, bitrate: 1e6 } }]))}`);
+    const bad = await upload(
+      s.url,
+      clip,
+      `?renditions=${encodeURIComponent(JSON.stringify([{ id: 'x', video: { codec: 'h264', width: 321, height: 180, bitrate: 1e6 } }]))}`,
+    );
     expect(bad.status).toBe(400);
     expect(bad.json.error.message).toMatch(/even/);
     expect(leftovers()).toEqual([]);

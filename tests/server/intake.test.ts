@@ -135,10 +135,17 @@ describe('the structure check refuses', () => {
       what: 'a shard of another size',
       code: 'wrong-size',
       rendition: 'v',
-      bytes: async () => (await encodeJob(s.url, { ...vJob, shards: vJob.shards.slice(0, 1), video: { ...vJob.video!, width: 160, height: 90 } }, 'honest'))[0]!,
+      bytes: async () =>
+        (await encodeJob(s.url, { ...vJob, shards: vJob.shards.slice(0, 1), video: { ...vJob.video!, width: 160, height: 90 } }, 'honest'))[0]!,
       reason: /expected 320x180, got 160x90/,
     },
-    { what: 'a shard whose first sample is not a key frame', code: 'not-keyframe-first', rendition: 'v', bytes: () => firstSampleNotSync(goodVideo[0]!), reason: /does not start with a key frame/ },
+    {
+      what: 'a shard whose first sample is not a key frame',
+      code: 'not-keyframe-first',
+      rendition: 'v',
+      bytes: () => firstSampleNotSync(goodVideo[0]!),
+      reason: /does not start with a key frame/,
+    },
     {
       what: 'a shard one frame short',
       code: 'wrong-frames',
@@ -146,15 +153,44 @@ describe('the structure check refuses', () => {
       bytes: () => firstSamples(goodVideo[0]!, vJob.shards[0]!.frames - 1, 'v'),
       reason: /expected \d+ frames, got \d+/,
     },
-    { what: 'a shard with the right frames over twice the time', code: 'wrong-duration', rendition: 'v', bytes: () => stretched(goodVideo[0]!, 2), reason: /expected 0\.30\d+ s \(within one frame\), got 0\.[56]\d+ s/ },
+    {
+      what: 'a shard with the right frames over twice the time',
+      code: 'wrong-duration',
+      rendition: 'v',
+      bytes: () => stretched(goodVideo[0]!, 2),
+      reason: /expected 0\.30\d+ s \(within one frame\), got 0\.[56]\d+ s/,
+    },
     { what: 'an audio shard for a video rendition', code: 'wrong-track', rendition: 'v', bytes: () => aShard.bytes, reason: /must hold a video track/ },
-    { what: 'a shard with a video and an audio track', code: 'wrong-track', rendition: 'v', bytes: () => muxedTogether(goodVideo[0]!, aShard.bytes), reason: /exactly one track; this one has 2/ },
+    {
+      what: 'a shard with a video and an audio track',
+      code: 'wrong-track',
+      rendition: 'v',
+      bytes: () => muxedTogether(goodVideo[0]!, aShard.bytes),
+      reason: /exactly one track; this one has 2/,
+    },
     { what: 'a video shard for the audio rendition', code: 'wrong-track', rendition: 'audio', bytes: () => goodVideo[1]!, reason: /must hold an audio track/ },
     {
       what: 'an Opus shard for the AAC rendition',
       code: 'wrong-codec',
       rendition: 'audio',
-      bytes: () => ffmpegOn([aShard.bytes], ([i], o) => ['-i', i!, '-c:a', 'libopus', '-b:a', '64k', '-ar', '48000', '-ac', '2', '-movflags', 'frag_keyframe+empty_moov+default_base_moof', '-f', 'mp4', o]),
+      bytes: () =>
+        ffmpegOn([aShard.bytes], ([i], o) => [
+          '-i',
+          i!,
+          '-c:a',
+          'libopus',
+          '-b:a',
+          '64k',
+          '-ar',
+          '48000',
+          '-ac',
+          '2',
+          '-movflags',
+          'frag_keyframe+empty_moov+default_base_moof',
+          '-f',
+          'mp4',
+          o,
+        ]),
       reason: /expected aac, got opus/,
     },
     {
@@ -164,7 +200,14 @@ describe('the structure check refuses', () => {
       bytes: async () => firstSamples(aShard.bytes, (await mapOf(id)).shards[aShard.index]!.renditions.audio!.samples! / 1024 - 1, 'a'),
       reason: /expected (\d+) packets \(\d+ samples\), got \d+/,
     },
-    { what: 'an honest audio shard declaring a lead it does not have', code: 'wrong-duration', rendition: 'audio', bytes: () => aShard.bytes, lead: 1024, reason: /expected \d+ packets/ },
+    {
+      what: 'an honest audio shard declaring a lead it does not have',
+      code: 'wrong-duration',
+      rendition: 'audio',
+      bytes: () => aShard.bytes,
+      lead: 1024,
+      reason: /expected \d+ packets/,
+    },
   ];
 
   it.each(cases.map((c) => [c.what, c] as const))('%s', async (_what, c) => {
@@ -219,12 +262,24 @@ describe('after the refusals', () => {
     await vPeer.next('shard-accepted', (m) => m.key.index === vKey.index);
     const a = await put(aKey, aShard.bytes, aJob.uploadToken!, `?lead=${aShard.lead}&tail=${aShard.tail}`);
     expect(a.status, await a.clone().text()).toBe(200);
-    aPeer.send({ type: 'shard-ready', jobId: aJob.id, key: aKey, sha256: sha(aShard.bytes), size: aShard.bytes.byteLength, lead: aShard.lead, tail: aShard.tail, engine: NATIVE_ENGINE });
+    aPeer.send({
+      type: 'shard-ready',
+      jobId: aJob.id,
+      key: aKey,
+      sha256: sha(aShard.bytes),
+      size: aShard.bytes.byteLength,
+      lead: aShard.lead,
+      tail: aShard.tail,
+      engine: NATIVE_ENGINE,
+    });
     await aPeer.next('shard-accepted', (m) => m.key.index === aKey.index);
     const map = await mapOf(id);
     expect(map.shards[vKey.index]!.renditions.v).toMatchObject({ status: 'ready', sha256: sha(goodVideo[0]!) });
     expect(map.shards[aKey.index]!.renditions.audio).toMatchObject({ status: 'ready', sha256: sha(aShard.bytes) });
-    for (const [key, bytes] of [[vKey, goodVideo[0]!], [aKey, aShard.bytes]] as const) {
+    for (const [key, bytes] of [
+      [vKey, goodVideo[0]!],
+      [aKey, aShard.bytes],
+    ] as const) {
       await waitFor(async () => {
         const r = await fetch(`${s.url}/api/contents/${key.contentId}/shards/${key.rendition}/${key.index}`);
         return r.status === 200 ? sha(new Uint8Array(await r.arrayBuffer())) === sha(bytes) : undefined;

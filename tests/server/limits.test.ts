@@ -93,7 +93,10 @@ describe('uploads', () => {
     const s = (server = await startTestServer({ maxConcurrentUploads: 1 }));
     const url = new URL('/api/contents', s.url);
     // The first upload sends half its body and waits: it holds the only slot.
-    const first = http.request(url, { method: 'POST', headers: { 'Content-Length': clip.byteLength, 'Content-Type': 'application/octet-stream', ...adminHeaders() } });
+    const first = http.request(url, {
+      method: 'POST',
+      headers: { 'Content-Length': clip.byteLength, 'Content-Type': 'application/octet-stream', ...adminHeaders() },
+    });
     const firstDone = new Promise<{ status: number; body: string }>((resolve, reject) => {
       first.on('response', (res) => {
         let body = '';

@@ -92,10 +92,16 @@ describe('--help', () => {
     // The server options table: flag(s) | environment | default | meaning.
     const table = README.slice(README.indexOf('| flag | environment | default | meaning |'));
     const lines = table.split('\n').slice(2);
-    const rows = lines.slice(0, lines.findIndex((l) => !l.startsWith('|')));
+    const rows = lines.slice(
+      0,
+      lines.findIndex((l) => !l.startsWith('|')),
+    );
     const checked: string[] = [];
     for (const row of rows) {
-      const [flags, envs, defs] = row.split('|').slice(1, 4).map((c) => c.trim());
+      const [flags, envs, defs] = row
+        .split('|')
+        .slice(1, 4)
+        .map((c) => c.trim());
       const fl = flags!.split(' / ').map((f) => f.replace(/`/g, ''));
       const en = envs!.split(' / ').map((e) => e.replace(/`/g, ''));
       const df = fl.length > 1 ? defs!.split(' / ') : [defs!];

@@ -114,7 +114,12 @@ describe('peer shard transfer', () => {
     // A request had to wait for a slot (it was counted busy meanwhile, the holder's heartbeat figure)...
     expect(limiter.peak).toBeGreaterThan(2);
     // ...and the most transfers in flight at any instant was exactly the limit (the slots were used).
-    const edges = spans.flatMap((x) => [{ t: x.from, d: 1 }, { t: x.to, d: -1 }]).sort((p, q) => p.t - q.t || p.d - q.d);
+    const edges = spans
+      .flatMap((x) => [
+        { t: x.from, d: 1 },
+        { t: x.to, d: -1 },
+      ])
+      .sort((p, q) => p.t - q.t || p.d - q.d);
     let now = 0;
     let most = 0;
     for (const e of edges) most = Math.max(most, (now += e.d));

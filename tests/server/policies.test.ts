@@ -50,7 +50,7 @@ async function publish(s: TestServer): Promise<string> {
 }
 
 const track = <T extends WsPeer>(p: T) => (peers.push(p), p);
-const mapOf = async (s: TestServer, id: string) => ((await (await fetch(`${s.url}/api/contents/${id}`)).json()) as { status: string; shardMap: ShardMap });
+const mapOf = async (s: TestServer, id: string) => (await (await fetch(`${s.url}/api/contents/${id}`)).json()) as { status: string; shardMap: ShardMap };
 const ready = (s: TestServer, id: string) => waitFor(async () => ((await mapOf(s, id)).status === 'ready' ? true : undefined), `content ${id} ready`);
 const events = (s: TestServer, type: string) => s.pool.recentEvents.filter((e) => e.type === type);
 
@@ -175,11 +175,19 @@ describe('pool policies', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orphan-'));
     const slice = await fetch(new URL(job.sourceUrl, s.url));
     fs.writeFileSync(path.join(dir, 'in.mp4'), new Uint8Array(await slice.arrayBuffer()));
-    await run('ffmpeg', ['-v', 'error', ...videoJobArgs(job, Number(slice.headers.get('x-slice-start')), path.join(dir, 'in.mp4'), { preset: 'veryfast' }, path.join(dir, 'shard_%04d.mp4'))]);
+    await run('ffmpeg', [
+      '-v',
+      'error',
+      ...videoJobArgs(job, Number(slice.headers.get('x-slice-start')), path.join(dir, 'in.mp4'), { preset: 'veryfast' }, path.join(dir, 'shard_%04d.mp4')),
+    ]);
     for (const [i, sh] of job.shards.entries()) {
       const bytes = fs.readFileSync(path.join(dir, segmentName(i)));
       const key = { contentId: id, rendition: job.rendition, index: sh.index };
-      const put = await fetch(`${s.url}/api/contents/${id}/shards/${job.rendition}/${sh.index}`, { method: 'PUT', body: bytes, headers: { Authorization: `Bearer ${job.uploadToken}` } });
+      const put = await fetch(`${s.url}/api/contents/${id}/shards/${job.rendition}/${sh.index}`, {
+        method: 'PUT',
+        body: bytes,
+        headers: { Authorization: `Bearer ${job.uploadToken}` },
+      });
       expect(put.status, await put.text()).toBe(200);
       origin.send({ type: 'shard-ready', jobId: job.id, key, sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.byteLength });
       await origin.next('shard-accepted', (m) => m.key.index === sh.index);

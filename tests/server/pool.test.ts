@@ -76,7 +76,10 @@ describe('pool manager', () => {
     expect(new Set(jobs.map((j) => j.id)).size).toBe(jobs.length);
     // Both encoders took part: each got jobs and finished them, and the pool counts them as its.
     const pool = (await (await fetch(`${s.url}/api/pool`)).json()) as { peers: { id: string; completedJobs: number; shardsEncoded: number }[] };
-    for (const [p, log] of [[a, byA], [b, byB]] as const) {
+    for (const [p, log] of [
+      [a, byA],
+      [b, byB],
+    ] as const) {
       expect(log.length).toBeGreaterThan(0);
       const row = pool.peers.find((x) => x.id === p.peerId)!;
       expect(row.completedJobs).toBe(log.length);
@@ -85,7 +88,11 @@ describe('pool manager', () => {
     // Each shard's holder, as a viewer is told, is the encoder whose job made it (no cross-checks or
     // replication here, so no one else holds it).
     const maker = new Map<string, string>();
-    for (const [p, log] of [[a, byA], [b, byB]] as const) for (const j of log) for (const sh of j.shards) maker.set(`${j.rendition}/${sh.index}`, p.peerId);
+    for (const [p, log] of [
+      [a, byA],
+      [b, byB],
+    ] as const)
+      for (const j of log) for (const sh of j.shards) maker.set(`${j.rendition}/${sh.index}`, p.peerId);
     const viewer = track(await WsPeer.viewer(s.url));
     const renditions = map.renditions.map((r) => r.id);
     viewer.send({ type: 'locate', requestId: 1, contentId: id, from: 0, count: map.shards.length, renditions });
@@ -188,7 +195,8 @@ describe('pool manager', () => {
     expect(list.contents.map((c) => c.id).sort()).toEqual([...ids].sort());
     const after = await Promise.all(ids.map((i) => getMap(s, i)));
     for (let i = 0; i < ids.length; i++) {
-      const norm = (m: ShardMap) => JSON.stringify(m.shards.map((sh) => Object.values(sh.renditions).map((st) => (st.status === 'ready' ? st.sha256 : 'not-ready'))));
+      const norm = (m: ShardMap) =>
+        JSON.stringify(m.shards.map((sh) => Object.values(sh.renditions).map((st) => (st.status === 'ready' ? st.sha256 : 'not-ready'))));
       expect(norm(after[i]!.shardMap)).toEqual(norm(before[i]!.shardMap));
     }
     expect(after[0]!.shardMap.shards[key.index]!.renditions[key.rendition]).toMatchObject({ status: 'ready', sha256: sha, size: 777 });
@@ -217,11 +225,18 @@ describe('pool manager', () => {
     await waitFor(() => (s.pool.peers.size === 0 ? true : undefined), 'encoder gone');
     // Ids are public on /api/pool: knowing one must not be enough to become that encoder.
     const thief = track(await WsPeer.connect(s.url));
-    expect((await thief.hello({ role: 'encoder', peerId: w.peerId, capabilities: { engines: [{ name: 'test', codecs: ['h264'] }], maxJobs: 1 } })).peerId).not.toBe(w.peerId);
+    expect(
+      (await thief.hello({ role: 'encoder', peerId: w.peerId, capabilities: { engines: [{ name: 'test', codecs: ['h264'] }], maxJobs: 1 } })).peerId,
+    ).not.toBe(w.peerId);
     const guesser = track(await WsPeer.connect(s.url));
     expect((await guesser.hello({ role: 'viewer', peerId: w.peerId, resume: 'x'.repeat(w.resume.length) })).peerId).not.toBe(w.peerId);
     const back = track(await WsPeer.connect(s.url));
-    const again = await back.hello({ role: 'encoder', peerId: w.peerId, resume: w.resume, capabilities: { engines: [{ name: 'test', codecs: ['h264'] }], maxJobs: 1 } });
+    const again = await back.hello({
+      role: 'encoder',
+      peerId: w.peerId,
+      resume: w.resume,
+      capabilities: { engines: [{ name: 'test', codecs: ['h264'] }], maxJobs: 1 },
+    });
     expect(again.peerId).toBe(w.peerId);
     // Each welcome issues a fresh secret: the old one is spent.
     expect(again.resume).not.toBe(w.resume);

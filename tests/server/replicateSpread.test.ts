@@ -26,14 +26,26 @@ afterEach(async () => {
 
 it('spreads the replication orders of many hot shards over the idle encoders', async () => {
   // Fake encoders with made-up hashes: no byte check (BYTELESS). One extra replica per hot shard.
-  const s = (server = await startTestServer({ heartbeatMs: 200, heartbeatTimeoutMs: 2000, cacheEnabled: false, ...BYTELESS, replicateAboveRate: 1, perReplicaRate: 0.001, maxReplicas: 2, demandHalfLifeMs: 2000 }));
+  const s = (server = await startTestServer({
+    heartbeatMs: 200,
+    heartbeatTimeoutMs: 2000,
+    cacheEnabled: false,
+    ...BYTELESS,
+    replicateAboveRate: 1,
+    perReplicaRate: 0.001,
+    maxReplicas: 2,
+    demandHalfLifeMs: 2000,
+  }));
   const r = await upload(s.url, fs.readFileSync(await fixture('av-2997')));
   expect(r.status, JSON.stringify(r.json)).toBe(201);
   const id = r.json.id as string;
   const origin = await WsPeer.encoder(s.url);
   peers.push(origin);
   void autoEncode(origin, []);
-  await waitFor(async () => (((await (await fetch(`${s.url}/api/contents/${id}`)).json()) as { status: string }).status === 'ready' ? true : undefined), 'content ready');
+  await waitFor(
+    async () => (((await (await fetch(`${s.url}/api/contents/${id}`)).json()) as { status: string }).status === 'ready' ? true : undefined),
+    'content ready',
+  );
   const shards = s.pool.snapshot().contents[0]!.renditions[0]!.cached.length;
 
   // Four idle encoders that take orders and never answer: an order stays pending, so none is repeated.

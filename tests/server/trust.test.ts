@@ -103,7 +103,9 @@ describe('the structure check before acceptance', () => {
     }, 'the cached copy');
     const c = s.pool.counters;
     expect(c.intakeChecks).toBeGreaterThanOrEqual(shards.length);
-    console.log(`structure check: ${c.intakeChecks} shards, ${(c.intakeCheckMs / c.intakeChecks).toFixed(2)} ms and ${Math.round(c.intakeBytes / c.intakeChecks)} bytes per shard`);
+    console.log(
+      `structure check: ${c.intakeChecks} shards, ${(c.intakeCheckMs / c.intakeChecks).toFixed(2)} ms and ${Math.round(c.intakeBytes / c.intakeChecks)} bytes per shard`,
+    );
   });
 
   it('a shard of the wrong size fails the check and counts toward quarantine', async () => {
@@ -146,7 +148,9 @@ describe('cross-checks', () => {
     const note = (i: number, x: string) => history.set(i, [...(history.get(i) ?? []), x]);
     const who = (p: string) => (p === cheater.peer.peerId ? 'the cheater' : p);
     s.pool.on('shard-revoked', (r) => note(r.key.index, `revoked from ${who(r.peerId)} (${r.reason})`));
-    s.pool.on('shard-accepted', (a) => note(a.key.index, `accepted ${a.sha256.slice(0, 8)} from ${who(a.peerId)}${a.bytes ? ' with bytes' : ' without bytes'}`));
+    s.pool.on('shard-accepted', (a) =>
+      note(a.key.index, `accepted ${a.sha256.slice(0, 8)} from ${who(a.peerId)}${a.bytes ? ' with bytes' : ' without bytes'}`),
+    );
     // Let the cheater take a job or two before anyone else is there.
     await waitFor(() => cheater.jobs >= 1 || undefined, 'the cheater at work', 30_000);
     const honest: NativeEncoder[] = [];
@@ -155,10 +159,14 @@ describe('cross-checks', () => {
       closers.push(h.stop);
       honest.push(h);
     }
-    const map = await waitFor(async () => {
-      const c = await mapOf(s, id);
-      return c.status === 'ready' && s.pool.checks.length === 0 && s.pool.jobs.size === 0 ? c.shardMap : undefined;
-    }, 'content encoded and every check settled', 120_000);
+    const map = await waitFor(
+      async () => {
+        const c = await mapOf(s, id);
+        return c.status === 'ready' && s.pool.checks.length === 0 && s.pool.jobs.size === 0 ? c.shardMap : undefined;
+      },
+      'content encoded and every check settled',
+      120_000,
+    );
     // The honest encoders agree with each other: whatever they made is the truth.
     const truth = new Map<string, string>();
     for (const h of honest) for (const [k, v] of h.made) truth.set(k, v);
@@ -178,13 +186,21 @@ describe('cross-checks', () => {
         Promise.all(
           map.shards.map(async (sh) => {
             const r = await fetch(`${s.url}/api/contents/${id}/shards/v/${sh.index}`);
-            return r.status === 200 ? createHash('sha256').update(new Uint8Array(await r.arrayBuffer())).digest('hex') : undefined;
+            return r.status === 200
+              ? createHash('sha256')
+                  .update(new Uint8Array(await r.arrayBuffer()))
+                  .digest('hex')
+              : undefined;
           }),
         );
-      const cached = await waitFor(async () => {
-        const got = await readCache();
-        return got.every((h) => h !== undefined) ? got : undefined;
-      }, 'every shard in the cache', 30_000).catch(async () => readCache());
+      const cached = await waitFor(
+        async () => {
+          const got = await readCache();
+          return got.every((h) => h !== undefined) ? got : undefined;
+        },
+        'every shard in the cache',
+        30_000,
+      ).catch(async () => readCache());
       const missing = cached.flatMap((h, i) => (h ? [] : [`${map.shards[i]!.index}: ${(history.get(map.shards[i]!.index) ?? []).join('; ')}`]));
       expect(missing, 'shards missing from the cache, with what was accepted and revoked for each').toEqual([]);
       for (const [i, sh] of map.shards.entries()) {
@@ -210,16 +226,25 @@ describe('cross-checks', () => {
         const k = `${a.key.contentId}/${a.key.rendition}/${a.key.index}`;
         if (a.peerId === sleeper.peer.peerId && sleeper.jobs >= SLEEPER_HONEST_JOBS) cheats.add(k);
       });
-      const map = await waitFor(async () => {
-        const c = await mapOf(s, id);
-        return c.status === 'ready' && s.pool.checks.length === 0 && s.pool.jobs.size === 0 ? c.shardMap : undefined;
-      }, 'content encoded and every check settled', 180_000);
+      const map = await waitFor(
+        async () => {
+          const c = await mapOf(s, id);
+          return c.status === 'ready' && s.pool.checks.length === 0 && s.pool.jobs.size === 0 ? c.shardMap : undefined;
+        },
+        'content encoded and every check settled',
+        180_000,
+      );
       const truth = new Map([...honest[0]!.made, ...honest[1]!.made]);
       const badLeft = map.shards.filter((sh) => {
         const k = `${id}/v/${sh.index}`;
         return truth.has(k) ? sh.renditions.v!.sha256 !== truth.get(k) : sh.renditions.v!.sha256 === sleeper.made.get(k);
       }).length;
-      results.push({ caught: s.pool.health.isQuarantined(sleeper.peer.peerId), passedFirst: s.pool.trust.get(sleeper.peer.peerId).passed, badAccepted: cheats.size, badLeft });
+      results.push({
+        caught: s.pool.health.isQuarantined(sleeper.peer.peerId),
+        passedFirst: s.pool.trust.get(sleeper.peer.peerId).passed,
+        badAccepted: cheats.size,
+        badLeft,
+      });
       for (const c of closers.splice(0)) c();
       for (const sv of servers.splice(0)) await sv.destroy();
     }
@@ -234,10 +259,14 @@ describe('cross-checks', () => {
     const s = await start({ verifyEngines: 'ffmpeg-wasm' });
     const id = await publish(s);
     for (let i = 0; i < 2; i++) closers.push((await nativeEncoder(s.url, 'honest', 'webcodecs')).stop);
-    const map = await waitFor(async () => {
-      const c = await mapOf(s, id);
-      return c.status === 'ready' && s.pool.jobs.size === 0 ? c.shardMap : undefined;
-    }, 'content encoded', 60_000);
+    const map = await waitFor(
+      async () => {
+        const c = await mapOf(s, id);
+        return c.status === 'ready' && s.pool.jobs.size === 0 ? c.shardMap : undefined;
+      },
+      'content encoded',
+      60_000,
+    );
     expect(s.pool.trust.counters.checksPlanned).toBe(0);
     expect(s.pool.checks).toHaveLength(0);
     expect(s.pool.trust.counters.unverifiable).toBe(map.shards.length);
@@ -254,7 +283,9 @@ describe('cross-checks', () => {
     }
     console.log(`cheaters: ${JSON.stringify(results)}`);
     const caught = results.filter((r) => r.caught).length;
-    console.log(`detection: ${caught}/${plan.length} caught; bad shards accepted before detection ${results.reduce((n, r) => n + r.badAccepted, 0)}, left after ${results.reduce((n, r) => n + r.badLeft, 0)}`);
+    console.log(
+      `detection: ${caught}/${plan.length} caught; bad shards accepted before detection ${results.reduce((n, r) => n + r.badAccepted, 0)}, left after ${results.reduce((n, r) => n + r.badLeft, 0)}`,
+    );
     expect(caught).toBe(plan.length);
     for (const r of results) {
       expect(r.badAccepted).toBeGreaterThan(0);

@@ -25,7 +25,15 @@ async function decode(file: string, channels: number): Promise<Int16Array> {
 
 function adts(frame: Uint8Array, sampleRateIndex: number, channelConfig: number): Uint8Array {
   const len = frame.length + 7;
-  const h = [0xff, 0xf1, (1 << 6) | (sampleRateIndex << 2) | (channelConfig >> 2), ((channelConfig & 3) << 6) | (len >> 11), (len >> 3) & 0xff, ((len & 7) << 5) | 0x1f, 0xfc];
+  const h = [
+    0xff,
+    0xf1,
+    (1 << 6) | (sampleRateIndex << 2) | (channelConfig >> 2),
+    ((channelConfig & 3) << 6) | (len >> 11),
+    (len >> 3) & 0xff,
+    ((len & 7) << 5) | 0x1f,
+    0xfc,
+  ];
   return new Uint8Array([...h, ...frame]);
 }
 

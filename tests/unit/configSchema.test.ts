@@ -26,7 +26,12 @@ const cs = new ConfigSchema(schema, { envPrefix: 'APP_', envAliases: { port: ['P
 describe('ConfigSchema', () => {
   it('flattens options with flag, environment name, default and description; sub-object leaves keep their own names', () => {
     expect(cs.options.map((o) => o.flag)).toEqual(['--port', '--rate', '--name', '--on', '--core', '--tags', '--servers', '--fail-after']);
-    expect(cs.option('failAfter')).toMatchObject({ path: ['testHooks', 'failAfter'], env: 'APP_FAIL_AFTER', defaultValue: 10, description: 'Fail after this many.' });
+    expect(cs.option('failAfter')).toMatchObject({
+      path: ['testHooks', 'failAfter'],
+      env: 'APP_FAIL_AFTER',
+      defaultValue: 10,
+      description: 'Fail after this many.',
+    });
     expect(cs.option('port')).toMatchObject({ env: 'APP_PORT', envAliases: ['PORT'], expects: 'a non-negative number' });
     expect(cs.defaults()).toEqual({ port: 8080, rate: 0.5, name: 'x', on: true, core: 'single', tags: ['a'], servers: [], testHooks: { failAfter: 10 } });
   });
@@ -34,7 +39,13 @@ describe('ConfigSchema', () => {
   it('refuses a schema field without a default or a description, and two leaves with one key', () => {
     expect(() => new ConfigSchema(z.object({ a: z.number().describe('no default') }))).toThrow(/a has no .default\(\)/);
     expect(() => new ConfigSchema(z.object({ a: z.number().default(1) }))).toThrow(/a has no .describe\(\)/);
-    const dup = z.object({ a: z.number().default(1).describe('a'), h: z.object({ a: z.number().default(2).describe('a') }).prefault({}).describe('h') });
+    const dup = z.object({
+      a: z.number().default(1).describe('a'),
+      h: z
+        .object({ a: z.number().default(2).describe('a') })
+        .prefault({})
+        .describe('h'),
+    });
     expect(() => new ConfigSchema(dup)).toThrow(/two options named a/);
   });
 
@@ -42,7 +53,12 @@ describe('ConfigSchema', () => {
     const env = (e: Record<string, string>) => cs.apply(cs.defaults(), cs.fromEnv(e));
     expect(env({ PORT: '1' }).port).toBe(1);
     expect(env({ PORT: '1', APP_PORT: '2' }).port).toBe(2);
-    expect(env({ PORT: '', APP_ON: 'off', APP_FAIL_AFTER: '3', APP_TAGS: 'b,c' })).toMatchObject({ port: 8080, on: false, tags: ['b', 'c'], testHooks: { failAfter: 3 } });
+    expect(env({ PORT: '', APP_ON: 'off', APP_FAIL_AFTER: '3', APP_TAGS: 'b,c' })).toMatchObject({
+      port: 8080,
+      on: false,
+      tags: ['b', 'c'],
+      testHooks: { failAfter: 3 },
+    });
     expect(() => cs.fromEnv({ APP_PORT: '-1' })).toThrow(new ConfigError('APP_PORT: expected a non-negative number, got "-1"'));
   });
 
@@ -64,7 +80,11 @@ describe('ConfigSchema', () => {
 
   it('applies values onto a copy of the base, leaving the base and its sub-objects alone', () => {
     const base = cs.defaults();
-    const out = cs.apply(base, [{ option: cs.option('failAfter')!, value: 1 }, { option: cs.option('port')!, value: 1 }, { option: cs.option('port')!, value: 2 }]);
+    const out = cs.apply(base, [
+      { option: cs.option('failAfter')!, value: 1 },
+      { option: cs.option('port')!, value: 1 },
+      { option: cs.option('port')!, value: 2 },
+    ]);
     expect(out).toMatchObject({ port: 2, testHooks: { failAfter: 1 } });
     expect(base).toMatchObject({ port: 8080, testHooks: { failAfter: 10 } });
   });
@@ -85,8 +105,21 @@ describe('ConfigSchema', () => {
     expect(lines).toContain('  Test hooks:');
     expect(lines.at(-2)).toMatch(/^ {2}--fail-after +APP_FAIL_AFTER +default 10$/);
     // A sub-object declared first is still listed after the top-level options, under one heading.
-    const first = new ConfigSchema(z.object({ h: z.object({ a: z.number().default(1).describe('A.') }).prefault({}).describe('Hooks'), b: z.number().default(2).describe('B.') }));
-    expect(first.help().split('\n').filter((l) => !l.startsWith('      '))).toEqual(['  --b                            default 2', '', '  Hooks:', '  --a                            default 1']);
+    const first = new ConfigSchema(
+      z.object({
+        h: z
+          .object({ a: z.number().default(1).describe('A.') })
+          .prefault({})
+          .describe('Hooks'),
+        b: z.number().default(2).describe('B.'),
+      }),
+    );
+    expect(
+      first
+        .help()
+        .split('\n')
+        .filter((l) => !l.startsWith('      ')),
+    ).toEqual(['  --b                            default 2', '', '  Hooks:', '  --a                            default 1']);
     // Without an environment prefix there is no environment column.
     const plain = new ConfigSchema(z.object({ n: z.number().default(1).describe('N.') })).help();
     expect(plain).toMatch(/^ {2}--n +default 1\n {6}N\.$/);

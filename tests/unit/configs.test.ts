@@ -9,7 +9,14 @@ import { churnConfig, parseChurnArgs } from '../sim/churnCli.ts';
 
 describe('server config', () => {
   it('has the documented defaults, with test hooks in their own sub-object', () => {
-    expect(DEFAULT_CONFIG).toMatchObject({ port: 8080, heartbeatTimeoutMs: 6000, maxUploadBytes: 2 * 2 ** 30, iceServers: [], trustProxy: false, verifyEngines: 'ffmpeg-wasm' });
+    expect(DEFAULT_CONFIG).toMatchObject({
+      port: 8080,
+      heartbeatTimeoutMs: 6000,
+      maxUploadBytes: 2 * 2 ** 30,
+      iceServers: [],
+      trustProxy: false,
+      verifyEngines: 'ffmpeg-wasm',
+    });
     expect(DEFAULT_CONFIG.dataDir).toBe(path.resolve('data'));
     expect(DEFAULT_CONFIG.testHooks).toEqual({ verifyShardBytes: true });
     expect('verifyShardBytes' in DEFAULT_CONFIG).toBe(false);
@@ -28,7 +35,9 @@ describe('server config', () => {
   it('fails with the option, the value and what it expects', () => {
     expect(() => loadConfig(['--port', 'abc'], {})).toThrow('--port: expected a non-negative number, got "abc"');
     expect(() => loadConfig([], { SHARDCAST_QUARANTINE_MS: '-5' })).toThrow('SHARDCAST_QUARANTINE_MS: expected a non-negative number, got "-5"');
-    expect(() => loadConfig(['--ice-servers', '["stun:x"]'], {})).toThrow(/--ice-servers: expected a JSON array such as \[\{"urls":"stun:stun.example.org"\}\]/);
+    expect(() => loadConfig(['--ice-servers', '["stun:x"]'], {})).toThrow(
+      /--ice-servers: expected a JSON array such as \[\{"urls":"stun:stun.example.org"\}\]/,
+    );
     expect(() => loadConfig(['--idle-share-for-background', '0.5'], {})).toThrow(/unknown option --idle-share-for-background/);
     expect(() => loadConfig(['--heartbeat-ms', '7000'], {})).toThrow(/--heartbeat-timeout-ms \(6000\) must be larger than --heartbeat-ms \(7000\)/);
   });
@@ -36,7 +45,14 @@ describe('server config', () => {
 
 describe('encoder config', () => {
   it('has its defaults, with the failure hook in testHooks', () => {
-    expect(DEFAULT_ENCODER_CONFIG).toMatchObject({ recycleAfterExecs: 20, watchdogMs: 20_000, preset: 'veryfast', ffmpegCore: 'single', persist: true, engines: 'ffmpeg-wasm,webcodecs' });
+    expect(DEFAULT_ENCODER_CONFIG).toMatchObject({
+      recycleAfterExecs: 20,
+      watchdogMs: 20_000,
+      preset: 'veryfast',
+      ffmpegCore: 'single',
+      persist: true,
+      engines: 'ffmpeg-wasm,webcodecs',
+    });
     expect(DEFAULT_ENCODER_CONFIG.testHooks).toEqual({ failEngine: '', failAfterFrames: 10 });
   });
 
@@ -81,9 +97,26 @@ describe('churn simulator options', () => {
 
   it('parses the command line as before: negative numbers, comma lists, repeated server flags and K=V environment', () => {
     const r = parseChurnArgs(
-      ['--batch-at', '-1', '--fixtures', 'a,b', '--json', '--server-arg', '--quarantine-ms', '--server-arg', '5', '--server-env', 'A=b=c', '--fetch-source', 'yes'],
+      [
+        '--batch-at',
+        '-1',
+        '--fixtures',
+        'a,b',
+        '--json',
+        '--server-arg',
+        '--quarantine-ms',
+        '--server-arg',
+        '5',
+        '--server-env',
+        'A=b=c',
+        '--fetch-source',
+        'yes',
+      ],
       DEFAULT_CHURN_OPTIONS,
     );
-    expect(r).toEqual({ json: true, opts: { batchAt: -1, fixtures: ['a', 'b'], fetchSource: true, serverArgs: ['--quarantine-ms', '5'], serverEnv: { A: 'b=c' } } });
+    expect(r).toEqual({
+      json: true,
+      opts: { batchAt: -1, fixtures: ['a', 'b'], fetchSource: true, serverArgs: ['--quarantine-ms', '5'], serverEnv: { A: 'b=c' } },
+    });
   });
 });

@@ -33,7 +33,10 @@ afterAll(async () => {
   await new Promise((r) => server.close(r));
 });
 
-async function call(path: string, init?: RequestInit): Promise<{ status: number; headers: Headers; body: { error?: { code: string; message: string } } & Record<string, unknown> }> {
+async function call(
+  path: string,
+  init?: RequestInit,
+): Promise<{ status: number; headers: Headers; body: { error?: { code: string; message: string } } & Record<string, unknown> }> {
   const res = await fetch(base + path, init);
   return { status: res.status, headers: res.headers, body: (await res.json()) as never };
 }

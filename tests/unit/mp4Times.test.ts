@@ -10,7 +10,10 @@ async function mux(): Promise<Uint8Array> {
   output.addAudioTrack(source);
   await output.start();
   for (let i = 0; i < 3; i++) {
-    await source.add(new EncodedPacket(new Uint8Array([0xf8, i, i]), 'key', i * 0.02, 0.02), i === 0 ? { decoderConfig: { codec: 'opus', sampleRate: 48000, numberOfChannels: 2 } } : undefined);
+    await source.add(
+      new EncodedPacket(new Uint8Array([0xf8, i, i]), 'key', i * 0.02, 0.02),
+      i === 0 ? { decoderConfig: { codec: 'opus', sampleRate: 48000, numberOfChannels: 2 } } : undefined,
+    );
   }
   await output.finalize();
   return new Uint8Array(target.buffer!);
@@ -28,7 +31,11 @@ function timesOf(bytes: Uint8Array, type: string): number[] {
 describe('zeroMp4Times', () => {
   it('clears the muxer clock in mvhd, tkhd and mdhd and nothing else', async () => {
     const bytes = await mux();
-    for (const t of ['mvhd', 'tkhd', 'mdhd']) expect(timesOf(bytes, t).some((v) => v > 0), t).toBe(true);
+    for (const t of ['mvhd', 'tkhd', 'mdhd'])
+      expect(
+        timesOf(bytes, t).some((v) => v > 0),
+        t,
+      ).toBe(true);
     const before = bytes.slice();
     zeroMp4Times(bytes);
     for (const t of ['mvhd', 'tkhd', 'mdhd']) expect(timesOf(bytes, t), t).toEqual([0]);

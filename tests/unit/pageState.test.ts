@@ -10,7 +10,12 @@ class FakeViewer extends TypedEmitter<ViewerEvents> {
   state = 'loading';
   error: string | undefined;
   currentRendition: string | undefined;
-  map: unknown = { renditions: [{ id: '360p', video: {} }, { id: 'sound', audio: {} }] };
+  map: unknown = {
+    renditions: [
+      { id: '360p', video: {} },
+      { id: 'sound', audio: {} },
+    ],
+  };
   cells: { video: CellState[]; audio: CellState[] } = {
     video: [0, 1].map(() => ({ status: 'pending', failures: [] })),
     audio: [0, 1].map(() => ({ status: 'pending', failures: [] })),

@@ -34,11 +34,15 @@ describe('/pool view helpers', () => {
     expect(t('encoder-quarantined', { peerId: 'p1', reason: '3 jobs in a row failed or timed out', until: at + 120_000 })).toBe(
       'encoder p1 quarantined for 2 min: 3 jobs in a row failed or timed out',
     );
-    expect(t('shard-orphaned', { key: 'c1/180p/7', action: 'from-cache' })).toBe('shard 7 180p of clip.mp4 lost its last holder: an encoder copies it from the cache');
+    expect(t('shard-orphaned', { key: 'c1/180p/7', action: 'from-cache' })).toBe(
+      'shard 7 180p of clip.mp4 lost its last holder: an encoder copies it from the cache',
+    );
     expect(t('replicate', { key: 'c1/180p/7', peerId: 'p2', from: 0, cached: true, reason: 'last holder left' })).toBe(
       'p2 asked to copy shard 7 180p of clip.mp4 from the cache — last holder left',
     );
-    expect(t('job-preempted', { jobId: 'abcdef123', peerId: 'p3', for: 'c1/90p/40' })).toBe('background job abcdef on p3 preempted for live shard 40 90p of clip.mp4');
+    expect(t('job-preempted', { jobId: 'abcdef123', peerId: 'p3', for: 'c1/90p/40' })).toBe(
+      'background job abcdef on p3 preempted for live shard 40 90p of clip.mp4',
+    );
     expect(t('job-requeued', { jobId: 'abcdef123', peerId: 'p3', indices: [3, 4, 5], rendition: '90p', contentId: 'c1', reason: 'deadline passed' })).toBe(
       'job abcdef from p3 re-queued: 3 shards (3–5) 90p of clip.mp4 — deadline passed',
     );
@@ -71,7 +75,16 @@ describe('/pool view helpers', () => {
       type: 'replicate',
       detail: { key, peerId: 'p1', from: 2, cached, reason: `demand ${rate.toFixed(1)} req/s` },
     });
-    const lines = eventLines([rep(9000, 'c1/90p/5', 4.1), rep(9000, 'c1/audio/5', 4.1, true), rep(8999, 'c1/90p/4', 3.9, true), rep(8999, 'c1/audio/4', 3.9), rep(1000, 'c1/90p/3', 1)], names);
+    const lines = eventLines(
+      [
+        rep(9000, 'c1/90p/5', 4.1),
+        rep(9000, 'c1/audio/5', 4.1, true),
+        rep(8999, 'c1/90p/4', 3.9, true),
+        rep(8999, 'c1/audio/4', 3.9),
+        rep(1000, 'c1/90p/3', 1),
+      ],
+      names,
+    );
     expect(lines.map((l) => [l.text.split(' — ')[0], l.count, l.lo, l.hi])).toEqual([
       ['p1 asked to copy shard 5 90p of clip.mp4 from 2 holders', 2, 4, 5],
       ['p1 asked to copy shard 5 audio of clip.mp4 from 2 holders or the cache', 2, 4, 5],

@@ -9,7 +9,14 @@ describe('client messages', () => {
   it.each([
     { type: 'hello', protocol: 1, role: 'viewer' },
     { type: 'hello', protocol: 1, role: 'encoder', capabilities: { engines: [{ name: 'ffmpeg-wasm', codecs: ['h264', 'aac'], speed: 3.1 }] } },
-    { type: 'hello', protocol: 1, role: 'encoder', peerId: 'p1', capabilities: { engines: [{ name: 'x', codecs: [] }] }, holdings: [{ key, sha256: hash, size: 10 }] },
+    {
+      type: 'hello',
+      protocol: 1,
+      role: 'encoder',
+      peerId: 'p1',
+      capabilities: { engines: [{ name: 'x', codecs: [] }] },
+      holdings: [{ key, sha256: hash, size: 10 }],
+    },
     { type: 'heartbeat' },
     { type: 'job-progress', jobId: 'j1', progress: 0.5, fps: 120 },
     { type: 'shard-ready', jobId: 'j1', key, sha256: hash, size: 1234, engine: 'ffmpeg-wasm' },
@@ -69,7 +76,9 @@ describe('client messages', () => {
 describe('server messages', () => {
   it('validates what the browser receives', () => {
     expect(parseServerMessage(enc({ type: 'welcome', protocol: 1, peerId: 'p', resume: 'r', heartbeatMs: 2000, iceServers: [] })).ok).toBe(true);
-    expect(parseServerMessage(enc({ type: 'holders', requestId: 1, contentId: 'c', shards: [{ index: 0, rendition: 'audio', peers: ['p'], cached: false }] })).ok).toBe(true);
+    expect(
+      parseServerMessage(enc({ type: 'holders', requestId: 1, contentId: 'c', shards: [{ index: 0, rendition: 'audio', peers: ['p'], cached: false }] })).ok,
+    ).toBe(true);
     expect(parseServerMessage(enc({ type: 'welcome', protocol: 1 })).ok).toBe(false);
   });
 });

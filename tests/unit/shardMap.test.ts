@@ -207,7 +207,7 @@ describe('ladder', () => {
   });
   it('odd source sizes give even rendition sizes', () => {
     const l = defaultLadder({ video: videoFacts([0], 1 / 30, { width: 853, height: 481, fps: 30 }) });
-    for (const r of l) if ('video' in r) expect(r.video.width % 2 + (r.video.height % 2)).toBe(0);
+    for (const r of l) if ('video' in r) expect((r.video.width % 2) + (r.video.height % 2)).toBe(0);
   });
   it('audio: stereo at 128 kb/s keeping 44.1 kHz, mono at 64 kb/s', () => {
     expect(defaultLadder({ audio: { codec: 'mp3', sampleRate: 44100, channels: 6, start: 0, duration: 1 } })).toEqual([

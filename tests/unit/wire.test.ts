@@ -1,15 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import {
-  Assembly,
-  CHUNK_PAYLOAD,
-  chunksOf,
-  decodeWire,
-  encodeCommand,
-  MAX_CHUNK_BYTES,
-  sha256Hex,
-  WireError,
-} from '../../src/shared/wire.ts';
+import { Assembly, CHUNK_PAYLOAD, chunksOf, decodeWire, encodeCommand, MAX_CHUNK_BYTES, sha256Hex, WireError } from '../../src/shared/wire.ts';
 
 const key = { contentId: 'c1', rendition: '360p', index: 4 };
 

@@ -94,7 +94,12 @@ function pollCompletion(sim: Churn, timers: NodeJS.Timeout[]): void {
       fetch(`${sim.url}/api/contents`)
         .then((res) => res.json() as Promise<{ contents: { status: string; ready: number; total: number }[] }>)
         .then((j) => {
-          if (r.completionSeconds === null && sim.uploadsPending === 0 && j.contents.length === sim.contents.length && j.contents.every((c) => c.status === 'ready')) {
+          if (
+            r.completionSeconds === null &&
+            sim.uploadsPending === 0 &&
+            j.contents.length === sim.contents.length &&
+            j.contents.every((c) => c.status === 'ready')
+          ) {
             r.completionSeconds = (Date.now() - sim.t0) / 1000;
             sim.log(`all contents ready`);
           }

@@ -102,13 +102,11 @@ export async function startServerProcess(o: ChurnOptions): Promise<ServerProc> {
     else if (proc.exit !== null) {
       fs.rmSync(dataDir, { recursive: true, force: true });
       throw new Error(`the server exited (${proc.exit}) before listening:\n${proc.tail.join('\n')}`);
-    }
-    else if (Date.now() > deadline) {
+    } else if (Date.now() > deadline) {
       child.kill('SIGKILL');
       fs.rmSync(dataDir, { recursive: true, force: true });
       throw new Error(`the server did not start in 60 s:\n${proc.tail.join('\n')}`);
-    }
-    else await Promise.race([sleep(50), exited]);
+    } else await Promise.race([sleep(50), exited]);
   }
   return proc;
 }

@@ -159,7 +159,14 @@ export class Churn {
       } else {
         const prev = this.assignedTo.get(k);
         const prevJob = prev?.current?.job;
-        if (prev && prev !== e && prev.live && prevJob && !prev.current!.cancelled && prevJob.shards.some((x) => keyStr(job.contentId, job.rendition, x.index) === k)) {
+        if (
+          prev &&
+          prev !== e &&
+          prev.live &&
+          prevJob &&
+          !prev.current!.cancelled &&
+          prevJob.shards.some((x) => keyStr(job.contentId, job.rendition, x.index) === k)
+        ) {
           // Messages on different sockets are read in any order: the old holder's cancel, or the server
           // dropping it, may still be on the way. Only if neither comes did two live tabs get one shard.
           setTimeout(() => {
@@ -229,9 +236,12 @@ export class Churn {
       // A reload: the same tab comes back with what it kept in IndexedDB.
       const holdings = new Map(e.holdings);
       const { peerId, resume } = e;
-      setTimeout(() => {
-        if (!this.stopping) this.addEncoder({ peerId, resume, holdings, speed: e.speed });
-      }, 500 + this.rand() * 2000).unref();
+      setTimeout(
+        () => {
+          if (!this.stopping) this.addEncoder({ peerId, resume, holdings, speed: e.speed });
+        },
+        500 + this.rand() * 2000,
+      ).unref();
     }
   }
 
@@ -262,7 +272,7 @@ export class Churn {
       if (res.status !== 201) throw new Error(`upload of ${name} failed: ${res.status} ${JSON.stringify(json)}`);
       const c = (await (await fetch(`${this.url}/api/contents/${json.id}`)).json()) as { shardMap: ShardMap };
       const map = c.shardMap;
-      const video = map.renditions.filter((r) => 'video' in r).sort((a, b) => (('video' in b ? b.video.bitrate : 0) - ('video' in a ? a.video.bitrate : 0)));
+      const video = map.renditions.filter((r) => 'video' in r).sort((a, b) => ('video' in b ? b.video.bitrate : 0) - ('video' in a ? a.video.bitrate : 0));
       const last = map.shards[map.shards.length - 1]!;
       this.contents.push({
         id: json.id,
@@ -343,7 +353,10 @@ export class Churn {
           for (const e of live ?? []) {
             if (!listed.has(e.peerId)) {
               r.protocol.simOnlyHolders++;
-              pushExample(r.protocol.mismatchExamples, `${e.peerId} holds ${k} (via ${e.holdings.get(k)?.via}) but the server does not list it; status ${st.status}`);
+              pushExample(
+                r.protocol.mismatchExamples,
+                `${e.peerId} holds ${k} (via ${e.holdings.get(k)?.via}) but the server does not list it; status ${st.status}`,
+              );
             }
           }
         }
@@ -380,7 +393,15 @@ export class Churn {
       }
       const mean = rates.length ? rates.reduce((a, b) => a + b, 0) / rates.length : 0;
       const busiest = rates.length ? Math.max(...rates) : 0;
-      r.load.byContent.push({ contentId: c.id, fixture: c.fixture, requests, holders: rates.length, meanRps: mean, busiestRps: busiest, busiestToMean: mean > 0 ? busiest / mean : 0 });
+      r.load.byContent.push({
+        contentId: c.id,
+        fixture: c.fixture,
+        requests,
+        holders: rates.length,
+        meanRps: mean,
+        busiestRps: busiest,
+        busiestToMean: mean > 0 ? busiest / mean : 0,
+      });
     }
     const top = [...r.load.byContent].sort((a, b) => b.requests - a.requests)[0];
     r.load.viewerRequests = this.encoders.reduce((a, e) => a + e.served, 0);
@@ -389,5 +410,4 @@ export class Churn {
     r.load.busiestToMean = top?.busiestToMean ?? 0;
     r.load.peakSecond = Math.max(0, ...this.encoders.flatMap((e) => [...e.perSecond.values()]));
   }
-
 }

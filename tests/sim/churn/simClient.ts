@@ -59,7 +59,10 @@ export abstract class SimClient {
         this.welcomed = true;
       } else if (msg.type === 'error') {
         bump(this.sim.r.protocol.errors, `${msg.ref ?? '?'}:${msg.code}`);
-        pushExample(this.sim.r.protocol.errorExamples, `${this.constructor.name} ${this.peerId}: ${msg.ref ?? '?'}: ${msg.code}: ${msg.message}${this.explain(msg.message)}`);
+        pushExample(
+          this.sim.r.protocol.errorExamples,
+          `${this.constructor.name} ${this.peerId}: ${msg.ref ?? '?'}: ${msg.code}: ${msg.message}${this.explain(msg.message)}`,
+        );
       }
       this.onMessage(msg);
     });

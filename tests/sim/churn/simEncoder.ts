@@ -29,7 +29,11 @@ export class SimEncoder extends SimClient {
   leaveKind: LeaveKind | undefined;
   closedAt: number | undefined;
 
-  constructor(sim: Churn, speed?: number, private readonly rejoin?: { peerId: string; resume: string; holdings: Map<string, Holding> }) {
+  constructor(
+    sim: Churn,
+    speed?: number,
+    private readonly rejoin?: { peerId: string; resume: string; holdings: Map<string, Holding> },
+  ) {
     super(sim);
     this.speed = speed ?? sim.o.speedMin + sim.rand() * (sim.o.speedMax - sim.o.speedMin);
   }

@@ -24,12 +24,21 @@ function setup() {
   const health = new Health({ quarantineAfterFailures: 3, quarantineAfterInvalid: 2, quarantineMs: 60_000 }, clock.now);
   const box = fakeOutbox();
   const quarantined: string[] = [];
-  const checks = new CrossChecks(store, index, ledger, trust, health, box.outbox, {
-    addHolder: (p, k) => void index.add(p, k),
-    forgetReplica: () => {},
-    quarantined: (p) => void quarantined.push(p),
-    scheduleSoon: () => {},
-  }, { verifyEngines: 'ffmpeg-wasm', verifyQueueMax: 10 });
+  const checks = new CrossChecks(
+    store,
+    index,
+    ledger,
+    trust,
+    health,
+    box.outbox,
+    {
+      addHolder: (p, k) => void index.add(p, k),
+      forgetReplica: () => {},
+      quarantined: (p) => void quarantined.push(p),
+      scheduleSoon: () => {},
+    },
+    { verifyEngines: 'ffmpeg-wasm', verifyQueueMax: 10 },
+  );
   const encoder = () => sessions.open({ send: () => {}, close: () => {} }, 'encoder', 0, { engines: H264, maxJobs: 1 }).peer;
   return { c, writes, index, ledger, trust, box, checks, quarantined, encoder };
 }
@@ -49,7 +58,16 @@ function encoded(s: ReturnType<typeof setup>, origin: string, sha: string): Acti
 function runCheck(s: ReturnType<typeof setup>, peer: ReturnType<ReturnType<typeof setup>['encoder']>, sha: string): void {
   const [pick] = s.checks.take([{ peer, free: 1 }]);
   expect(pick?.peer).toBe(peer);
-  const aj: ActiveJob = { job: { id: `chk-${peer.id}` } as Job, peerId: peer.id, assignedAt: 0, done: new Set(), progress: 0, klass: 'background', check: pick!.check, results: new Map() };
+  const aj: ActiveJob = {
+    job: { id: `chk-${peer.id}` } as Job,
+    peerId: peer.id,
+    assignedAt: 0,
+    done: new Set(),
+    progress: 0,
+    klass: 'background',
+    check: pick!.check,
+    results: new Map(),
+  };
   for (const i of pick!.indices) s.checks.reported(peer, aj, key('c', '180p', i), { sha256: sha, size: 1000, engine: ENGINE });
   s.checks.done(peer, aj);
 }

@@ -7,18 +7,53 @@ const config = { jobSeconds: 4, jobMaxSeconds: 6, audioJobSeconds: 30, jobDeadli
 describe('JobBuilder (pure)', () => {
   it('takes a run of free shards of the same retry class', () => {
     const c = contentOf('c', 20);
-    const run = runIndices(c, '180p', 0, () => true, () => false, config);
+    const run = runIndices(
+      c,
+      '180p',
+      0,
+      () => true,
+      () => false,
+      config,
+    );
     expect(run.length).toBeGreaterThan(1);
     expect(run).toEqual(run.map((_, i) => i));
     // A retry starts a run of retries only.
-    expect(runIndices(c, '180p', 3, () => true, (i) => i === 3, config)).toEqual([3]);
-    expect(runIndices(c, '180p', 3, (i) => i !== 4, () => false, config)).toEqual([3]);
+    expect(
+      runIndices(
+        c,
+        '180p',
+        3,
+        () => true,
+        (i) => i === 3,
+        config,
+      ),
+    ).toEqual([3]);
+    expect(
+      runIndices(
+        c,
+        '180p',
+        3,
+        (i) => i !== 4,
+        () => false,
+        config,
+      ),
+    ).toEqual([3]);
   });
 
   it('builds the job message: times, slice URL, deadline from the given clock, token only when uploads are checked', () => {
     const c = contentOf('c', 20);
     const job = buildJob(c, '180p', [2, 3], { id: 'j', uploadToken: 't', now: 1000 }, config);
-    expect(job).toMatchObject({ id: 'j', contentId: 'c', rendition: '180p', kind: 'video', start: 1, end: 2, deadline: 1000 + 10_000, upload: true, uploadToken: 't' });
+    expect(job).toMatchObject({
+      id: 'j',
+      contentId: 'c',
+      rendition: '180p',
+      kind: 'video',
+      start: 1,
+      end: 2,
+      deadline: 1000 + 10_000,
+      upload: true,
+      uploadToken: 't',
+    });
     expect(job.sourceUrl).toBe('/api/contents/c/source?start=1.000000&end=2.000000&tracks=video');
     const plain = buildJob(c, '180p', [2], { id: 'j', now: 0 }, config);
     expect(plain.upload).toBe(false);

@@ -4,8 +4,28 @@ import { JobLedger } from '../../../signaling/pool/JobLedger.ts';
 import type { ActiveJob, CrossCheck } from '../../../signaling/pool/types.ts';
 
 const job = (id: string, indices: number[], uploadToken?: string): Job =>
-  ({ id, contentId: 'c', rendition: 'v', kind: 'video', shards: indices.map((index) => ({ index, start: index * 2, duration: 2, frames: 60, firstFrame: index * 60 })), sourceUrl: '', start: 0, end: 1, deadline: 0, upload: !!uploadToken, ...(uploadToken && { uploadToken }) }) as Job;
-const active = (j: Job, peerId = 'e', check?: CrossCheck): ActiveJob => ({ job: j, peerId, assignedAt: 0, done: new Set(), progress: 0, klass: 'background', ...(check && { check, results: new Map() }) });
+  ({
+    id,
+    contentId: 'c',
+    rendition: 'v',
+    kind: 'video',
+    shards: indices.map((index) => ({ index, start: index * 2, duration: 2, frames: 60, firstFrame: index * 60 })),
+    sourceUrl: '',
+    start: 0,
+    end: 1,
+    deadline: 0,
+    upload: !!uploadToken,
+    ...(uploadToken && { uploadToken }),
+  }) as Job;
+const active = (j: Job, peerId = 'e', check?: CrossCheck): ActiveJob => ({
+  job: j,
+  peerId,
+  assignedAt: 0,
+  done: new Set(),
+  progress: 0,
+  klass: 'background',
+  ...(check && { check, results: new Map() }),
+});
 
 describe('JobLedger', () => {
   it('records a job by id, by peer, by token, with its shards in flight until done', () => {

@@ -11,17 +11,34 @@ async function setup() {
   const { dir, store } = await publishedStore(1);
   const clock = fakeClock();
   const config = loadConfig([], {}, { dataDir: dir, maxJobsPerEncoder: 1, testHooks: { verifyShardBytes: false } });
-  const pool = new PoolManager(store, config, clock.now, () => false, () => 0.99);
+  const pool = new PoolManager(
+    store,
+    config,
+    clock.now,
+    () => false,
+    () => 0.99,
+  );
   const tab = (role: 'encoder' | 'viewer') => {
     const inbox: ServerMessage[] = [];
-    const id = pool.join({ send: (m) => void inbox.push(m), close: () => {} }, { type: 'hello', protocol: 1, role, ...(role === 'encoder' && { capabilities: { engines: H264, maxJobs: 1 } }) });
+    const id = pool.join(
+      { send: (m) => void inbox.push(m), close: () => {} },
+      { type: 'hello', protocol: 1, role, ...(role === 'encoder' && { capabilities: { engines: H264, maxJobs: 1 } }) },
+    );
     return { id, inbox, jobs: () => inbox.filter((m): m is Extract<ServerMessage, { type: 'job' }> => m.type === 'job').map((m) => m.job) };
   };
   return { store, pool, clock, tab, content: store.get('c')! };
 }
 
 const ready = (pool: PoolManager, id: string, job: Job) => {
-  for (const s of job.shards) pool.handle(id, { type: 'shard-ready', jobId: job.id, key: { contentId: job.contentId, rendition: job.rendition, index: s.index }, sha256: `${s.index}`.padStart(64, '0'), size: 10, engine: 'ffmpeg-wasm@1' });
+  for (const s of job.shards)
+    pool.handle(id, {
+      type: 'shard-ready',
+      jobId: job.id,
+      key: { contentId: job.contentId, rendition: job.rendition, index: s.index },
+      sha256: `${s.index}`.padStart(64, '0'),
+      size: 10,
+      engine: 'ffmpeg-wasm@1',
+    });
 };
 
 describe('PoolManager (facade)', () => {

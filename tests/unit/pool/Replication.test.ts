@@ -6,7 +6,15 @@ import { Replication } from '../../../signaling/pool/Replication.ts';
 import { Sessions } from '../../../signaling/pool/Sessions.ts';
 import { accepted, contentOf, fakeClock, fakeOutbox, fakeStore, key } from './fixtures.ts';
 
-const config = { replicateAboveRate: 3, perReplicaRate: 3, maxReplicas: 4, busyServing: 3, releaseBelowRate: 0.5, releaseAfterMs: 30_000, replicateTimeoutMs: 10_000 };
+const config = {
+  replicateAboveRate: 3,
+  perReplicaRate: 3,
+  maxReplicas: 4,
+  busyServing: 3,
+  releaseBelowRate: 0.5,
+  releaseAfterMs: 30_000,
+  replicateTimeoutMs: 10_000,
+};
 
 function setup(cached = false) {
   const clock = fakeClock();
@@ -19,7 +27,18 @@ function setup(cached = false) {
   const demand = new Demand({ demandHalfLifeMs: 10_000, viewerActiveMs: 10_000 }, clock.now);
   const box = fakeOutbox();
   let scheduled = 0;
-  const r = new Replication(store, index, sessions, health, demand, () => cached, box.outbox, config, clock.now, () => scheduled++);
+  const r = new Replication(
+    store,
+    index,
+    sessions,
+    health,
+    demand,
+    () => cached,
+    box.outbox,
+    config,
+    clock.now,
+    () => scheduled++,
+  );
   const encoder = (id?: string) => sessions.open({ send: () => {}, close: () => {} }, 'encoder', clock.t, undefined, id).peer;
   return { clock, c, index, sessions, demand, box, r, encoder, scheduled: () => scheduled };
 }
@@ -95,7 +114,8 @@ describe('Replication', () => {
     s.r.pass();
     const asked = s.box.sent.filter((m) => m.msg.type === 'replicate').map((m) => m.to);
     expect(asked).toHaveLength(2);
-    for (const id of asked) s.r.stored(s.sessions.get(id)!, { type: 'shard-stored', key: key('c', '180p', 0), sha256: 's'.repeat(64), size: 1000 }, (p, k) => void s.index.add(p, k));
+    for (const id of asked)
+      s.r.stored(s.sessions.get(id)!, { type: 'shard-stored', key: key('c', '180p', 0), sha256: 's'.repeat(64), size: 1000 }, (p, k) => void s.index.add(p, k));
     expect(s.index.holdersOf('c/180p/0').size).toBe(3);
     s.clock.t += 200_000; // demand decays
     s.r.pass();

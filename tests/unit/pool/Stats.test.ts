@@ -21,7 +21,19 @@ describe('Stats', () => {
     ev.emit('upload-refused', { jobId: 'j', key: k, reason: 'r' });
     ev.emit('located', { peerId: 'v', contentId: 'c' });
     ev.emit('bad-message', { peerId: 'v', code: 'x' });
-    expect(s.counters).toMatchObject({ jobsAssigned: 1, jobsCompleted: 1, requeues: 2, shardsAccepted: 1, shardsRejected: 1, intakeChecks: 1, intakeCheckMs: 2.5, intakeBytes: 100, intakeRefused: 1, locates: 1, badMessages: 1 });
+    expect(s.counters).toMatchObject({
+      jobsAssigned: 1,
+      jobsCompleted: 1,
+      requeues: 2,
+      shardsAccepted: 1,
+      shardsRejected: 1,
+      intakeChecks: 1,
+      intakeCheckMs: 2.5,
+      intakeBytes: 100,
+      intakeRefused: 1,
+      locates: 1,
+      badMessages: 1,
+    });
   });
 
   it('logs the listed events with the time, keeping the last ones', () => {

@@ -14,7 +14,16 @@ export function contentOf(id: string, seconds = 20): Content {
   const facts = avFacts(seconds);
   const map = buildShardMap({ contentId: id, facts, shardDuration: 0.5 });
   const { frameTimes, ...video } = facts.video!;
-  return { meta: { id, name: `${id}.mp4`, createdAt: '2026-01-01T00:00:00Z', sourceFile: 'source.mp4', facts: { ...facts, video: { ...video, frameCount: frameTimes.length } } }, map };
+  return {
+    meta: {
+      id,
+      name: `${id}.mp4`,
+      createdAt: '2026-01-01T00:00:00Z',
+      sourceFile: 'source.mp4',
+      facts: { ...facts, video: { ...video, frameCount: frameTimes.length } },
+    },
+    map,
+  };
 }
 
 /**

@@ -18,7 +18,9 @@ describe('pool tasks', () => {
   it('heartbeat expiry allows for its own lateness', () => {
     const closed: string[] = [];
     const seen = new Map([['p', 0]]);
-    const task = new HeartbeatExpiry(1000, 6000, (cutoff) => [...seen].filter(([, t]) => t < cutoff).map(([id]) => ({ id, close: () => void closed.push(id) })));
+    const task = new HeartbeatExpiry(1000, 6000, (cutoff) =>
+      [...seen].filter(([, t]) => t < cutoff).map(([id]) => ({ id, close: () => void closed.push(id) })),
+    );
     task.run(1000);
     // 9 s late (a long task on the server): p, silent for 10 s, is given those 9 s.
     task.run(11_000);
@@ -29,7 +31,15 @@ describe('pool tasks', () => {
 
   it('deadlines expire every job found overdue', () => {
     const expired: string[] = [];
-    new JobDeadlines(1000, (now) => [{ id: 'a', deadline: 5 }, { id: 'b', deadline: 50 }].filter((j) => j.deadline < now), (j) => void expired.push(j.id)).run(10);
+    new JobDeadlines(
+      1000,
+      (now) =>
+        [
+          { id: 'a', deadline: 5 },
+          { id: 'b', deadline: 50 },
+        ].filter((j) => j.deadline < now),
+      (j) => void expired.push(j.id),
+    ).run(10);
     expect(expired).toEqual(['a']);
   });
 

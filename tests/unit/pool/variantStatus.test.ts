@@ -58,7 +58,11 @@ describe('shard-variant status (ContentStore the only writer)', () => {
     const again = new ContentStore(t.dir, 10_000);
     await again.open();
     const m = again.get('c')!.map;
-    expect([m.shards[1]!.renditions['90p']!.status, m.shards[2]!.renditions['90p']!.status, m.shards[1]!.renditions['180p']!.status]).toEqual(['ready', 'failed', 'pending']);
+    expect([m.shards[1]!.renditions['90p']!.status, m.shards[2]!.renditions['90p']!.status, m.shards[1]!.renditions['180p']!.status]).toEqual([
+      'ready',
+      'failed',
+      'pending',
+    ]);
     await again.close();
     await t.store.close();
   });
