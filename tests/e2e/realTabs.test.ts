@@ -8,24 +8,18 @@
  * serving a viewer is closed mid-playback. The fast fakes of the same
  * behaviours live in poolPage.test.ts and viewer.test.ts.
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import type { Browser } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { SEVERITY } from '../../src/ui/poolView.ts';
-import { launchBrowser, newPage, openEncoderTab, type TrackedPage } from '../harness/browser.ts';
+import { launchBrowser, newPage, openEncoderTab, recordVideoSizes, type TrackedPage } from '../harness/browser.ts';
+import { fixture } from '../harness/fixtures.ts';
 import { waitFor } from '../harness/poolKit.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
 
-const run = promisify(execFile);
-
 let browser: Browser;
 let server: TestServer;
-let tmp: string;
 const pages: TrackedPage[] = [];
 /** The two encoder tabs and their peer ids. */
 let tabs: { t: TrackedPage; id: string }[] = [];
@@ -63,38 +57,8 @@ beforeAll(async () => {
   browser = await launchBrowser();
   // Defaults: byte checks before acceptance, cross-checks of every new encoder's first jobs, cache on.
   server = await startTestServer({});
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'shardcast-real-'));
   // 3 s at 29.97 fps with a tone: 10 shards, small enough to encode twice over in seconds.
-  const clip = path.join(tmp, 'clip.mp4');
-  await run('ffmpeg', [
-    '-v',
-    'error',
-    '-y',
-    '-f',
-    'lavfi',
-    '-i',
-    'testsrc2=size=320x180:rate=30000/1001:duration=3',
-    '-f',
-    'lavfi',
-    '-i',
-    'sine=frequency=440:sample_rate=48000:duration=3',
-    '-c:v',
-    'libx264',
-    '-preset',
-    'veryfast',
-    '-pix_fmt',
-    'yuv420p',
-    '-g',
-    '45',
-    '-c:a',
-    'aac',
-    '-b:a',
-    '96k',
-    '-ac',
-    '2',
-    clip,
-  ]);
-  const bytes = fs.readFileSync(clip);
+  const bytes = fs.readFileSync(await fixture('av-3s'));
   for (const [k, ladder] of [
     ['a', LADDER_A],
     ['b', LADDER_B],
@@ -133,7 +97,6 @@ afterAll(async () => {
   for (const p of pages.splice(0)) await p.context.close().catch(() => {});
   await browser?.close();
   await server?.destroy();
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
 interface Cell {
@@ -159,17 +122,7 @@ const report = (t: TrackedPage) =>
 async function watch(query: string): Promise<TrackedPage> {
   const t = await newPage(browser);
   pages.push(t);
-  await t.page.addInitScript(() => {
-    const sizes: string[] = ((window as any).__videoSizes = []);
-    document.addEventListener(
-      'resize',
-      (e) => {
-        const el = e.target as HTMLVideoElement;
-        if (el instanceof HTMLVideoElement) sizes.push(`${el.videoWidth}x${el.videoHeight}`);
-      },
-      true,
-    );
-  });
+  await recordVideoSizes(t);
   await t.page.goto(`${server.url}${query}`);
   return t;
 }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Browser } from 'playwright';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { shardKeyString, type ShardMap } from '../../src/shared/shardMap.ts';
-import { launchBrowser, newPage, type TrackedPage } from '../harness/browser.ts';
+import { launchBrowser, newPage, recordVideoSizes, type TrackedPage } from '../harness/browser.ts';
 import { countFrames, fixture } from '../harness/fixtures.ts';
 import { NodePeer } from '../harness/nodePeer.ts';
 import { decodeErrors, psnr, silences, streams } from '../harness/referee.ts';
@@ -297,17 +297,7 @@ describe('viewer', () => {
     await peerWith((r, i) => r === 'audio' || (r === 'h264') === h264Range(i));
     const v = await newPage(browser);
     pages.push(v);
-    await v.page.addInitScript(() => {
-      const sizes: string[] = ((window as any).__videoSizes = []);
-      document.addEventListener(
-        'resize',
-        (e) => {
-          const el = e.target as HTMLVideoElement;
-          if (el instanceof HTMLVideoElement) sizes.push(`${el.videoWidth}x${el.videoHeight}`);
-        },
-        true,
-      );
-    });
+    await recordVideoSizes(v);
     await v.page.goto(`${server.url}/watch/${json.id}?cache=0`);
     const r = await watchToEnd(v);
     for (let i = 0; i < map.shards.length; i++) expect(r.video[i]).toMatchObject({ status: 'appended', rendition: h264Range(i) ? 'h264' : 'vp9' });

@@ -99,3 +99,18 @@ export async function openEncoderTab(browser: Browser, url: string): Promise<Tra
 export function hostAddress(): string {
   return process.env.SHARDCAST_HOST_IP || 'localhost';
 }
+
+/** Records every picture size the page's video element shows (its `resize` events) in `window.__videoSizes`, as "WxH". */
+export async function recordVideoSizes(t: TrackedPage): Promise<void> {
+  await t.page.addInitScript(() => {
+    const sizes: string[] = ((window as any).__videoSizes = []);
+    document.addEventListener(
+      'resize',
+      (e) => {
+        const el = e.target as HTMLVideoElement;
+        if (el instanceof HTMLVideoElement) sizes.push(`${el.videoWidth}x${el.videoHeight}`);
+      },
+      true,
+    );
+  });
+}

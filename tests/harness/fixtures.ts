@@ -33,6 +33,8 @@ const X264 = (gop: number) => [
 const RECIPES = {
   /** 10 s testsrc2 320x180 at 29.97 fps (key frame every 5 s) with a 440 Hz stereo AAC tone. */
   'av-2997': { ext: 'mp4', args: [...TESTSRC('320x180', '30000/1001', 10), ...SINE(10), ...X264(150), '-c:a', 'aac', '-b:a', '128k', '-ac', '2'] },
+  /** 3 s of the same at 29.97 fps (10 shards, key frame every 1.5 s), small enough for two tabs to encode twice over in seconds. */
+  'av-3s': { ext: 'mp4', args: [...TESTSRC('320x180', '30000/1001', 3), ...SINE(3), ...X264(45), '-c:a', 'aac', '-b:a', '96k', '-ac', '2'] },
   /** 6 s at 23.976 fps, video only. */
   'v-23976': { ext: 'mp4', args: [...TESTSRC('320x180', '24000/1001', 6), ...X264(48)] },
   /** 4 s whose frame rate changes from 30 to 15 fps halfway: variable frame rate. */
