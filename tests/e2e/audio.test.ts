@@ -18,9 +18,10 @@
  */
 import fs from 'node:fs';
 import type { Browser, Page } from 'playwright';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AAC_PACKET_SAMPLES, AUDIO_RENDITION_ID, type ShardMap } from '../../src/shared/shardMap.ts';
-import { launchBrowser, newPage, type TrackedPage } from '../harness/browser.ts';
+import { newPage, type TrackedPage } from '../harness/browser.ts';
+import { e2eSession } from '../harness/e2eSession.ts';
 import { ffprobeJson, fixture } from '../harness/fixtures.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
 
@@ -401,17 +402,7 @@ let browser: Browser;
 let server: TestServer | undefined;
 const pages: TrackedPage[] = [];
 
-beforeAll(async () => {
-  browser = await launchBrowser();
-});
-afterAll(async () => {
-  await browser?.close();
-});
-afterEach(async () => {
-  for (const p of pages.splice(0)) await p.context.close().catch(() => {});
-  await server?.destroy();
-  server = undefined;
-});
+e2eSession({ onBrowser: (b) => (browser = b), pages, server: () => server, clearServer: () => (server = undefined) });
 
 async function open(path: string): Promise<TrackedPage> {
   const t = await newPage(browser);

@@ -6,9 +6,10 @@
  */
 import fs from 'node:fs';
 import type { Browser } from 'playwright';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
-import { launchBrowser, newPage, openEncoderTab, type TrackedPage } from '../harness/browser.ts';
+import { newPage, openEncoderTab, type TrackedPage } from '../harness/browser.ts';
+import { e2eSession } from '../harness/e2eSession.ts';
 import { fixture } from '../harness/fixtures.ts';
 import { FFMPEG_CORE_BUILD } from '../../src/encoder/FfmpegEngine.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
@@ -17,17 +18,7 @@ let browser: Browser;
 let server: TestServer | undefined;
 const pages: TrackedPage[] = [];
 
-beforeAll(async () => {
-  browser = await launchBrowser();
-});
-afterAll(async () => {
-  await browser?.close();
-});
-afterEach(async () => {
-  for (const p of pages.splice(0)) await p.context.close().catch(() => {});
-  await server?.destroy();
-  server = undefined;
-});
+e2eSession({ onBrowser: (b) => (browser = b), pages, server: () => server, clearServer: () => (server = undefined) });
 
 async function waitReady(id: string, timeoutMs = 180_000): Promise<ShardMap> {
   const end = Date.now() + timeoutMs;

@@ -6,9 +6,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Browser } from 'playwright';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { shardKeyString, type ShardMap } from '../../src/shared/shardMap.ts';
-import { launchBrowser, newPage, recordVideoSizes, type TrackedPage } from '../harness/browser.ts';
+import { newPage, recordVideoSizes, type TrackedPage } from '../harness/browser.ts';
+import { e2eSession } from '../harness/e2eSession.ts';
 import { countFrames, fixture } from '../harness/fixtures.ts';
 import { NodePeer } from '../harness/nodePeer.ts';
 import { decodeErrors, psnr, silences, streams } from '../harness/referee.ts';
@@ -20,17 +21,14 @@ let server: TestServer | undefined;
 const pages: TrackedPage[] = [];
 const nodePeers: NodePeer[] = [];
 
-beforeAll(async () => {
-  browser = await launchBrowser();
-});
-afterAll(async () => {
-  await browser?.close();
-});
-afterEach(async () => {
-  for (const p of pages.splice(0)) await p.context.close().catch(() => {});
-  for (const p of nodePeers.splice(0)) p.close();
-  await server?.destroy();
-  server = undefined;
+e2eSession({
+  onBrowser: (b) => (browser = b),
+  pages,
+  server: () => server,
+  clearServer: () => (server = undefined),
+  afterEachTest: () => {
+    for (const p of nodePeers.splice(0)) p.close();
+  },
 });
 
 async function open(path: string): Promise<TrackedPage> {

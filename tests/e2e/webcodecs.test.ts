@@ -7,9 +7,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Browser } from 'playwright';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
-import { launchBrowser, newPage, type TrackedPage } from '../harness/browser.ts';
+import { newPage, type TrackedPage } from '../harness/browser.ts';
+import { e2eSession } from '../harness/e2eSession.ts';
 import { countFrames, fixture } from '../harness/fixtures.ts';
 import { decodeErrors, psnr } from '../harness/referee.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
@@ -18,17 +19,7 @@ let browser: Browser;
 let server: TestServer | undefined;
 const pages: TrackedPage[] = [];
 
-beforeAll(async () => {
-  browser = await launchBrowser();
-});
-afterAll(async () => {
-  await browser?.close();
-});
-afterEach(async () => {
-  for (const p of pages.splice(0)) await p.context.close().catch(() => {});
-  await server?.destroy();
-  server = undefined;
-});
+e2eSession({ onBrowser: (b) => (browser = b), pages, server: () => server, clearServer: () => (server = undefined) });
 
 const LADDER = [
   { id: '180p', video: { codec: 'h264', width: 320, height: 180, bitrate: 600_000 } },
