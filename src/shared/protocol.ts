@@ -53,15 +53,18 @@ export const capabilitiesSchema = z
   })
   .strict();
 
+/** A shard's size in bytes, as encoders and holders report it: at most 256 MiB (a 0.5 s shard at any sane bitrate is far below). */
+const shardSizeSchema = z
+  .number()
+  .int()
+  .positive()
+  .max(256 * 2 ** 20);
+
 export const holdingSchema = z
   .object({
     key: shardKeySchema,
     sha256: sha256Schema,
-    size: z
-      .number()
-      .int()
-      .positive()
-      .max(256 * 2 ** 20),
+    size: shardSizeSchema,
   })
   .strict();
 
@@ -130,11 +133,7 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
       jobId: id.optional(),
       key: shardKeySchema,
       sha256: sha256Schema,
-      size: z
-        .number()
-        .int()
-        .positive()
-        .max(256 * 2 ** 20),
+      size: shardSizeSchema,
       /** The engine and its build that made the bytes ("name@build"): hashes are only comparable between identical builds. */
       engine: z.string().min(1).max(64).optional(),
       /** Audio: samples in the file before the shard's start (priming, pre-roll) and after its end. */
@@ -165,11 +164,7 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
       type: z.literal('shard-stored'),
       key: shardKeySchema,
       sha256: sha256Schema,
-      size: z
-        .number()
-        .int()
-        .positive()
-        .max(256 * 2 ** 20),
+      size: shardSizeSchema,
     })
     .strict(),
   z.object({ type: z.literal('replicate-failed'), key: shardKeySchema, reason: z.string().max(500) }).strict(),
