@@ -15,6 +15,7 @@ import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { SEVERITY } from '../../src/ui/poolView.ts';
 import { launchBrowser, newPage, openEncoderTab, recordVideoSizes, type TrackedPage } from '../harness/browser.ts';
 import { fixture } from '../harness/fixtures.ts';
+import { viewerReport, watchToEnd } from '../harness/viewerPage.ts';
 import { waitFor } from '../harness/poolKit.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
 
@@ -99,25 +100,6 @@ afterAll(async () => {
   await server?.destroy();
 });
 
-interface Cell {
-  status: string;
-  source?: string;
-  rendition?: string;
-}
-interface ViewerReport {
-  state: string;
-  error: string | undefined;
-  stats: { codecSwitches: number; fromPeers: number; fromCache: number; skipped: number; hashFailures: number };
-  video: Cell[];
-  audio: Cell[];
-  currentTime: number;
-}
-const report = (t: TrackedPage) =>
-  t.page.evaluate(() => {
-    const w = (window as any).shardcastViewer;
-    return { state: w.state, error: w.error, stats: w.stats, video: w.cells.video, audio: w.cells.audio, currentTime: w.video.currentTime };
-  }) as Promise<ViewerReport>;
-
 /** A watch page that records every picture size the element shows (its `resize` events). */
 async function watch(query: string): Promise<TrackedPage> {
   const t = await newPage(browser);
@@ -125,21 +107,6 @@ async function watch(query: string): Promise<TrackedPage> {
   await recordVideoSizes(t);
   await t.page.goto(`${server.url}${query}`);
   return t;
-}
-
-async function watchToEnd(t: TrackedPage): Promise<ViewerReport> {
-  try {
-    await t.page.waitForSelector('[data-state="ended"], [data-state="error"]', { timeout: 90_000 });
-  } catch (e) {
-    const r = await report(t).catch(() => undefined);
-    throw new Error(
-      `${(e as Error).message.split('\n')[0]}; viewer: ${JSON.stringify(r && { state: r.state, t: r.currentTime, stats: r.stats })}; problems: ${t.problems.slice(0, 3).join(' | ')}`,
-    );
-  }
-  const r = await report(t);
-  expect(r.error, `viewer error; page problems: ${t.problems.join(' | ')}`).toBeUndefined();
-  expect(r.state).toBe('ended');
-  return r;
 }
 
 describe('real encoder tabs', () => {
@@ -211,7 +178,7 @@ describe('real encoder tabs', () => {
       ['b', viewers[1]!],
     ] as const) {
       const c = contents[k];
-      const r = await watchToEnd(v);
+      const r = await watchToEnd(v, 90_000);
       expect(r.stats.skipped).toBe(0);
       expect(r.stats.fromCache).toBe(0);
       expect(r.stats.hashFailures).toBe(0);
@@ -237,7 +204,7 @@ describe('real encoder tabs', () => {
     // A short window, so most of the content is still to fetch when the tab goes.
     const v = await watch(`/watch/${c.id}?lookAheadSeconds=0.5`);
     await v.page.waitForSelector('[data-state="playing"]', { timeout: 60_000 });
-    const before = await report(v);
+    const before = await viewerReport(v);
     const served = before.video.find((x) => x.status === 'appended' && x.source !== 'cache')?.source;
     const victim = tabs.find((x) => x.id === served);
     expect(victim, `first appended cells: ${JSON.stringify(before.video.slice(0, 3))}`).toBeDefined();
@@ -251,14 +218,14 @@ describe('real encoder tabs', () => {
     await crashed;
     tabs = tabs.filter((x) => x !== victim);
     // Cells not even started once the tab is gone can only come from elsewhere.
-    const now = await report(v);
+    const now = await viewerReport(v);
     const later = [...now.video.map((x, i) => ['video', i, x] as const), ...now.audio.map((x, i) => ['audio', i, x] as const)].filter(
       ([, , x]) => x.status === 'pending',
     );
     expect(later.length).toBeGreaterThan(0);
     await v.page.evaluate(() => (window as any).shardcastViewer.video.play());
 
-    const r = await watchToEnd(v);
+    const r = await watchToEnd(v, 90_000);
     expect(r.stats.skipped).toBe(0);
     expect([...r.video, ...r.audio].every((x) => x.status === 'appended')).toBe(true);
     for (const [track, i] of later) {

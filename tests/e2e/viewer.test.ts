@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { shardKeyString, type ShardMap } from '../../src/shared/shardMap.ts';
 import { newPage, recordVideoSizes, type TrackedPage } from '../harness/browser.ts';
 import { e2eSession } from '../harness/e2eSession.ts';
+import { viewerReport, watchToEnd } from '../harness/viewerPage.ts';
 import { countFrames, fixture } from '../harness/fixtures.ts';
 import { NodePeer } from '../harness/nodePeer.ts';
 import { decodeErrors, psnr, silences, streams } from '../harness/referee.ts';
@@ -74,48 +75,6 @@ async function encodeOnly(id: string, tabs: number): Promise<{ map: ShardMap; en
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-}
-
-interface ViewerReport {
-  state: string;
-  error: string | undefined;
-  stats: {
-    codecSwitches: number;
-    fromPeers: number;
-    fromCache: number;
-    skipped: number;
-    hashFailures: number;
-    stalls: number;
-    stallMs: number;
-    firstFrameMs: number;
-    fetchMs: number[];
-  };
-  video: { status: string; source?: string; rendition?: string; concealed?: string }[];
-  audio: { status: string; source?: string; rendition?: string; concealed?: string }[];
-  currentTime: number;
-}
-
-const report = (t: TrackedPage) =>
-  t.page.evaluate(() => {
-    const w = (window as any).shardcastViewer;
-    return { state: w.state, error: w.error, stats: w.stats, video: w.cells.video, audio: w.cells.audio, currentTime: w.video.currentTime };
-  }) as Promise<ViewerReport>;
-
-async function watchToEnd(t: TrackedPage, timeoutMs = 120_000): Promise<ViewerReport> {
-  try {
-    await t.page.waitForSelector('[data-state="ended"], [data-state="error"]', { timeout: timeoutMs });
-  } catch (e) {
-    // Say where it stuck: state, playhead, counters and the cells that never got appended.
-    const r = await report(t).catch(() => undefined);
-    const stuck = r && [...r.video.entries(), ...r.audio.entries()].filter(([, c]) => c.status !== 'appended' && c.status !== 'skipped').slice(0, 6);
-    throw new Error(
-      `${(e as Error).message.split('\n')[0]}; viewer: ${JSON.stringify({ state: r?.state, t: r?.currentTime, stats: r && { ...r.stats, fetchMs: undefined }, stuck })}; problems: ${t.problems.slice(0, 3).join(' | ')}`,
-    );
-  }
-  const r = await report(t);
-  expect(r.error, `viewer error; page problems: ${t.problems.join(' | ')}`).toBeUndefined();
-  expect(r.state).toBe('ended');
-  return r;
 }
 
 describe('viewer', () => {
