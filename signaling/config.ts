@@ -77,6 +77,11 @@ const serverConfigSchema = z.object({
     'Engines whose output is cross-checked by hash, comma-separated names (the part of the engine string before "@"); shards of other engines are accepted after the structure check and counted unverifiable.',
   ),
 
+  reportsPerMinute: num(
+    6,
+    "Reports about a holder (report-peer) one peer may have counted per minute. A report never convicts: it puts that holder last in the reporter's own holder lists and may have the shard encoded again (signaling/pool/Reports.ts).",
+  ),
+
   // Access control (signaling/auth.ts). See README "Security model".
   adminToken: str(
     '',

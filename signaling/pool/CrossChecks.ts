@@ -3,7 +3,9 @@
  * encoder of the same engine make the same shards (verify); where the two
  * differ a third decides (decide); the encoder found in the wrong is
  * convicted and its unverified shards are taken back. Which jobs are sampled
- * is Trust's policy; this module runs the checks.
+ * is Trust's policy; how a job is checked is decided here, in `afterJob`:
+ * by hash for engines known to be deterministic, else by the host's
+ * verification for engines whose output is not byte-reproducible.
  */
 import { isVideoRendition } from '../../src/shared/shardMap.ts';
 import { parseVariantKey, variantKeyString, type VariantKey } from '../../src/shared/variantKey.ts';
@@ -12,6 +14,7 @@ import type { Health } from '../policy/Health.ts';
 import type { Trust } from '../policy/Trust.ts';
 import type { AvailabilityIndex } from './AvailabilityIndex.ts';
 import type { JobLedger } from './JobLedger.ts';
+import { engineString } from './EngineClaims.ts';
 import type { ActiveJob, CrossCheck, Outbox, Peer, Reported } from './types.ts';
 
 export interface CrossCheckConfig {
@@ -30,6 +33,13 @@ export interface CrossCheckHost {
   quarantined(peerId: string, reason: string): void;
   /** Coalesced scheduling after the current burst of events. */
   scheduleSoon(): void;
+  /**
+   * Checks a job of an engine whose output is not byte-reproducible (WebCodecs),
+   * which hashes cannot: e.g. by decoding and comparing pictures (issue 16 item 2).
+   * Returns false when it cannot, and the shards are counted unverifiable.
+   * Absent: no such verification exists yet.
+   */
+  verifyNonReproducible?(check: CrossCheck): boolean;
 }
 
 /** A check an encoder with a free slot takes: the shards still worth checking. */
@@ -72,19 +82,15 @@ export class CrossChecks {
       engine ??= st.engine;
     }
     if (expected.size === 0) return;
-    // An engine not known to be deterministic would be blamed for its own noise: not compared by hash.
-    if (
-      !engine ||
-      !this.config.verifyEngines
-        .split(',')
-        .map((e) => e.trim())
-        .includes(engine.split('@')[0]!)
-    ) {
+    // The one place that decides whether and how a job is checked. An engine not known to be
+    // deterministic would be blamed for its own noise by a hash comparison: the host verifies it otherwise, if it can.
+    const byHash = engine !== undefined && this.hashComparable(engine);
+    if (!engine || (!byHash && !this.host.verifyNonReproducible)) {
       this.trust.counters.unverifiable += expected.size;
       return;
     }
     if (!this.trust.shouldCheck(peer.id)) return;
-    this.enqueue({
+    const check: CrossCheck = {
       stage: 'verify',
       contentId: aj.job.contentId,
       rendition: aj.job.rendition,
@@ -93,7 +99,40 @@ export class CrossChecks {
       origin: peer.id,
       expected,
       exclude: new Set([peer.id]),
+    };
+    if (byHash) this.enqueue(check);
+    else if (!this.host.verifyNonReproducible!(check)) this.trust.counters.unverifiable += expected.size;
+  }
+
+  /** Whether shards of this engine string are compared by hash (--verify-engines names the deterministic ones). */
+  private hashComparable(engine: string): boolean {
+    return this.config.verifyEngines
+      .split(',')
+      .map((e) => e.trim())
+      .includes(engine.split('@')[0]!);
+  }
+
+  /**
+   * Has an accepted shard of `origin`'s encoded again by another encoder, as
+   * the server's own check of a viewer's report (a report alone convicts
+   * nobody; a failed check does). False when the shard cannot be checked by
+   * hash or a check of it is already waiting.
+   */
+  recheck(origin: string, k: VariantKey): boolean {
+    const st = this.store.get(k.contentId)?.map.shards[k.index]?.renditions[k.rendition];
+    if (st?.status !== 'ready' || !st.sha256 || !st.engine || !this.hashComparable(st.engine)) return false;
+    if (this.queue.some((c) => c.contentId === k.contentId && c.rendition === k.rendition && c.indices.includes(k.index))) return false;
+    this.enqueue({
+      stage: 'verify',
+      contentId: k.contentId,
+      rendition: k.rendition,
+      indices: [k.index],
+      engine: st.engine,
+      origin,
+      expected: new Map([[k.index, st.sha256]]),
+      exclude: new Set([origin]),
     });
+    return true;
   }
 
   private enqueue(c: CrossCheck): void {
@@ -128,6 +167,8 @@ export class CrossChecks {
       const r = content!.map.renditions.find((x) => x.id === c.rendition)!;
       const codec = isVideoRendition(r) ? r.video.codec : r.audio.codec;
       const engineName = c.engine.split('@')[0];
+      // The verifier must make shards under the same engine string, or its hashes prove nothing either way.
+      const able = (p: Peer) => p.capabilities?.engines.some((e) => e.name === engineName && e.codecs.includes(codec) && engineString(e) === c.engine) ?? false;
       // A holder of one of the shards would overwrite the copy it serves with its re-encode: not asked.
       const holdsAny = (p: Peer) => indices.some((x) => this.index.holds(p.id, variantKeyString({ contentId: c.contentId, rendition: c.rendition, index: x })));
       const slot = slots.find(
@@ -136,7 +177,7 @@ export class CrossChecks {
           !c.exclude.has(p.id) &&
           !this.health.isQuarantined(p.id) &&
           !holdsAny(p) &&
-          (p.capabilities?.engines.some((e) => e.name === engineName && e.codecs.includes(codec)) ?? false),
+          able(p),
       );
       if (!slot) continue;
       this.queue.splice(i--, 1);

@@ -99,8 +99,9 @@ export interface PoolEvents {
   'check-planned': { stage: 'verify' | 'decide'; origin: string; key: string; shards: number };
   'check-passed': { origin: string; verifier: string; key: string; shards: number };
   'encoder-convicted': { peerId: string; wrong: number; revoked: number };
-  /** `reporter`: a viewer's report about a peer's bytes (not a rejection of an encoder's own report). */
-  'shard-rejected': { key: VariantKey; peerId: string; reason: string; reporter?: string };
+  'shard-rejected': { key: VariantKey; peerId: string; reason: string };
+  /** A peer's report that `peerId` served it bad bytes, counted (signaling/pool/Reports.ts); `recheck`: the server has the shard encoded again. */
+  'peer-reported': { key: VariantKey; peerId: string; reporter: string; reason: string; recheck: boolean };
   'shard-failed': { key: VariantKey; attempts: number };
   'content-complete': { contentId: string };
   'encoder-quarantined': { peerId: string; reason: string; until: number };

@@ -66,8 +66,9 @@ export type UploadObserver = (what: string, answer: number | Error) => void;
 /** Joins as an encoder (of `engine`) and answers every job (cross-checks included) until stopped or disconnected. */
 export async function nativeEncoder(base: string, honesty: Honesty, engine = NATIVE_ENGINE, observe?: UploadObserver): Promise<NativeEncoder> {
   // A cheater can claim any engine: claiming the tabs' own gets its shards compared with theirs.
-  // `engine` may carry a build ("name@build"): the name is what it offers, the whole string what its shards claim.
-  const peer = await WsPeer.encoder(base, { capabilities: { engines: [{ name: engine.split('@')[0]!, codecs: ['h264'] }], maxJobs: 1 } });
+  // `engine` may carry a build ("name@build"): it offers that engine with that build, and its shards claim both.
+  const [name, build] = engine.split('@') as [string, string | undefined];
+  const peer = await WsPeer.encoder(base, { capabilities: { engines: [{ name, ...(build && { build }), codecs: ['h264'] }], maxJobs: 1 } });
   const me: NativeEncoder = { peer, made: new Map(), jobs: 0, stop: () => peer.close() };
   void (async () => {
     for (;;) {
