@@ -87,12 +87,12 @@ describe('the structure check before acceptance', () => {
       expect(((await r.json()) as { sha256: string }).sha256).toBe(sha(b));
       // Claiming other bytes than those uploaded is lying: rejected.
       if (i === 0) {
-        e.send({ type: 'shard-ready', jobId: job.id, key: key(i), sha256: 'f'.repeat(64), size: b.byteLength, engine: NATIVE_ENGINE });
+        e.send({ type: 'shard-ready', jobId: job.id, key: key(i), sha256: 'f'.repeat(64), size: b.byteLength, engine: job.engine! });
         expect((await e.next('shard-rejected')).reason).toMatch(/differs from the uploaded bytes/);
         expect(s.pool.health.get(e.peerId).invalid).toBe(2);
         await put(s, key(i), b, job.uploadToken);
       }
-      e.send({ type: 'shard-ready', jobId: job.id, key: key(i), sha256: sha(b), size: b.byteLength, engine: NATIVE_ENGINE });
+      e.send({ type: 'shard-ready', jobId: job.id, key: key(i), sha256: sha(b), size: b.byteLength, engine: job.engine! });
       await e.next('shard-accepted', (m) => m.key.index === key(i).index);
     }
     const { shardMap } = await mapOf(s, id);
