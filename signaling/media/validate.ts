@@ -77,16 +77,18 @@ function topLevelBoxes(bytes: Uint8Array): [string, number][] {
   const boxes: [string, number][] = [];
   let at = 0;
   while (at < bytes.byteLength) {
-    if (at + 8 > bytes.byteLength) throw new ShardCheckError('not-mp4', `${bytes.byteLength - at} stray bytes after the last box`);
+    if (at + 8 > bytes.byteLength) throw new ShardCheckError('not-mp4', `the shard does not parse as an MP4 file: ${bytes.byteLength - at} stray bytes after the last box`);
     let size = dv.getUint32(at);
     let header = 8;
     if (size === 1) {
-      if (at + 16 > bytes.byteLength) throw new ShardCheckError('not-mp4', 'a box with a 64-bit size is cut short');
+      if (at + 16 > bytes.byteLength) throw new ShardCheckError('not-mp4', 'the shard does not parse as an MP4 file: a box with a 64-bit size is cut short');
       size = Number(dv.getBigUint64(at + 8));
       header = 16;
     } else if (size === 0) size = bytes.byteLength - at;
     const type = String.fromCharCode(...bytes.subarray(at + 4, at + 8));
-    if (size < header || at + size > bytes.byteLength) throw new ShardCheckError('not-mp4', `box '${type}' at byte ${at} overruns the file`);
+    if (size < header || at + size > bytes.byteLength) {
+      throw new ShardCheckError('not-mp4', `the shard does not parse as an MP4 file: box '${type}' at byte ${at} overruns it`);
+    }
     boxes.push([type, size - header]);
     at += size;
   }
