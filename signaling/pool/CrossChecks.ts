@@ -218,7 +218,7 @@ export class CrossChecks {
         return;
       }
       this.trust.counters.mismatches += differ.length;
-      this.enqueue({ ...c, stage: 'decide', indices: differ, verifier: peer.id, verifierResults: results, exclude: new Set([...c.exclude, peer.id]) });
+      this.enqueue({ ...c, stage: 'decide', disputed: differ, verifier: peer.id, verifierResults: results, exclude: new Set([...c.exclude, peer.id]) });
       return;
     }
     this.decide(peer, c, results, comparable);
@@ -233,6 +233,14 @@ export class CrossChecks {
       const mine = results.get(i);
       if (!comparable.includes(i) || !mine) {
         this.outbox.send(peer.id, { type: 'shard-rejected', key: k, reason: 'cross-check: not comparable' });
+        continue;
+      }
+      if (c.disputed && !c.disputed.includes(i)) {
+        // Not in dispute: the first two agreed. The decider's copy is one more holder if it agrees too.
+        if (mine.sha256 === c.expected.get(i)) {
+          this.host.addHolder(peer.id, variantKeyString(k));
+          this.outbox.send(peer.id, { type: 'shard-accepted', key: k, sha256: mine.sha256 });
+        } else this.outbox.send(peer.id, { type: 'shard-rejected', key: k, reason: 'cross-check: differs from the accepted variant' });
         continue;
       }
       if (mine.sha256 === c.expected.get(i)) {

@@ -58,7 +58,7 @@ export const RECENT_EVENTS = 200;
  * the type goes first): anonymous peers cause them, and many peers must not
  * push the pool's own events out of the log.
  */
-export const RECENT_CAPS: Partial<Record<keyof PoolEvents, number>> = { 'peer-reported': 20 };
+export const RECENT_CAPS: Partial<Record<keyof PoolEvents, number>> = { 'peer-reported': 10 };
 
 type Counting = { [K in keyof PoolEvents]?: (c: PoolCounters, e: PoolEvents[K]) => void };
 
@@ -108,6 +108,18 @@ export class Stats {
     intakeRefused: 0,
     peerReports: 0,
   };
+  /**
+   * The last `n` logged events of uncapped types, with the capped ones (RECENT_CAPS) of that span
+   * besides, oldest first: what /api/pool shows, so capped events never take the pool's own out of view.
+   */
+  window(n: number): PoolEventRecord[] {
+    const own = this.recent.filter((e) => RECENT_CAPS[e.type] === undefined).slice(-n);
+    const since = own[0]?.at ?? -Infinity;
+    const capped = new Set(this.recent.filter((e) => RECENT_CAPS[e.type] !== undefined && e.at >= since));
+    const keep = new Set(own);
+    return this.recent.filter((e) => keep.has(e) || capped.has(e));
+  }
+
   /** The last RECENT_EVENTS logged events, oldest first; `at` in ms of the pool's clock. */
   readonly recent: PoolEventRecord[] = [];
 

@@ -178,7 +178,7 @@ export class Views {
       contents: this.heat(),
       counters: { ...stats.counters },
       trust: { ...trust.counters, checksWaiting: checks.queue.length },
-      events: stats.recent.slice(-50),
+      events: stats.window(50),
     };
   }
 }

@@ -82,6 +82,12 @@ export interface CrossCheck {
   /** Stage 'decide': the second encoder and what it reported. */
   verifier?: string;
   verifierResults?: Map<number, Reported>;
+  /**
+   * Stage 'decide': the indices where the first two differ, the only ones judged. The
+   * decider encodes the whole run (`indices`): x264's rate control carries state from
+   * shard to shard, so a shard encoded in another run is other bytes.
+   */
+  disputed?: number[];
   /** Encoders that may not do this check. */
   exclude: Set<string>;
 }
