@@ -156,7 +156,7 @@ describe('encoders that cheat', () => {
         for (const c of cheats) expect(accepted, `${id}/v/${sh.index}`).not.toBe(c.made.get(`${id}/v/${sh.index}`));
       }
     }
-    expect(s.pool.trust.get(again.peer.peerId).failed).toBe(1);
+    expect(s.pool.trust.get(again.peer.peerId).failed).toBeGreaterThanOrEqual(1);
     expect(s.pool.health.get(silent.peer.peerId).quarantineReason).toMatch(/invalid shards/);
     for (const h of honest) expect(s.pool.health.isQuarantined(h.peer.peerId)).toBe(false);
   }, 300_000);
