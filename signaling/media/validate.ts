@@ -12,15 +12,7 @@ import { AAC_PACKET_SAMPLES, type AudioSpec, type VideoSpec } from '../../src/sh
 import { ShardcastError } from '../../src/shared/errors.ts';
 
 export class ShardCheckError extends ShardcastError<
-  | 'not-mp4'
-  | 'wrong-track'
-  | 'wrong-codec'
-  | 'wrong-size'
-  | 'not-keyframe-first'
-  | 'wrong-duration'
-  | 'wrong-frames'
-  | 'unexpected-box'
-  | 'shard-too-large'
+  'not-mp4' | 'wrong-track' | 'wrong-codec' | 'wrong-size' | 'not-keyframe-first' | 'wrong-duration' | 'wrong-frames' | 'unexpected-box' | 'shard-too-large'
 > {
   override name = 'ShardCheckError';
 }
@@ -77,7 +69,8 @@ function topLevelBoxes(bytes: Uint8Array): [string, number][] {
   const boxes: [string, number][] = [];
   let at = 0;
   while (at < bytes.byteLength) {
-    if (at + 8 > bytes.byteLength) throw new ShardCheckError('not-mp4', `the shard does not parse as an MP4 file: ${bytes.byteLength - at} stray bytes after the last box`);
+    if (at + 8 > bytes.byteLength)
+      throw new ShardCheckError('not-mp4', `the shard does not parse as an MP4 file: ${bytes.byteLength - at} stray bytes after the last box`);
     let size = dv.getUint32(at);
     let header = 8;
     if (size === 1) {

@@ -171,14 +171,7 @@ export class CrossChecks {
       const able = (p: Peer) => p.capabilities?.engines.some((e) => e.name === engineName && e.codecs.includes(codec) && engineString(e) === c.engine) ?? false;
       // A holder of one of the shards would overwrite the copy it serves with its re-encode: not asked.
       const holdsAny = (p: Peer) => indices.some((x) => this.index.holds(p.id, variantKeyString({ contentId: c.contentId, rendition: c.rendition, index: x })));
-      const slot = slots.find(
-        ({ peer: p, free }) =>
-          free > 0 &&
-          !c.exclude.has(p.id) &&
-          !this.health.isQuarantined(p.id) &&
-          !holdsAny(p) &&
-          able(p),
-      );
+      const slot = slots.find(({ peer: p, free }) => free > 0 && !c.exclude.has(p.id) && !this.health.isQuarantined(p.id) && !holdsAny(p) && able(p));
       if (!slot) continue;
       this.queue.splice(i--, 1);
       c.indices = indices;

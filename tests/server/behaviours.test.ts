@@ -384,7 +384,9 @@ describe('README behaviours with real shards', () => {
         },
       }),
     );
-    const plain = track(await WsPeer.encoder(s.url, { capabilities: { ...nativeCaps(1, 2), engines: [{ ...nativeCaps(1, 2).engines[0]!, build: 'ffmpeg-test' }] } }));
+    const plain = track(
+      await WsPeer.encoder(s.url, { capabilities: { ...nativeCaps(1, 2), engines: [{ ...nativeCaps(1, 2).engines[0]!, build: 'ffmpeg-test' }] } }),
+    );
     const id = await publish(s);
     const [{ job: jb }, { job: jp }] = await Promise.all([both.next('job'), plain.next('job')]);
     expect([jb.engine, jp.engine]).toEqual(['webcodecs', NATIVE_ENGINE]);

@@ -15,7 +15,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AudioShardOut } from '../../src/encoder/audioCutter.ts';
 import type { Job } from '../../src/shared/protocol.ts';
 import type { ShardKey, ShardMap } from '../../src/shared/shardMap.ts';
-import { encodeAudioJob, ffmpegOn, firstSampleNotSync, firstSamples, muxedTogether, stretched, withBoxAppended, withMdatPadding } from '../harness/badShards.ts';
+import {
+  encodeAudioJob,
+  ffmpegOn,
+  firstSampleNotSync,
+  firstSamples,
+  muxedTogether,
+  stretched,
+  withBoxAppended,
+  withMdatPadding,
+} from '../harness/badShards.ts';
 import { fixture } from '../harness/fixtures.ts';
 import { encodeJob, NATIVE_ENGINE } from '../harness/nativeEncoder.ts';
 import { waitFor } from '../harness/poolKit.ts';
