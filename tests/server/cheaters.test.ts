@@ -7,46 +7,16 @@
  * is quarantined. (Padded shards: tests/server/intake.test.ts.)
  */
 import { createHash } from 'node:crypto';
-import fs from 'node:fs';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
-import { fixture } from '../harness/fixtures.ts';
 import { encodeJob, nativeEncoder, NATIVE_ENGINE, type NativeEncoder } from '../harness/nativeEncoder.ts';
 import { waitFor } from '../harness/poolKit.ts';
-import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
+import type { TestServer } from '../harness/testServer.ts';
+import { mapOf, trustSuite } from '../harness/trustKit.ts';
 import { WsPeer } from '../harness/wsPeer.ts';
 
-let clip: Uint8Array;
-const servers: TestServer[] = [];
-const closers: (() => void)[] = [];
-
-beforeAll(async () => {
-  clip = fs.readFileSync(await fixture('v-23976'));
-});
-afterEach(async () => {
-  for (const c of closers.splice(0)) c();
-  for (const s of servers.splice(0)) await s.destroy();
-});
-
-async function start(over: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
-  // Native x264 with one thread is deterministic, like ffmpeg.wasm: its shards are cross-checked by hash.
-  const s = await startTestServer({ heartbeatMs: 200, heartbeatTimeoutMs: 2000, verifyEngines: `ffmpeg-wasm,${NATIVE_ENGINE}`, ...over });
-  servers.push(s);
-  return s;
-}
-
-const LADDER = encodeURIComponent(JSON.stringify([{ id: 'v', video: { codec: 'h264', width: 320, height: 180, bitrate: 400_000 } }]));
+const { closers, start, publish } = trustSuite();
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-async function publish(s: TestServer): Promise<string> {
-  const r = await upload(s.url, clip, `?renditions=${LADDER}`);
-  expect(r.status, JSON.stringify(r.json)).toBe(201);
-  return r.json.id as string;
-}
-
-async function mapOf(s: TestServer, id: string): Promise<{ status: string; shardMap: ShardMap }> {
-  return (await (await fetch(`${s.url}/api/contents/${id}`)).json()) as { status: string; shardMap: ShardMap };
-}
 
 /** Waits until every content is encoded, no check waits and no job runs. */
 function settled(s: TestServer, ids: string[], ms = 120_000): Promise<ShardMap[]> {
