@@ -57,7 +57,9 @@ export const CONTAINER_BYTES = 64 * 1024;
  * The largest shard (bytes) the check accepts for a rendition of `bitrate`
  * bits per second and a shard of `seconds`: CONTAINER_BYTES + bitrate / 8 x
  * SIZE_SLACK x (seconds + VBV_SECONDS). A 0.3 s shard at 400 kbit/s may be
- * ~294 KB; honest ones are 10-40 KB.
+ * ~526 KB; honest ones are 11-15 KB (testsrc2, native x264 veryfast), so the
+ * bound is a backstop against bulk padding; the box and media-data checks
+ * refuse padding of any size.
  */
 export function maxShardBytes(bitrate: number, seconds: number): number {
   return Math.ceil(CONTAINER_BYTES + (bitrate / 8) * SIZE_SLACK * (seconds + VBV_SECONDS));
