@@ -88,11 +88,13 @@ export interface AccessTokens {
 /**
  * Whether a request is a content read: every GET or HEAD under /api/contents
  * (the list, maps, source slices, cached shards, export.mp4, and any route
- * added there later, such as HLS/DASH playlists). One rule, checked at the
- * edge before any route runs, so no read can be added without it.
+ * added there later, such as HLS/DASH playlists), and the pool view (content
+ * names, viewers' playheads). One rule, checked at the edge before any route
+ * runs, so no read can be added without it.
  */
 export function isContentRead(method: string | undefined, pathname: string): boolean {
-  return (method === 'GET' || method === 'HEAD') && (pathname === API_PATHS.contents || pathname.startsWith(`${API_PATHS.contents}/`));
+  if (method !== 'GET' && method !== 'HEAD') return false;
+  return pathname === API_PATHS.contents || pathname.startsWith(`${API_PATHS.contents}/`) || pathname === API_PATHS.pool;
 }
 
 /**
@@ -114,7 +116,10 @@ export function requireViewer(req: IncomingMessage, url: URL, t: AccessTokens): 
   if (!t.viewerToken) return;
   const given = url.searchParams.get('token') ?? bearerToken(req);
   if (given === undefined || given === null) {
-    throw new ShardcastError('unauthorized', 'the contents on this server are private: add ?token=<viewer token> or send "Authorization: Bearer <viewer token>"');
+    throw new ShardcastError(
+      'unauthorized',
+      'the contents on this server are private: add ?token=<viewer token> or send "Authorization: Bearer <viewer token>"',
+    );
   }
   if (!viewerAllowed(given, t)) throw new ShardcastError('forbidden', 'the viewer token is wrong');
 }

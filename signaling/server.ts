@@ -50,7 +50,9 @@ async function buildCore(config: ServerConfig, log: Log): Promise<Pick<EdgeConte
   const cache = new ShardCache(config.dataDir, store);
   const checked = await cache.open();
   if (checked.dropped.length > 0) {
-    log(`cache: ${checked.dropped.length} files did not match the accepted hash and were dropped (${checked.dropped.slice(0, 5).join(', ')}${checked.dropped.length > 5 ? ', ...' : ''})`);
+    log(
+      `cache: ${checked.dropped.length} files did not match the accepted hash and were dropped (${checked.dropped.slice(0, 5).join(', ')}${checked.dropped.length > 5 ? ', ...' : ''})`,
+    );
   }
   const pool = new PoolManager(store, config, Date.now, (k) => cache.has(k));
   pool.on('peer-joined', (e) => log(`${e.role} ${e.peerId} joined`));
