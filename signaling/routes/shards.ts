@@ -6,7 +6,6 @@
  * A cross-check can replace a variant's bytes, so a cached copy is addressed
  * by its hash (`?sha256=`, immutable) or revalidated by ETag (the plain URL).
  */
-import fresh from 'fresh';
 import { API_PATHS, type ShardPutResponse } from '../../src/shared/api.ts';
 import { ShardcastError } from '../../src/shared/errors.ts';
 import { renditionIdSchema, shardKeyString, type ShardKey } from '../../src/shared/shardMap.ts';
@@ -55,11 +54,26 @@ export function shardRoutes(router: Router, ctx: EdgeContext): void {
       const scope = config.viewerToken ? 'private' : 'public';
       res.setHeader('ETag', etag);
       res.setHeader('Cache-Control', asked !== null ? `${scope}, max-age=31536000, immutable` : `${scope}, no-cache`);
-      if (fresh(req.headers, { etag })) {
+      if (ifNoneMatch(req.headers['if-none-match'], etag)) {
         res.writeHead(304).end();
         return;
       }
       res.writeHead(200, { 'Content-Type': 'video/mp4', 'Content-Length': bytes.byteLength });
       res.end(req.method === 'HEAD' ? undefined : bytes);
     });
+}
+
+/**
+ * Whether an If-None-Match header names `etag` (a list, weak forms and `*`;
+ * RFC 9110 section 13.1.2, weak comparison). Not the `fresh` package: it
+ * answers "not fresh" whenever the request says Cache-Control: no-cache,
+ * which Node's fetch adds to every conditional request, while an origin
+ * server must still answer 304.
+ */
+function ifNoneMatch(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  return header.split(',').some((t) => {
+    const tag = t.trim();
+    return tag === '*' || tag === etag || tag === `W/${etag}`;
+  });
 }
