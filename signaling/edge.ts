@@ -39,11 +39,11 @@ async function handle(o: EdgeOptions, req: http.IncomingMessage, res: http.Serve
   } catch {
     throw new ShardcastError('bad-url', 'the request URL could not be parsed');
   }
+  // Private content: the one check every content read passes (routes added later included), before any route does work.
+  if (isContentRead(req.method, url.pathname)) requireViewer(req, url, o.tokens);
   const match = o.router.match(req.method ?? 'GET', url.pathname);
   if (match === 'method-not-allowed') throw new ShardcastError('method-not-allowed', `${req.method} is not allowed on ${url.pathname}`);
   if (!match) return serveApp(req, res, o.distDir, url.pathname);
-  // Private content: the one check every content read passes, before its route does any work.
-  if (isContentRead(req.method, url.pathname)) requireViewer(req, url, o.tokens);
   try {
     await match.handler(req, res, match.params, url);
   } catch (e) {
