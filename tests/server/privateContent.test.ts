@@ -3,11 +3,15 @@
  * (the list, a map, a source slice, a cached shard, export.mp4, a route added
  * under /api/contents later such as HLS, the pool view) and watching over the
  * pool WebSocket need the viewer token, or the join or admin token; it is
- * taken as ?token= or a bearer token. Without the option, reads stay public.
+ * taken as ?token= or a bearer token; the CLI's export passes it. Without the
+ * option, reads stay public.
  * The option comes from the one config schema (flag and environment) and
  * refuses to start without a join token.
  */
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../signaling/config.ts';
 import { apiUrl } from '../../src/shared/api.ts';
@@ -17,6 +21,7 @@ import { completeJob, nativeCaps } from '../harness/realShards.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
 import { WsPeer } from '../harness/wsPeer.ts';
 
+const run = promisify(execFile);
 const VIEWER = 'viewer-secret';
 const JOIN = 'join-secret';
 let clip: Uint8Array;
@@ -97,6 +102,22 @@ describe('private content (viewer token)', () => {
     expect((await read(s.url, source, JOIN)).status).toBe(200);
     // Uploads are not reads: a shard PUT without the job's upload token is refused for that reason, not for the viewer token.
     expect((await fetch(new URL(apiUrl.shard(key), s.url), { method: 'PUT', body: new Uint8Array(8) })).status).toBe(401);
+
+    // The CLI passes the viewer token (flag or environment) for an export; without one it says what is missing.
+    const cli = path.resolve('signaling/bin/shardcast.js');
+    const out = path.join(s.dataDir, 'cli-export.mp4');
+    const env = { ...process.env, SHARDCAST_VIEWER_TOKEN: '' };
+    const refused = await run(process.execPath, [cli, 'export', id, '--out', out, '--server', s.url], { env }).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect((refused as { code: number }).code).toBe(1);
+    expect((refused as { stderr: string }).stderr).toMatch(/401 unauthorized.*viewer token/);
+    expect(fs.existsSync(out)).toBe(false);
+    await run(process.execPath, [cli, 'export', id, '--out', out, '--server', s.url, '--token', VIEWER], { env });
+    expect(fs.readFileSync(out).subarray(4, 8).toString('latin1')).toBe('ftyp');
+    fs.rmSync(out);
+    await run(process.execPath, [cli, 'export', id, '--out', out, '--server', s.url], { env: { ...env, SHARDCAST_VIEWER_TOKEN: VIEWER } });
+    expect(fs.statSync(out).size).toBeGreaterThan(1000);
 
     // Watching over the pool: a viewer needs the viewer, join or admin token; an encoder needs the join token.
     expect(await hello(s.url, 'viewer')).toBe('unauthorized');
