@@ -6,7 +6,6 @@
  * old variant the browser's HTTP cache still holds. Shards are made by native
  * ffmpeg (tests/harness/realShards.ts) and only the cache serves them.
  */
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import type { Browser } from 'playwright';
 import { describe, expect, it } from 'vitest';
@@ -17,7 +16,7 @@ import { e2eSession } from '../harness/e2eSession.ts';
 import { fixture } from '../harness/fixtures.ts';
 import { encodeJob } from '../harness/nativeEncoder.ts';
 import { waitFor } from '../harness/poolKit.ts';
-import { completeJob, nativeCaps } from '../harness/realShards.ts';
+import { completeJob, nativeCaps, replaceVariant } from '../harness/realShards.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
 import { watchToEnd } from '../harness/viewerPage.ts';
 import { WsPeer } from '../harness/wsPeer.ts';
@@ -67,11 +66,7 @@ describe('watch page, private content and the cache', () => {
     const played = first.video.findIndex((c) => c.source === 'cache');
     for (const job of jobs.filter((j) => j.shards.some((sh) => sh.index === played))) {
       const [bytes] = await encodeJob(s.url, { ...job, shards: job.shards.filter((sh) => sh.index === played) }, 'other');
-      const sha256 = createHash('sha256').update(bytes!).digest('hex');
-      const key = { contentId: id, rendition: job.rendition, index: played };
-      s.pool.emit('shard-revoked', { key, peerId: enc.peerId, reason: 'replaced after a cross-check' });
-      s.store.accept(id, job.rendition, played, { sha256, size: bytes!.byteLength });
-      s.pool.emit('shard-accepted', { key, peerId: 'decider', sha256, bytes: bytes!, replaced: true });
+      const sha256 = replaceVariant(s, { contentId: id, rendition: job.rendition, index: played }, bytes!, enc.peerId);
       const url = `${s.url}/api/contents/${id}/shards/${job.rendition}/${played}?sha256=${sha256}`;
       await waitFor(async () => (await fetch(url, auth)).status === 200 || undefined, 'new variant cached');
     }

@@ -1,5 +1,8 @@
 /**
- * Private content (--viewer-token) against a real server: every content read
+ * Content reads over real HTTP, against a real server: who may read them, and
+ * what a client may keep.
+ *
+ * Private content (--viewer-token): every content read
  * (the list, a map, a source slice, a cached shard, export.mp4, a route added
  * under /api/contents later such as HLS, the pool view) and watching over the
  * pool WebSocket need the viewer token, or the join or admin token; it is
@@ -7,8 +10,16 @@
  * option, reads stay public.
  * The option comes from the one config schema (flag and environment) and
  * refuses to start without a join token.
+ *
+ * Cached shard URLs when a variant is replaced (a cross-check found the
+ * accepted bytes wrong and two encoders agree on others): a client holding
+ * the old copy must never keep using it. The content-addressed URL
+ * (`?sha256=`) is immutable and stops answering once its variant is gone; the
+ * plain URL is revalidated by ETag, and a revalidation with the old ETag gets
+ * the new bytes. Real shards made by native ffmpeg.
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -17,11 +28,13 @@ import { loadConfig } from '../../signaling/config.ts';
 import { apiUrl } from '../../src/shared/api.ts';
 import { fixture } from '../harness/fixtures.ts';
 import { waitFor } from '../harness/poolKit.ts';
-import { completeJob, nativeCaps } from '../harness/realShards.ts';
+import { encodeJob } from '../harness/nativeEncoder.ts';
+import { completeJob, joinEncoder, nativeCaps, replaceVariant } from '../harness/realShards.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
 import { WsPeer } from '../harness/wsPeer.ts';
 
 const run = promisify(execFile);
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const VIEWER = 'viewer-secret';
 const JOIN = 'join-secret';
 let clip: Uint8Array;
@@ -142,4 +155,51 @@ describe('private content (viewer token)', () => {
     expect(loadConfig([], {}).viewerToken).toBe('');
     expect(() => loadConfig(['--viewer-token', 'v'], {})).toThrow(/--viewer-token needs --join-token/);
   });
+});
+
+describe('cached shard URLs', () => {
+  it('a replaced variant is never served under its old address, and revalidating the plain URL gets the new bytes', async () => {
+    const s = (server = await startTestServer({ verifyNewEncoderJobs: 0, verifySampleRate: 0 }));
+    const id = (await upload(s.url, clip)).json.id as string;
+    const { peer } = await joinEncoder(s.url, nativeCaps(1));
+    peers.push(peer);
+    const { job } = await peer.next('job', () => true, 30_000);
+    const hashes = await completeJob(s.url, peer, job);
+    const key = { contentId: id, rendition: job.rendition, index: job.shards[0]!.index };
+    const oldSha = hashes.get(key.index)!;
+    const plain = new URL(apiUrl.shard(key), s.url);
+    const byHash = (h: string) => new URL(apiUrl.cachedShard(key, h), s.url);
+    await waitFor(async () => (await fetch(plain)).status === 200 || undefined, 'the shard in the cache');
+
+    // Before: the hash-addressed URL may be kept for good; the plain one only with revalidation.
+    const first = await fetch(byHash(oldSha));
+    expect(first.status).toBe(200);
+    expect(first.headers.get('cache-control')).toContain('immutable');
+    const plainRes = await fetch(plain);
+    expect(plainRes.headers.get('etag')).toBe(`"${oldSha}"`);
+    expect(plainRes.headers.get('cache-control')).toContain('no-cache');
+    expect(plainRes.headers.get('cache-control')).not.toContain('immutable');
+    expect((await fetch(plain, { headers: { 'If-None-Match': `"${oldSha}"` } })).status).toBe(304);
+
+    // The replacement, as CrossChecks.replaceVariant does it: the old variant revoked, the agreeing one accepted with its bytes.
+    const [newBytes] = await encodeJob(s.url, { ...job, shards: job.shards.slice(0, 1) }, 'other');
+    const newSha = replaceVariant(s, key, newBytes!, peer.peerId);
+    expect(newSha).not.toBe(oldSha);
+    await waitFor(async () => (await fetch(byHash(newSha))).status === 200 || undefined, 'the new variant in the cache');
+
+    // After: the old address answers a clear error, never the old bytes.
+    const gone = await fetch(byHash(oldSha));
+    expect(gone.status).toBe(404);
+    const err = (await gone.json()) as { error: { code: string; message: string } };
+    expect(err.error.code).toBe('variant-replaced');
+    expect(err.error.message).toContain(newSha);
+    // A client revalidating its old copy of the plain URL gets the new bytes.
+    const revalidated = await fetch(plain, { headers: { 'If-None-Match': `"${oldSha}"` } });
+    expect(revalidated.status).toBe(200);
+    expect(revalidated.headers.get('etag')).toBe(`"${newSha}"`);
+    expect(sha(new Uint8Array(await revalidated.arrayBuffer()))).toBe(newSha);
+    const current = await fetch(byHash(newSha));
+    expect(current.headers.get('cache-control')).toContain('immutable');
+    expect(sha(new Uint8Array(await current.arrayBuffer()))).toBe(newSha);
+  }, 60_000);
 });
