@@ -164,10 +164,11 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
           this.sessions.silentSince(cutoff).map((p) => ({ id: p.id, close: () => this.dropSilent(p) })),
         ),
         // After a restart nobody holds anything until tabs reconnect and announce their holdings.
-        // A tab not back within the heartbeat timeout is as lost as a silent one: a shard only it
-        // held, with no cached copy either (a kill can come between acknowledgement and cache
-        // write), would otherwise stay "ready" with no copy anywhere, and never be encoded again.
-        new Once('restart-unheld-check', period, this.now() + this.config.heartbeatTimeoutMs, () => this.replication.orphanUnheld()),
+        // A tab not back within the grace period (--restart-grace-ms) is as lost as a silent one: a
+        // shard only it held, with no cached copy either (a kill can come between acknowledgement and
+        // cache write, or the cache is off), would otherwise stay "ready" with no copy anywhere, and
+        // never be encoded again.
+        new Once('restart-unheld-check', period, this.now() + this.config.restartGraceMs, () => this.replication.orphanUnheld()),
         new JobDeadlines(
           period,
           (now) => [...this.ledger.jobs.values()].filter((aj) => aj.job.deadline < now),

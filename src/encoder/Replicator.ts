@@ -5,6 +5,7 @@
  * it, and say so. Stateless between requests.
  */
 import type { PeerManager } from '../net/PeerManager.ts';
+import { readInit } from '../net/PoolClient.ts';
 import { ShardTransfer } from '../net/ShardTransfer.ts';
 import { apiUrl } from '../shared/api.ts';
 import { TypedEmitter } from '../shared/events.ts';
@@ -61,7 +62,8 @@ export class Replicator extends TypedEmitter<ReplicatorEvents> {
 
   private async fromCache(m: ReplicateRequest, tried: string[]): Promise<Uint8Array | undefined> {
     try {
-      const res = await fetch(new URL(apiUrl.shard(m.key), this.base));
+      // Addressed by hash: a browser-cached copy of a replaced variant is never reused.
+      const res = await fetch(new URL(apiUrl.cachedShard(m.key, m.sha256), this.base), readInit());
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const got = new Uint8Array(await res.arrayBuffer());
       if ((await sha256Hex(got)) !== m.sha256) throw new Error('hash mismatch');
