@@ -282,6 +282,7 @@ export class Verification {
       this.outbox.emit('verify-fail', { id: t.id, verifier: peerId, origin: t.origin, key: `${t.contentId}/${t.rendition}/${m.index}`, reason: why });
     }
     this.running.delete(t.id);
+    this.outbox.emit('verify-measured', { id: t.id, stage: t.stage, origin: t.origin, verifier: peerId, engine: t.engine, measures: [...measures] });
     this.apply(t, peerId, advance(t, peerId, failed));
   }
 

@@ -3,7 +3,7 @@
  * events it emits, the outbox every module sends through; a handler throws
  * the shared ProtocolError to answer a peer with an `error` message.
  */
-import type { Capabilities, Job, ServerMessage } from '../../src/shared/protocol.ts';
+import type { Capabilities, Job, ServerMessage, VerifyMeasure } from '../../src/shared/protocol.ts';
 import type { VariantKey } from '../../src/shared/variantKey.ts';
 
 export type Role = 'encoder' | 'viewer';
@@ -111,6 +111,8 @@ export interface PoolEvents {
   'job-preempted': { jobId: string; peerId: string; for: string };
   /** Picture verification (signaling/pool/Verification.ts): a task queued for a stage, a shard a verifier failed, and the task's ends. */
   'verify-planned': { id: string; stage: 'first' | 'confirm' | 'decide'; origin: string; key: string; shards: number };
+  /** A verifier's figures, as sent (not logged: for benchmarks and observers). */
+  'verify-measured': { id: string; stage: 'first' | 'confirm' | 'decide'; origin: string; verifier: string; engine: string; measures: VerifyMeasure[] };
   'verify-fail': { id: string; verifier: string; origin: string; key: string; reason: string };
   'verify-passed': { id: string; origin: string; verifier: string; shards: number };
   'verify-convicted': { id: string; origin: string; verifiers: string[]; shards: number };
