@@ -68,7 +68,11 @@ export interface VerifyTask {
 }
 
 /** The verdict on one shard's measurement, with the reason when it fails. */
-export function judge(m: VerifyMeasure, shard: Pick<JobShard, 'frames'>, c: Pick<VerificationConfig, 'verifyMinPsnrDb' | 'verifyMaxTimeErrorSeconds'>): string | undefined {
+export function judge(
+  m: VerifyMeasure,
+  shard: Pick<JobShard, 'frames'>,
+  c: Pick<VerificationConfig, 'verifyMinPsnrDb' | 'verifyMaxTimeErrorSeconds'>,
+): string | undefined {
   if (m.frames !== shard.frames) return `${m.frames} frames decoded, ${shard.frames} expected`;
   if (m.maxTimeError > c.verifyMaxTimeErrorSeconds) return `frame times off by up to ${(m.maxTimeError * 1000).toFixed(1)} ms`;
   if (m.psnr < c.verifyMinPsnrDb) return `PSNR ${m.psnr.toFixed(1)} dB against the source, below ${c.verifyMinPsnrDb} dB`;
@@ -208,7 +212,13 @@ export class Verification {
     if (t.stage === 'first') this.queue.push(t);
     else this.queue.unshift(t);
     while (this.queue.length > this.config.verifyQueueMax) this.counters.unverifiable += this.queue.pop()!.indices.length;
-    this.outbox.emit('verify-planned', { id: t.id, stage: t.stage, origin: t.origin, key: `${t.contentId}/${t.rendition}/${t.indices[0]}`, shards: t.indices.length });
+    this.outbox.emit('verify-planned', {
+      id: t.id,
+      stage: t.stage,
+      origin: t.origin,
+      key: `${t.contentId}/${t.rendition}/${t.indices[0]}`,
+      shards: t.indices.length,
+    });
     this.host.scheduleSoon();
   }
 
@@ -300,7 +310,12 @@ export class Verification {
         return;
       case 'convicted':
         this.counters.convicted++;
-        this.outbox.emit('verify-convicted', { id: t.id, origin: t.origin, verifiers: [t.accuser, verifier].filter((x): x is string => !!x), shards: o.wrong.length });
+        this.outbox.emit('verify-convicted', {
+          id: t.id,
+          origin: t.origin,
+          verifiers: [t.accuser, verifier].filter((x): x is string => !!x),
+          shards: o.wrong.length,
+        });
         this.host.convict(t.origin, o.wrong.length);
         return;
       case 'cleared':

@@ -77,7 +77,9 @@ export class Verifier extends TypedEmitter<VerifierEvents> {
       this.send({ type: 'verify-result', verifyId: m.verifyId, shards: measures });
       this.emit('verified', { verifyId: m.verifyId, measures, ms, execMs });
       const low = Math.min(...measures.map((x) => x.psnr));
-      this.emit('log', { line: `verified ${measures.length} shards of ${m.job.contentId} ${m.job.rendition} in ${ms.toFixed(0)} ms (lowest PSNR ${low.toFixed(1)} dB)` });
+      this.emit('log', {
+        line: `verified ${measures.length} shards of ${m.job.contentId} ${m.job.rendition} in ${ms.toFixed(0)} ms (lowest PSNR ${low.toFixed(1)} dB)`,
+      });
     } catch (e) {
       this.stats.failed++;
       const reason = (e as Error).message ?? String(e);

@@ -98,11 +98,21 @@ function rows(label: string, cheat: string, r: Run): Sample[] {
   const ver = r.verifyExecMs / Math.max(1, r.shardsVerified);
   const wall = r.verifyMs / Math.max(1, r.shardsVerified);
   return [
-    { metric: `${label}: verify / encode time per shard`, unit: 'x', value: ver / enc, note: `verify exec ${ver.toFixed(0)} ms (wall with fetches ${wall.toFixed(0)} ms) vs encode exec ${enc.toFixed(0)} ms per shard` },
+    {
+      metric: `${label}: verify / encode time per shard`,
+      unit: 'x',
+      value: ver / enc,
+      note: `verify exec ${ver.toFixed(0)} ms (wall with fetches ${wall.toFixed(0)} ms) vs encode exec ${enc.toFixed(0)} ms per shard`,
+    },
     { metric: `${label}: honest shards failed`, unit: 'shards', value: r.falseAlarms, note: `of ${r.honest.length} honest shards measured` },
     { metric: `${label}: honest PSNR min`, unit: 'dB', value: Math.min(...psnr(r.honest)), note: `median ${quantile(psnr(r.honest), 0.5).toFixed(1)} dB` },
     { metric: `${label}: honest frame time error max`, unit: 'ms', value: Math.max(...r.honest.map((m) => m.maxTimeError)) * 1000 },
-    { metric: `${label}: wrong-picture (${cheat}) PSNR max`, unit: 'dB', value: Math.max(...psnr(r.wrong)), note: `${r.wrong.length} measures, median ${quantile(psnr(r.wrong), 0.5).toFixed(1)} dB` },
+    {
+      metric: `${label}: wrong-picture (${cheat}) PSNR max`,
+      unit: 'dB',
+      value: Math.max(...psnr(r.wrong)),
+      note: `${r.wrong.length} measures, median ${quantile(psnr(r.wrong), 0.5).toFixed(1)} dB`,
+    },
   ];
 }
 
