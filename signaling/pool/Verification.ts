@@ -17,7 +17,7 @@
  * (excluded from it); after `verifyMaxAttempts` the task's shards are counted
  * unverifiable. A verifier's result is never taken alone against an encoder.
  */
-import type { JobShard, VerifyMeasure } from '../../src/shared/protocol.ts';
+import type { Job, JobShard, VerifyMeasure } from '../../src/shared/protocol.ts';
 import { variantKeyString, type VariantKey } from '../../src/shared/variantKey.ts';
 import type { ContentStore } from '../ContentStore.ts';
 import type { Health } from '../policy/Health.ts';
@@ -125,7 +125,7 @@ export interface VerificationHost {
   /** A verifier's false alarm, counted like an invalid shard. */
   invalid(peerId: string): void;
   /** The job the shards were made for (no upload token). */
-  jobFor(contentId: string, rendition: string, indices: number[]): import('../../src/shared/protocol.ts').Job | undefined;
+  jobFor(contentId: string, rendition: string, indices: number[]): Job | undefined;
   /** Where a verifier can fetch a shard: holders other than `except`, and whether the cache has it. */
   sources(key: VariantKey, except: string): { from: string[]; cached: boolean };
   /** Whether the peer holds the variant (a holder's own copy proves nothing about the encoder's). */
