@@ -29,7 +29,8 @@ export function verifyArgs(job: Job, sliceStart: number, dir: string): string[] 
   const offset = Math.max(0, first.start - sliceStart - halfFrame);
   const n = job.shards.length;
   const total = job.shards[n - 1]!.firstFrame + job.shards[n - 1]!.frames - first.firstFrame;
-  const byOrder = 'setpts=N/(25*TB)';
+  // Exact integers in an exact time base: setpts=N/(25*TB) rounds in a coarse stream time base, and pairs frames off by one.
+  const byOrder = 'settb=1/25,setpts=N';
   const ref = [
     `[0:v]${offset > 0 ? `trim=start=${fmt(offset)},setpts=PTS-STARTPTS,` : ''}trim=end_frame=${total},scale=${v.width}:${v.height}:flags=bicubic,setsar=1,format=yuv420p`,
     n > 1 ? `,split=${n}${job.shards.map((_, i) => `[r${i}]`).join('')}` : '[r0]',
