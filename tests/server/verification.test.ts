@@ -6,11 +6,16 @@
  * others and counted against; a silent verifier loses the task to another;
  * results for tasks a peer does not hold, or for other shards, are refused.
  */
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { fixture } from '../harness/fixtures.ts';
-import { nativeEncoder } from '../harness/nativeEncoder.ts';
+import { meanLumaPsnr, psnrStatsName, verifyArgs, verifyShardName } from '../../src/encoder/verifyArgs.ts';
+import { encodeJob, nativeEncoder } from '../harness/nativeEncoder.ts';
 import { waitFor } from '../harness/poolKit.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
 import { WsPeer } from '../harness/wsPeer.ts';
@@ -110,5 +115,35 @@ describe('picture verification over the protocol', () => {
     expect(s.pool.verification.counters.shardsPassed).toBeGreaterThan(0);
     expect(s.pool.trust.unverifiedCount(origin)).toBe(0);
     expect(s.pool.health.isQuarantined(honest.peerId)).toBe(false);
+  });
+
+  it("the verifier's command line measures honest shards of the encoders' command line high and wrong pictures low", async () => {
+    // Native ffmpeg runs the tab's own verification command here (the referee runs it, the command is the product's).
+    const s = await startTestServer({ verifyPictureEngines: '' });
+    servers.push(s);
+    await upload(s.url, clip, `?renditions=${LADDER}`);
+    const p = await WsPeer.encoder(s.url);
+    closers.push(() => p.close());
+    const { job } = await p.next('job');
+    const slice = await fetch(new URL(job.sourceUrl, s.url));
+    const sliceStart = Number(slice.headers.get('x-slice-start'));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'verify-cmd-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'in.mp4'), new Uint8Array(await slice.arrayBuffer()));
+      const measure = async (honesty: 'honest' | 'other') => {
+        const shards = await encodeJob(s.url, job, honesty);
+        shards.forEach((b, i) => fs.writeFileSync(path.join(dir, verifyShardName(i)), b));
+        await promisify(execFile)('ffmpeg', ['-v', 'error', ...verifyArgs(job, sliceStart, dir)]);
+        return job.shards.map((_, i) => meanLumaPsnr(fs.readFileSync(path.join(dir, psnrStatsName(i)), 'utf8')));
+      };
+      const honest = await measure('honest');
+      const wrong = await measure('other');
+      console.log(`verify command: honest ${honest.map((x) => x.psnr.toFixed(1)).join(' ')} dB; negated ${wrong.map((x) => x.psnr.toFixed(1)).join(' ')} dB`);
+      for (const [i, m] of honest.entries()) expect(m).toMatchObject({ frames: job.shards[i]!.frames });
+      expect(Math.min(...honest.map((m) => m.psnr))).toBeGreaterThan(35);
+      expect(Math.max(...wrong.map((m) => m.psnr))).toBeLessThan(15);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
