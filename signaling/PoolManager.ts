@@ -110,6 +110,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       {
         convict: (peerId, wrong) => this.crossChecks.convict(peerId, wrong),
         invalid: (peerId) => this.noteInvalid(peerId),
+        timedOut: (peerId) => this.noteFailure(peerId, 'timeout'),
         jobFor: (contentId, rendition, indices) => {
           const content = store.get(contentId);
           return content && buildJob(content, rendition, indices, { id: randomBytes(8).toString('hex'), now: this.now() }, config);

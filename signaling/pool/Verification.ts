@@ -124,6 +124,8 @@ export interface VerificationHost {
   convict(peerId: string, wrong: number): void;
   /** A verifier's false alarm, counted like an invalid shard. */
   invalid(peerId: string): void;
+  /** A verifier let its deadline pass, counted like a timed-out job. */
+  timedOut(peerId: string): void;
   /** The job the shards were made for (no upload token). */
   jobFor(contentId: string, rendition: string, indices: number[]): Job | undefined;
   /** Where a verifier can fetch a shard: holders other than `except`, and whether the cache has it. */
@@ -349,7 +351,12 @@ export class Verification {
 
   /** Tasks whose verifier is late (the deadline task). */
   expire(now: number): void {
-    for (const t of [...this.running.values()]) if ((t.deadline ?? Infinity) < now) this.giveBack(t, 'deadline passed');
+    for (const t of [...this.running.values()]) {
+      if ((t.deadline ?? Infinity) >= now) continue;
+      const late = t.verifier;
+      this.giveBack(t, 'deadline passed');
+      if (late) this.host.timedOut(late);
+    }
   }
 
   /** A peer left: its tasks go back; tasks about its shards stay (its shards stay accepted). */

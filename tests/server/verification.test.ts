@@ -115,6 +115,7 @@ describe('picture verification over the protocol', () => {
     expect(s.pool.verification.counters.shardsPassed).toBeGreaterThan(0);
     expect(s.pool.trust.unverifiedCount(origin)).toBe(0);
     expect(s.pool.health.isQuarantined(honest.peerId)).toBe(false);
+    expect(s.pool.health.get(silent.peerId).timedOut).toBeGreaterThan(0);
   });
 
   it("the verifier's command line measures honest shards of the encoders' command line high and wrong pictures low", async () => {

@@ -27,6 +27,7 @@ function setup(random = () => 0) {
   const box = fakeOutbox();
   const convicted: [string, number][] = [];
   const invalid: string[] = [];
+  const late: string[] = [];
   const holdings = new Set<string>();
   const v = new Verification(
     store,
@@ -36,6 +37,7 @@ function setup(random = () => 0) {
     {
       convict: (p, n) => void convicted.push([p, n]),
       invalid: (p) => void invalid.push(p),
+      timedOut: (p) => void late.push(p),
       jobFor: (contentId, rendition, indices) =>
         ({ id: 'j', contentId, rendition, shards: indices.map((index) => ({ index, frames: c.map.shards[index]!.frames })) }) as never,
       sources: () => ({ from: [], cached: true }),
@@ -49,7 +51,7 @@ function setup(random = () => 0) {
     accepted(c, '180p', i, String(i).repeat(64), WC);
     trust.accepted('origin', `c/180p/${i}`);
   }
-  return { c, clock, writes, trust, health, box, v, convicted, invalid, holdings };
+  return { c, clock, writes, trust, health, box, v, convicted, invalid, late, holdings };
 }
 
 type S = ReturnType<typeof setup>;
@@ -199,6 +201,7 @@ describe('Verification', () => {
     s.clock.t += CONFIG.verifyTimeoutMs + 1;
     s.v.expire(s.clock.t);
     expect(s.v.busy('a')).toBe(0);
+    expect(s.late).toEqual(['a']);
     s.v.take([{ peer: peer('a'), free: 1 }]);
     expect(s.v.busy('a')).toBe(0);
     const id = assign(s, 'b');
