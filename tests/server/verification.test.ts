@@ -134,7 +134,7 @@ describe('picture verification over the protocol', () => {
       fs.writeFileSync(path.join(dir, 'in.mp4'), new Uint8Array(await slice.arrayBuffer()));
       const measure = async (honesty: 'honest' | 'other') => {
         const shards = await encodeJob(s.url, job, honesty);
-        shards.forEach((b, i) => fs.writeFileSync(path.join(dir, verifyShardName(i)), b));
+        for (const [i, b] of shards.entries()) fs.writeFileSync(path.join(dir, verifyShardName(i)), b);
         await promisify(execFile)('ffmpeg', ['-v', 'error', ...verifyArgs(job, sliceStart, dir)]);
         return job.shards.map((_, i) => meanLumaPsnr(fs.readFileSync(path.join(dir, psnrStatsName(i)), 'utf8')));
       };
