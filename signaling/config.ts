@@ -81,6 +81,17 @@ const serverConfigSchema = z.object({
     'Engines whose output is cross-checked by hash, comma-separated names (the part of the engine string before "@"); shards of other engines are accepted after the structure check and counted unverifiable.',
   ),
 
+  // Picture verification (signaling/pool/Verification.ts) for engines whose bytes differ run to run.
+  verifyPictureEngines: str(
+    'webcodecs',
+    'Engines whose shards another tab verifies by decoding them and the source (PSNR, frame count, frame times) instead of by hash, comma-separated names; sampled like cross-checks (--verify-sample-rate, --verify-new-encoder-jobs).',
+  ),
+  // Measured with tests/bench/verify.ts: honest shards of both engines score well above, wrong pictures far below (README, "Verification").
+  verifyMinPsnrDb: num(25, 'Mean luma PSNR against the source (dB) below which a verifier fails a shard.'),
+  // Two roundings at a 1 kHz timescale (the coarsest MP4 writers use) are 1 ms; one frame at 60 fps is 16.7 ms.
+  verifyMaxTimeErrorSeconds: num(0.002, "Largest difference between a frame's time in the shard and in the source a verifier passes, seconds."),
+  verifyTimeoutMs: num(120_000, 'How long a verifier has to answer a verification before another is asked, ms.'),
+  verifyMaxAttempts: num(3, 'Verifiers asked in turn for one stage of a verification before its shards are counted unverifiable.'),
   reportsPerMinute: num(
     6,
     "Reports about a holder (report-peer) one peer may have counted per minute. A report never convicts: it puts that holder last in the reporter's own holder lists and may have the shard encoded again (signaling/pool/Reports.ts).",

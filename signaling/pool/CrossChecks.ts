@@ -3,9 +3,8 @@
  * encoder of the same engine make the same shards (verify); where the two
  * differ a third decides (decide); the encoder found in the wrong is
  * convicted and its unverified shards are taken back. Which jobs are sampled
- * is Trust's policy; how a job is checked is decided here, in `afterJob`:
- * by hash for engines known to be deterministic, else by the host's
- * verification for engines whose output is not byte-reproducible.
+ * is Trust's policy; this module runs the checks (shards of engines whose
+ * output differs run to run are verified by their pictures: Verification.ts).
  */
 import { isVideoRendition } from '../../src/shared/shardMap.ts';
 import { parseVariantKey, variantKeyString, type VariantKey } from '../../src/shared/variantKey.ts';
@@ -33,13 +32,6 @@ export interface CrossCheckHost {
   quarantined(peerId: string, reason: string): void;
   /** Coalesced scheduling after the current burst of events. */
   scheduleSoon(): void;
-  /**
-   * Checks a job of an engine whose output is not byte-reproducible (WebCodecs),
-   * which hashes cannot: e.g. by decoding and comparing pictures (issue 16 item 2).
-   * Returns false when it cannot, and the shards are counted unverifiable.
-   * Absent: no such verification exists yet.
-   */
-  verifyNonReproducible?(check: CrossCheck): boolean;
 }
 
 /** A check an encoder with a free slot takes: the shards still worth checking. */
@@ -82,15 +74,14 @@ export class CrossChecks {
       engine ??= st.engine;
     }
     if (expected.size === 0) return;
-    // The one place that decides whether and how a job is checked. An engine not known to be
-    // deterministic would be blamed for its own noise by a hash comparison: the host verifies it otherwise, if it can.
-    const byHash = engine !== undefined && this.hashComparable(engine);
-    if (!engine || (!byHash && !this.host.verifyNonReproducible)) {
+    // An engine not known to be deterministic would be blamed for its own noise by a hash comparison
+    // (the picture engines were offered to Verification first: PoolManager.jobDone).
+    if (!engine || !this.hashComparable(engine)) {
       this.trust.counters.unverifiable += expected.size;
       return;
     }
     if (!this.trust.shouldCheck(peer.id)) return;
-    const check: CrossCheck = {
+    this.enqueue({
       stage: 'verify',
       contentId: aj.job.contentId,
       rendition: aj.job.rendition,
@@ -99,9 +90,7 @@ export class CrossChecks {
       origin: peer.id,
       expected,
       exclude: new Set([peer.id]),
-    };
-    if (byHash) this.enqueue(check);
-    else if (!this.host.verifyNonReproducible!(check)) this.trust.counters.unverifiable += expected.size;
+    });
   }
 
   /** Whether shards of this engine string are compared by hash (--verify-engines names the deterministic ones). */
@@ -284,9 +273,10 @@ export class CrossChecks {
   /**
    * An encoder was found in the wrong by two others: quarantine, and its
    * accepted shards that no check covered are taken back (not served,
-   * encoded again by others), since they may be wrong too.
+   * encoded again by others), since they may be wrong too. Picture
+   * verification (Verification.ts) convicts through here too.
    */
-  private convict(peerId: string, wrong: number): void {
+  convict(peerId: string, wrong: number): void {
     const revoked = this.trust.failed(peerId);
     for (const key of revoked) {
       const k = parseVariantKey(key);

@@ -47,6 +47,10 @@ export const LOGGED_EVENTS = [
   'check-planned',
   'check-passed',
   'encoder-convicted',
+  'verify-fail',
+  'verify-passed',
+  'verify-convicted',
+  'verify-cleared',
   'peer-reported',
 ] as const satisfies readonly (keyof PoolEvents)[];
 
