@@ -1,6 +1,6 @@
 /**
- * The setting of the trust and cheater tests (tests/server/trust.test.ts,
- * cheaters.test.ts): a real server that cross-checks the native encoders'
+ * The setting of the trust, cheater and verification tests
+ * (tests/server/trust.test.ts, cheaters.test.ts, verification.test.ts): a real server that cross-checks the native encoders'
  * engine by hash (native x264 with one thread is deterministic, like
  * ffmpeg.wasm's single-thread core), one small H.264 rendition of the
  * v-23976 clip, and the servers and peers a test started, for its cleanup.
