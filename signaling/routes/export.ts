@@ -72,6 +72,18 @@ export function exportHandler(store: ContentStore, cache: ShardCache, limits: Ex
       );
     }
 
+    const fileHeaders = {
+      'Content-Type': 'video/mp4',
+      'Content-Disposition': `attachment; filename="${fileName(id)}"`,
+      'Cache-Control': 'no-store',
+    };
+    if (req.method === 'HEAD') {
+      // That it can be exported (and which rendition), without building it: size and report come only with the build.
+      res.writeHead(200, { ...fileHeaders, [EXPORT_HEADERS.rendition]: rendition ?? '', 'Access-Control-Expose-Headers': EXPORT_HEADERS.rendition });
+      res.end();
+      return;
+    }
+
     const key = `${id}/${rendition ?? '-'}/${count}`;
     let job = building.get(key);
     if (!job) {
@@ -95,10 +107,8 @@ export function exportHandler(store: ContentStore, cache: ShardCache, limits: Ex
     const result: ExportResult = await job;
     const { report } = result;
     res.writeHead(200, {
-      'Content-Type': 'video/mp4',
+      ...fileHeaders,
       'Content-Length': result.bytes.byteLength,
-      'Content-Disposition': `attachment; filename="${fileName(id)}"`,
-      'Cache-Control': 'no-store',
       [EXPORT_HEADERS.rendition]: report.rendition ?? '',
       [EXPORT_HEADERS.videoShards]: String(report.videoShards),
       [EXPORT_HEADERS.held]: String(report.held),
@@ -106,7 +116,7 @@ export function exportHandler(store: ContentStore, cache: ShardCache, limits: Ex
       [EXPORT_HEADERS.silent]: String(report.silent),
       'Access-Control-Expose-Headers': Object.values(EXPORT_HEADERS).join(', '),
     });
-    res.end(req.method === 'HEAD' ? undefined : result.bytes);
+    res.end(result.bytes);
   };
 }
 
