@@ -232,33 +232,35 @@ export function refuseDeclaredOver(req: Pick<IncomingMessage, 'headers'>, max: n
 /**
  * Reads a whole request body, refusing more than `max` bytes (too-large, by
  * Content-Length or while streaming) and, with `timeoutMs`, a body still
- * arriving after that many ms (body-timeout; the request is destroyed, so a
- * slow client frees its slot).
+ * arriving after that many ms (body-timeout). Reading stops at a refusal; the
+ * edge answers with Connection: close, so the rest is never read.
  */
 export async function readBody(req: IncomingMessage, max: number, timeoutMs?: number): Promise<Uint8Array> {
   refuseDeclaredOver(req, max);
-  let timedOut = false;
-  const timer =
-    timeoutMs === undefined
-      ? undefined
-      : setTimeout(() => {
-          timedOut = true;
-          req.destroy();
-        }, timeoutMs);
   const chunks: Buffer[] = [];
   let size = 0;
-  try {
-    for await (const c of req as AsyncIterable<Buffer>) {
+  await new Promise<void>((resolve, reject) => {
+    const stop = (e?: Error) => {
+      clearTimeout(timer);
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('aborted', onAborted);
+      if (e) {
+        req.pause();
+        reject(e);
+      } else resolve();
+    };
+    const onData = (c: Buffer) => {
       size += c.length;
-      if (size > max) throw new ShardcastError('too-large', `body exceeds the ${max}-byte limit`);
-      chunks.push(c);
-    }
-  } catch (e) {
-    if (timedOut) throw new ShardcastError('body-timeout', `the body did not arrive within ${timeoutMs} ms (${size} bytes received)`);
-    throw e;
-  } finally {
-    clearTimeout(timer);
-  }
-  if (timedOut) throw new ShardcastError('body-timeout', `the body did not arrive within ${timeoutMs} ms (${size} bytes received)`);
+      if (size > max) stop(new ShardcastError('too-large', `body exceeds the ${max}-byte limit`));
+      else chunks.push(c);
+    };
+    const onEnd = () => stop();
+    const onError = (e: Error) => stop(e);
+    const onAborted = () => stop(new ShardcastError('upload-aborted', 'the client closed the connection before the whole body arrived'));
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => stop(new ShardcastError('body-timeout', `the body did not arrive within ${timeoutMs} ms (${size} bytes received)`)), timeoutMs);
+    req.on('data', onData).on('end', onEnd).on('error', onError).on('aborted', onAborted);
+  });
   return new Uint8Array(Buffer.concat(chunks));
 }
