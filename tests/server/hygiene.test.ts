@@ -128,7 +128,7 @@ describe('HTTP hygiene', () => {
       async () => ((await (await fetch(`${s.url}/api/contents/${id}`)).json()) as { status: string }).status === 'ready' || undefined,
       'all encoded',
     );
-    peers.splice(0).forEach((p) => p.kill());
+    for (const p of peers.splice(0)) p.kill();
     const map = s.store.get(id)!.map;
     const video = map.renditions.find((r) => 'video' in r)!.id;
     fs.mkdirSync(path.join(s.dataDir, 'cache', id, video), { recursive: true });
