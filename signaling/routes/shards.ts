@@ -54,7 +54,7 @@ function admitUpload(ctx: EdgeContext, req: IncomingMessage, p: Record<string, s
   const full = shardUploads.refusal(clientAddress(req, config.trustProxy));
   if (full) {
     refusals.tooManyUploads++;
-    throw new ShardcastError(full.code, full.message);
+    throw new ShardcastError(full.code, full.message, { retryAfterSeconds: 1 });
   }
 }
 
@@ -69,7 +69,7 @@ export function shardRoutes(router: Router, ctx: EdgeContext): void {
         const key = shardKeyFrom(p);
         const max = uploadLimit(ctx, req, key);
         const release = shardUploads.tryAcquire(clientAddress(req, config.trustProxy));
-        if (!release) throw new ShardcastError('too-many-uploads', 'no upload slot is free; retry when one of yours finishes');
+        if (!release) throw new ShardcastError('too-many-uploads', 'no upload slot is free; retry when one of yours finishes', { retryAfterSeconds: 1 });
         let bytes: Uint8Array;
         try {
           bytes = await readBody(req, max, config.shardUploadTimeoutMs);

@@ -183,6 +183,7 @@ describe('shard uploads are admitted from their head', () => {
     const second = await rawRequest(s.url, head('Content-Length: 1000\r\n'));
     expect(second).toMatch(/^HTTP\/1\.1 429/);
     expect(second).toContain('"too-many-uploads"');
+    expect(second).toMatch(/retry-after: 1/i);
     const timedOut = await slow;
     expect(timedOut).toMatch(/^HTTP\/1\.1 408/);
     // The slot came back; a chunked body is cut off once it passes the cap.
