@@ -26,7 +26,7 @@ export function retryAfterSeconds(header: string | null): number {
 export async function fetchUnlessBusy(url: URL, init: RequestInit = {}): Promise<Response> {
   for (let attempt = 1; ; attempt++) {
     const res = await fetch(url, init);
-    return res;
+    if (!isBusy(res.status) || attempt >= BUSY_TRIES) return res;
     await res.body?.cancel();
     const waitMs = retryAfterSeconds(res.headers.get('Retry-After')) * 1000;
     await new Promise<void>((resolve, reject) => {

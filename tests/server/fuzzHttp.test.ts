@@ -24,8 +24,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API_PATHS } from '../../src/shared/api.ts';
 import type { Job } from '../../src/shared/protocol.ts';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
-import { fixture } from '../harness/fixtures.ts';
 import { rng } from '../harness/rng.ts';
+import { publishFixture } from '../harness/serverPerTest.ts';
 import { memoryOf, spawnServer, stopServer, type ServerProcess } from '../harness/serverProcess.ts';
 import { WsPeer } from '../harness/wsPeer.ts';
 
@@ -52,14 +52,7 @@ beforeAll(async () => {
   console.log(`fuzzHttp: seed ${SEED} (repeat with SHARDCAST_FUZZ_SEED=${SEED})`);
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'shardcast-fuzzhttp-'));
   srv = await spawnServer(dataDir, ['--admin-token', TOKEN, '--max-upload-bytes', String(4 * MiB), '--heartbeat-timeout-ms', '600000']);
-  const res = await fetch(`${srv.url}/api/contents`, {
-    method: 'POST',
-    body: fs.readFileSync(await fixture('av-2997')) as unknown as BodyInit,
-    headers: { Authorization: `Bearer ${TOKEN}` },
-  });
-  expect(res.status).toBe(201);
-  const id = ((await res.json()) as { id: string }).id;
-  map = ((await (await fetch(`${srv.url}/api/contents/${id}`)).json()) as { shardMap: ShardMap }).shardMap;
+  ({ map } = await publishFixture(srv.url, 'av-2997', TOKEN));
   // A running job, so that some shard PUTs carry a real upload token.
   encoder = await WsPeer.encoder(srv.url);
   job = (await encoder.next('job')).job;

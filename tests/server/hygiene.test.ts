@@ -9,36 +9,18 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { apiUrl } from '../../src/shared/api.ts';
 import type { Job } from '../../src/shared/protocol.ts';
-import { fixture } from '../harness/fixtures.ts';
 import { encodeJob, NATIVE_ENGINE } from '../harness/nativeEncoder.ts';
 import { autoEncode, BYTELESS, waitFor } from '../harness/poolKit.ts';
-import { adminHeaders, startTestServer, upload, type TestServer } from '../harness/testServer.ts';
+import { publishFixture, serverPerTest } from '../harness/serverPerTest.ts';
+import { adminHeaders, type TestServer } from '../harness/testServer.ts';
 import { WsPeer } from '../harness/wsPeer.ts';
 
-let clip: Uint8Array;
-let server: TestServer | undefined;
-const peers: WsPeer[] = [];
-
-beforeAll(async () => {
-  clip = fs.readFileSync(await fixture('av-2997'));
-});
-
-afterEach(async () => {
-  for (const p of peers.splice(0)) p.kill();
-  await server?.destroy();
-  server = undefined;
-});
-
-const track = <T extends WsPeer>(p: T) => (peers.push(p), p);
-
-async function publish(s: TestServer): Promise<string> {
-  const r = await upload(s.url, clip);
-  expect(r.status, JSON.stringify(r.json)).toBe(201);
-  return r.json.id as string;
-}
+const kit = serverPerTest();
+const track = kit.track;
+const publish = async (s: TestServer) => (await publishFixture(s.url, 'av-2997')).id;
 
 type ErrorJson = { error?: { code: string; message: string } };
 
@@ -83,7 +65,7 @@ const shardPath = (job: Job) => apiUrl.shard({ contentId: job.contentId, renditi
 
 describe('HTTP hygiene', () => {
   it('answers a malformed percent-escape with 400 bad-url as JSON', async () => {
-    const s = (server = await startTestServer());
+    const s = await kit.start();
     for (const p of ['/api/contents/%E0%A4%A', '/api/contents/%ZZ/export.mp4']) {
       const res = await fetch(s.url + p);
       expect(res.status, p).toBe(400);
@@ -92,7 +74,7 @@ describe('HTTP hygiene', () => {
   });
 
   it('answers OPTIONS from an origin without CORS, and without one, with a JSON error', async () => {
-    const s = (server = await startTestServer());
+    const s = await kit.start();
     for (const headers of [{ Origin: 'https://evil.example' }, {}] as Record<string, string>[]) {
       const res = await fetch(`${s.url}/api/contents`, { method: 'OPTIONS', headers });
       expect(res.status).toBe(403);
@@ -102,7 +84,7 @@ describe('HTTP hygiene', () => {
   });
 
   it('forbids framing of pages and answers', async () => {
-    const s = (server = await startTestServer());
+    const s = await kit.start();
     for (const p of ['/publish', '/', '/api/health', '/api/nothing']) {
       const res = await fetch(s.url + p);
       await res.arrayBuffer();
@@ -113,7 +95,7 @@ describe('HTTP hygiene', () => {
 
   it('answers HEAD on a source slice and an export without building them', async () => {
     // A slice limit that any real slice passes, and no export build slot: a GET is refused, a HEAD needs neither.
-    const s = (server = await startTestServer({ ...BYTELESS, maxSliceBytes: 1000, exportMaxConcurrent: 0 }));
+    const s = await kit.start({ ...BYTELESS, maxSliceBytes: 1000, exportMaxConcurrent: 0 });
     const id = await publish(s);
     const slice = `${s.url}${apiUrl.source(id, { start: 0, end: 2, tracks: 'both' })}`;
     expect((await fetch(slice)).status).toBe(422);
@@ -124,17 +106,19 @@ describe('HTTP hygiene', () => {
 
     // Every variant accepted on a fake encoder's word; one shard's copy put in the cache, indexed at restart.
     const jobs: Job[] = [];
-    void autoEncode(track(await WsPeer.encoder(s.url)), jobs);
+    const autoEncoder = track(await WsPeer.encoder(s.url));
+    void autoEncode(autoEncoder, jobs);
     await waitFor(
       async () => ((await (await fetch(`${s.url}/api/contents/${id}`)).json()) as { status: string }).status === 'ready' || undefined,
       'all encoded',
     );
-    for (const p of peers.splice(0)) p.kill();
+    autoEncoder.kill();
     const map = s.store.get(id)!.map;
     const video = map.renditions.find((r) => 'video' in r)!.id;
     fs.mkdirSync(path.join(s.dataDir, 'cache', id, video), { recursive: true });
     fs.writeFileSync(path.join(s.dataDir, 'cache', id, video, '0.mp4'), 'not built');
-    const s2 = (server = await s.restart());
+    await s.close();
+    const s2 = await kit.start({ ...BYTELESS, maxSliceBytes: 1000, exportMaxConcurrent: 0 }, s.dataDir);
     const exp = `${s2.url}${apiUrl.export(id)}`;
     expect((await fetch(exp)).status).toBe(503);
     const h = await fetch(exp, { method: 'HEAD' });
@@ -145,7 +129,7 @@ describe('HTTP hygiene', () => {
 
 describe('shard uploads are admitted from their head', () => {
   it('refuses an upload without a token, or with a wrong one, before its body is sent', async () => {
-    const s = (server = await startTestServer());
+    const s = await kit.start();
     const id = await publish(s);
     const put = apiUrl.shard({ contentId: id, rendition: s.store.get(id)!.map.renditions[0]!.id, index: 0 });
     const big = 15 * 2 ** 20;
@@ -172,7 +156,7 @@ describe('shard uploads are admitted from their head', () => {
   });
 
   it('bounds bodies per client, in size while streaming, and in time', async () => {
-    const s = (server = await startTestServer({ maxShardUploadsPerIp: 1, shardUploadTimeoutMs: 1500, maxShardBytes: 64 * 1024, jobDeadlineMinMs: 600_000 }));
+    const s = await kit.start({ maxShardUploadsPerIp: 1, shardUploadTimeoutMs: 1500, maxShardBytes: 64 * 1024, jobDeadlineMinMs: 600_000 });
     await publish(s);
     const { job } = await encoderWithJob(s);
     const head = (extra: string) => `PUT ${shardPath(job)} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${job.uploadToken}\r\n${extra}\r\n`;
@@ -194,7 +178,7 @@ describe('shard uploads are admitted from their head', () => {
   });
 
   it('frees the staged bytes of running jobs when their content is deleted', async () => {
-    const s = (server = await startTestServer({ jobDeadlineMinMs: 600_000, verifySampleRate: 0, verifyNewEncoderJobs: 0 }));
+    const s = await kit.start({ jobDeadlineMinMs: 600_000, verifySampleRate: 0, verifyNewEncoderJobs: 0 });
     const id = await publish(s);
     const enc = track(await WsPeer.encoder(s.url, { capabilities: { engines: [{ name: NATIVE_ENGINE, codecs: ['h264'] }], maxJobs: 1 } }));
     const job = (await enc.next('job')).job;
@@ -218,7 +202,7 @@ describe('shard uploads are admitted from their head', () => {
 
 describe('source slices', () => {
   it('bounds concurrent builds and the bytes of one slice', async () => {
-    const s = (server = await startTestServer({ maxConcurrentSlices: 1 }));
+    const s = await kit.start({ maxConcurrentSlices: 1 });
     const id = await publish(s);
     const url = `${s.url}${apiUrl.source(id, { start: 0, end: 8, tracks: 'both' })}`;
     const statuses = await Promise.all(Array.from({ length: 6 }, () => fetch(url).then(async (r) => (await r.arrayBuffer(), r.status))));
@@ -226,14 +210,14 @@ describe('source slices', () => {
     expect(statuses).toContain(503);
     expect(s.refusals.busySlices).toBeGreaterThan(0);
     await s.close();
-    const small = (server = await startTestServer({ maxSliceBytes: 50_000 }, s.dataDir));
+    const small = await kit.start({ maxSliceBytes: 50_000 }, s.dataDir);
     const r = await fetch(`${small.url}${apiUrl.source(id, { start: 0, end: 8, tracks: 'both' })}`);
     expect(r.status).toBe(422);
     expect(((await r.json()) as ErrorJson).error?.code).toBe('slice-too-large');
   });
 
   it('needs the join token when one is set', async () => {
-    const s = (server = await startTestServer({ joinToken: 'join-secret' }));
+    const s = await kit.start({ joinToken: 'join-secret' });
     const id = await publish(s);
     const path = apiUrl.source(id, { start: 0, end: 2, tracks: 'video' });
     expect((await fetch(s.url + path)).status).toBe(401);
@@ -243,7 +227,7 @@ describe('source slices', () => {
 
 describe('WebSocket answers', () => {
   it('names each rendition once however often a locate repeats it, and counts no negative requests', async () => {
-    const s = (server = await startTestServer());
+    const s = await kit.start();
     const id = await publish(s);
     const v = track(await WsPeer.viewer(s.url));
     const renditions = s.store.get(id)!.map.renditions.map((r) => r.id);

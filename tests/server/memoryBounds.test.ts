@@ -14,8 +14,8 @@ import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiUrl } from '../../src/shared/api.ts';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
-import { fixture } from '../harness/fixtures.ts';
 import { waitFor } from '../harness/poolKit.ts';
+import { publishFixture } from '../harness/serverPerTest.ts';
 import { memoryOf, spawnServer, stopServer, type ServerProcess } from '../harness/serverProcess.ts';
 
 const TOKEN = 'bounds-admin-token';
@@ -41,14 +41,7 @@ beforeAll(async () => {
     '--ws-message-burst',
     '20000',
   ]);
-  const res = await fetch(`${srv.url}${apiUrl.publish({ shardDuration: 0.5 })}`, {
-    method: 'POST',
-    body: fs.readFileSync(await fixture('av-2997')) as unknown as BodyInit,
-    headers: { Authorization: `Bearer ${TOKEN}` },
-  });
-  expect(res.status).toBe(201);
-  const id = ((await res.json()) as { id: string }).id;
-  map = ((await (await fetch(`${srv.url}/api/contents/${id}`)).json()) as { shardMap: ShardMap }).shardMap;
+  ({ map } = await publishFixture(srv.url, 'av-2997', TOKEN, '?shardDuration=0.5'));
 }, 120_000);
 
 afterAll(async () => {
