@@ -63,7 +63,7 @@ export function continueHandler(server: http.Server, o: Pick<EdgeOptions, 'route
       const match = o.router.match(req.method ?? 'GET', url.pathname);
       if (match && match !== 'method-not-allowed') match.admit?.(req, match.params, url);
     } catch (e) {
-      // A bad URL and every refusal are answered by the request path below, which says the same thing.
+      // Refused (or an unparseable URL): answered now, and the connection closed, so the body is never sent.
       if (!(e instanceof ShardcastError) && !(e instanceof TypeError)) throw e;
       baseHeaders(res);
       res.setHeader('Connection', 'close');
