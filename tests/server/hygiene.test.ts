@@ -155,6 +155,20 @@ describe('shard uploads are admitted from their head', () => {
     expect(over).toMatch(/^HTTP\/1\.1 413/);
   });
 
+  it('admits a copy for the cache (no token) only for an accepted variant, and no larger than it', async () => {
+    const s = await kit.start(BYTELESS);
+    const id = await publish(s);
+    const rendition = s.store.get(id)!.map.renditions[0]!.id;
+    const head = (index: number, length: number) =>
+      `PUT ${apiUrl.shard({ contentId: id, rendition, index })} HTTP/1.1\r\nHost: x\r\nContent-Length: ${length}\r\n\r\n`;
+    expect(await rawRequest(s.url, head(0, 500))).toMatch(/^HTTP\/1\.1 409[^]*"not-accepted"/);
+    void autoEncode(track(await WsPeer.encoder(s.url)), []);
+    await waitFor(() => s.store.get(id)!.map.shards[0]!.renditions[rendition]!.status === 'ready' || undefined, 'shard 0 accepted');
+    // The fake encoder reports shard 0 at 1000 bytes: a copy declaring more is refused before it is read.
+    expect(await rawRequest(s.url, head(0, 1001))).toMatch(/^HTTP\/1\.1 413/);
+    expect(await rawRequest(s.url, head(99_999, 10))).toMatch(/^HTTP\/1\.1 404[^]*"unknown-shard"/);
+  });
+
   it('bounds bodies per client, in size while streaming, and in time', async () => {
     const s = await kit.start({ maxShardUploadsPerIp: 1, shardUploadTimeoutMs: 1500, maxShardBytes: 64 * 1024, jobDeadlineMinMs: 600_000 });
     await publish(s);
