@@ -6,6 +6,7 @@
  * within size and time, source slices bounded in number and size, a deleted
  * content's staged uploads freed, counters that never go negative.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -104,19 +105,43 @@ describe('HTTP hygiene', () => {
     expect(head.headers.get('content-type')).toBe('video/mp4');
     expect((await fetch(`${s.url}${apiUrl.source(id, { start: 5, end: 2, tracks: 'both' })}`, { method: 'HEAD' })).status).toBe(400);
 
-    // Every variant accepted on a fake encoder's word; one shard's copy put in the cache, indexed at restart.
-    const jobs: Job[] = [];
+    // Every variant accepted on a fake encoder's word, each hash that of known bytes; one shard's copy is put in the
+    // cache, where the restart's check against the registry finds it intact and indexes it.
+    const bytesOf = (job: Job, index: number) => Buffer.from(`not built ${job.contentId}/${job.rendition}/${index}`);
     const autoEncoder = track(await WsPeer.encoder(s.url));
-    void autoEncode(autoEncoder, jobs);
+    let cachedCopy: { job: Job; index: number } | undefined;
+    void (async () => {
+      for (;;) {
+        const job = await autoEncoder
+          .next('job', () => true, 60_000)
+          .then(
+            (m) => m.job,
+            () => undefined,
+          );
+        if (!job) return;
+        for (const sh of job.shards) {
+          const b = bytesOf(job, sh.index);
+          const sha256 = crypto.createHash('sha256').update(b).digest('hex');
+          autoEncoder.send({
+            type: 'shard-ready',
+            jobId: job.id,
+            key: { contentId: job.contentId, rendition: job.rendition, index: sh.index },
+            sha256,
+            size: b.byteLength,
+          });
+          if ('video' in (s.store.get(id)!.map.renditions.find((r) => r.id === job.rendition) ?? {})) cachedCopy ??= { job, index: sh.index };
+        }
+        autoEncoder.send({ type: 'job-done', jobId: job.id });
+      }
+    })();
     await waitFor(
       async () => ((await (await fetch(`${s.url}/api/contents/${id}`)).json()) as { status: string }).status === 'ready' || undefined,
       'all encoded',
     );
     autoEncoder.kill();
-    const map = s.store.get(id)!.map;
-    const video = map.renditions.find((r) => 'video' in r)!.id;
-    fs.mkdirSync(path.join(s.dataDir, 'cache', id, video), { recursive: true });
-    fs.writeFileSync(path.join(s.dataDir, 'cache', id, video, '0.mp4'), 'not built');
+    const copy = cachedCopy!;
+    fs.mkdirSync(path.join(s.dataDir, 'cache', id, copy.job.rendition), { recursive: true });
+    fs.writeFileSync(path.join(s.dataDir, 'cache', id, copy.job.rendition, `${copy.index}.mp4`), bytesOf(copy.job, copy.index));
     await s.close();
     const s2 = await kit.start({ ...BYTELESS, maxSliceBytes: 1000, exportMaxConcurrent: 0 }, s.dataDir);
     const exp = `${s2.url}${apiUrl.export(id)}`;
