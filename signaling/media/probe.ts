@@ -15,6 +15,13 @@ export class ProbeError extends ShardcastError<ProbeErrorCode> {
 
 /** Frame intervals differing from the median by more than this share make a source variable-frame-rate. */
 const VFR_TOLERANCE = 0.01;
+/**
+ * Frames before this source time (s) are pre-roll that an edit list hides: a file trimmed by stream copy keeps the
+ * frames from the key frame before the cut, and the demuxer reports them at negative times. They are decoded
+ * (the slices carry them) but never shown, so they are no frames of the content. The tolerance absorbs the
+ * rounding of an edit that starts exactly on a frame.
+ */
+const PRE_ROLL_BEFORE = -1e-6;
 
 /**
  * The first timestamp a track presents. A negative first timestamp comes from
@@ -46,6 +53,7 @@ async function videoFacts(track: InputVideoTrack, origin: number): Promise<Video
   let maxEnd = -Infinity;
   for await (const p of sink.packets(undefined, undefined, { metadataOnly: true })) {
     if (!Number.isFinite(p.timestamp)) throw new ProbeError('corrupt', 'a video packet has no valid timestamp');
+    if (p.timestamp < PRE_ROLL_BEFORE) continue;
     times.push(p.timestamp);
     if (p.type === 'key') keys.push(p.timestamp);
     if (p.timestamp + p.duration >= maxEnd) {
@@ -53,7 +61,7 @@ async function videoFacts(track: InputVideoTrack, origin: number): Promise<Video
       lastDuration = p.duration;
     }
   }
-  if (times.length === 0) throw new ProbeError('corrupt', 'the video track has no frames: the file is probably truncated');
+  if (times.length === 0) throw new ProbeError('corrupt', 'the video track has no frames shown: the file is probably truncated');
   await checkDataPresent(sink, 'video');
   times.sort((a, b) => a - b);
   keys.sort((a, b) => a - b);
