@@ -6,6 +6,7 @@ import fs from 'node:fs/promises';
 import { ALL_FORMATS, EncodedPacketSink, FilePathSource, Input, type InputAudioTrack, type InputVideoTrack } from 'mediabunny';
 import type { AudioFacts, ProbeFacts, VideoFacts } from '../../src/shared/media.ts';
 import { ShardcastError } from '../../src/shared/errors.ts';
+import { declaredTracks } from './census.ts';
 
 export type ProbeErrorCode = 'empty' | 'not-media' | 'no-tracks' | 'unsupported-codec' | 'corrupt';
 
@@ -124,6 +125,7 @@ export async function probeFile(path: string): Promise<ProbeFacts> {
     try {
       const video = await input.getPrimaryVideoTrack();
       const audio = await input.getPrimaryAudioTrack();
+      await checkNothingDropped(path, containerName(format.name), { video: video !== null, audio: audio !== null });
       if (!video && !audio) {
         throw new ProbeError('no-tracks', 'no video or audio track could be read: the file has none, or it is truncated (an MP4 cut short loses its index)');
       }
@@ -150,6 +152,21 @@ export async function probeFile(path: string): Promise<ProbeFacts> {
     }
   } finally {
     input.dispose();
+  }
+}
+
+/**
+ * A track the container declares but the demuxer did not give us would be dropped without a word: refuse the file
+ * instead (415 'unsupported-codec', naming the track and its codec).
+ */
+async function checkNothingDropped(path: string, container: string, read: { video: boolean; audio: boolean }): Promise<void> {
+  for (const t of await declaredTracks(path, container)) {
+    if (read[t.type]) continue;
+    throw new ProbeError(
+      'unsupported-codec',
+      `the ${t.type} track (${t.codec} in ${container}) cannot be read by shardcast, and the file would publish without it; ` +
+        `convert it first, e.g. ffmpeg -i in -c:v libx264 -c:a aac out.mp4 (accepted: see the README, "Accepted files")`,
+    );
   }
 }
 
