@@ -120,7 +120,10 @@ export async function probeFile(path: string): Promise<ProbeFacts> {
       if (!(await input.canRead())) throw new Error('unknown format');
       format = await input.getFormat();
     } catch {
-      throw new ProbeError('not-media', 'the file is not a media container shardcast can read (MP4, MOV, WebM, MKV, ...)');
+      throw new ProbeError(
+        'not-media',
+        'the file is not a media container shardcast can read (MP4, MOV, WebM, MKV, MPEG-TS, Ogg; the README lists them under Accepted files)',
+      );
     }
     try {
       const video = await input.getPrimaryVideoTrack();

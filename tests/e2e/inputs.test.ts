@@ -80,7 +80,11 @@ async function waitEncoded(ids: Map<string, string>, timeoutMs: number): Promise
 async function playAndJudge(shape: InputShape, engine: string, id: string, map: ShardMap | undefined): Promise<Outcome> {
   const failures: string[] = [];
   if (!map) return { id, failures: ['not encoded in time'], summary: 'not encoded' };
-  const failed = map.shards.flatMap((s) => Object.entries(s.renditions).filter(([, r]) => r.status !== 'ready').map(([r]) => `${r}/${s.index}`));
+  const failed = map.shards.flatMap((s) =>
+    Object.entries(s.renditions)
+      .filter(([, r]) => r.status !== 'ready')
+      .map(([r]) => `${r}/${s.index}`),
+  );
   if (failed.length) return { id, map, failures: [`variants not encoded: ${failed.slice(0, 6).join(', ')}`], summary: 'failed variants' };
   const engines = new Set(map.shards.flatMap((s) => Object.values(s.renditions).map((r) => String(r.engine).split('@')[0])));
   const t = await newPage(browser);
@@ -141,7 +145,8 @@ beforeAll(async () => {
     for (const t of tabs) await t.context.close().catch(() => {});
   }
   for (const [engine, results] of outcomes) {
-    for (const [name, o] of results) console.log(`inputs ${engine} ${name}: ${o.failures.length ? 'FAIL' : 'ok'} — ${o.summary}${o.failures.length ? `; ${o.failures.join('; ')}` : ''}`);
+    for (const [name, o] of results)
+      console.log(`inputs ${engine} ${name}: ${o.failures.length ? 'FAIL' : 'ok'} — ${o.summary}${o.failures.length ? `; ${o.failures.join('; ')}` : ''}`);
   }
 }, 900_000);
 
