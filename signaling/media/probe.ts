@@ -6,6 +6,7 @@ import fs from 'node:fs/promises';
 import { ALL_FORMATS, EncodedPacketSink, FilePathSource, Input, type InputAudioTrack, type InputVideoTrack } from 'mediabunny';
 import type { AudioFacts, ProbeFacts, VideoFacts } from '../../src/shared/media.ts';
 import { ShardcastError } from '../../src/shared/errors.ts';
+import { AAC_PACKET_SAMPLES } from '../../src/shared/shardMap.ts';
 import { declaredTracks } from './census.ts';
 
 export type ProbeErrorCode = 'empty' | 'not-media' | 'no-tracks' | 'unsupported-codec' | 'corrupt';
@@ -100,13 +101,25 @@ async function audioFacts(track: InputAudioTrack, origin: number): Promise<Audio
     );
   const start = await presentedStart(track);
   const end = await track.computeDuration();
-  await checkDataPresent(new EncodedPacketSink(track), 'audio');
+  const sink = new EncodedPacketSink(track);
+  await checkDataPresent(sink, 'audio');
+  const sampleRate = await track.getSampleRate();
+  let duration = Math.max(0, end - start);
+  if (codec === 'aac') {
+    // Every AAC packet decodes to 1024 samples, whatever the container says it lasts: a file muxed without an
+    // edit list (-use_editlist 0) stretches its first packet over the video's B-frame delay, and the timestamps
+    // then claim 4.083 s where a player decodes 4.032 s. Packets an edit list hides are in the count but not
+    // in `end - start`, hence the smaller of the two.
+    let packets = 0;
+    for await (const p of sink.packets(undefined, undefined, { metadataOnly: true })) if (p.timestamp + p.duration > start) packets++;
+    duration = Math.min(duration, (packets * AAC_PACKET_SAMPLES) / sampleRate);
+  }
   return {
     codec,
-    sampleRate: await track.getSampleRate(),
+    sampleRate,
     channels: await track.getNumberOfChannels(),
     start: start - origin,
-    duration: Math.max(0, end - start),
+    duration,
   };
 }
 
