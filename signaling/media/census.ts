@@ -62,9 +62,22 @@ const TS_STREAM_TYPE: Record<number, DeclaredTrack> = {
   0x87: { type: 'audio', codec: 'eac3' },
 };
 
+/** Packet stride and first sync byte: 188-byte packets, or BDAV (.m2ts, AVCHD) 192-byte ones with a 4-byte time first. */
+function packetLayout(b: Buffer): { stride: number; first: number } | undefined {
+  for (const [stride, first] of [
+    [188, 0],
+    [192, 4],
+  ] as const) {
+    if ([0, 1, 2].every((i) => b[first + i * stride] === 0x47)) return { stride, first };
+  }
+  return undefined;
+}
+
 /** The payload of the first packet of `pid` that starts a section, from its pointer field on. */
 function section(b: Buffer, pid: number): Buffer | undefined {
-  for (let at = 0; at + 188 <= b.length; at += 188) {
+  const layout = packetLayout(b);
+  if (!layout) return undefined;
+  for (let at = layout.first; at + 188 <= b.length; at += layout.stride) {
     if (b[at] !== 0x47) return undefined;
     const start = (b[at + 1]! & 0x40) !== 0;
     if (!start || (((b[at + 1]! & 0x1f) << 8) | b[at + 2]!) !== pid) continue;

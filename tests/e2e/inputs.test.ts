@@ -138,7 +138,15 @@ beforeAll(async () => {
     const queue = [...PLAYABLE];
     await Promise.all(
       Array.from({ length: WATCHERS }, async () => {
-        for (let s = queue.shift(); s; s = queue.shift()) results.set(s.name, await playAndJudge(s, engine.name, ids.get(s.name)!, maps.get(s.name)));
+        for (let s = queue.shift(); s; s = queue.shift()) {
+          const id = ids.get(s.name)!;
+          const o = await playAndJudge(s, engine.name, id, maps.get(s.name)).catch((e: Error) => ({
+            id,
+            failures: [`judging: ${e.message}`],
+            summary: 'no judgement',
+          }));
+          results.set(s.name, o);
+        }
       }),
     );
     outcomes.set(engine.name, results);

@@ -42,7 +42,7 @@ export interface InputShape {
   refused?: { status: number; mentions: string };
 }
 
-const one = (args: string[], ext: string): Step[] => [[...args, '-f', ext === 'mkv' ? 'matroska' : ext === 'm2ts' ? 'mpegts' : ext, '{out}']];
+const one = (args: string[], ext: string): Step[] => [[...args, '-f', ext === 'mkv' ? 'matroska' : ext === 'ts' ? 'mpegts' : ext, '{out}']];
 
 export const INPUT_SHAPES: InputShape[] = [
   {
@@ -117,9 +117,9 @@ export const INPUT_SHAPES: InputShape[] = [
   },
   {
     name: 'ts-10s',
-    ext: 'm2ts',
+    ext: 'ts',
     about: 'MPEG-TS whose clock starts at 10 s (a broadcast capture)',
-    steps: one([...video(), ...tone(), ...x264('-g', '60'), ...aac(), '-output_ts_offset', '10', '-muxdelay', '0', '-muxpreload', '0'], 'm2ts'),
+    steps: one([...video(), ...tone(), ...x264('-g', '60'), ...aac(), '-output_ts_offset', '10', '-muxdelay', '0', '-muxpreload', '0'], 'ts'),
   },
   {
     name: 'odd-size',
