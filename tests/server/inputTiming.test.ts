@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiUrl } from '../../src/shared/api.ts';
-import type { ShardMap } from '../../src/shared/shardMap.ts';
+import { isAudioRendition, type ShardMap } from '../../src/shared/shardMap.ts';
 import { ffprobeJson } from '../harness/fixtures.ts';
 import { INPUT_SHAPES, inputFixture, type InputShape } from '../harness/inputFixtures.ts';
 import { shown } from '../harness/inputJudge.ts';
@@ -52,7 +52,7 @@ describe.each(PLAYABLE.map((s) => [s.name, s] as const))('%s', (_n, shape) => {
     }
     if (player.audioSeconds !== undefined) {
       const a = map.source.audio!;
-      const samples = map.shards.reduce((n, s) => n + (s.renditions.audio?.samples ?? 0), 0) / map.renditions.find((r) => r.id === 'audio')!.audio!.sampleRate;
+      const samples = map.shards.reduce((n, s) => n + (s.renditions.audio?.samples ?? 0), 0) / map.renditions.find(isAudioRendition)!.audio.sampleRate;
       expect(Math.abs(samples / player.audioSeconds - 1), `audio ${samples} s in the map, ${player.audioSeconds} s decoded`).toBeLessThan(0.01);
       expect(a.start).toBeGreaterThanOrEqual(0);
     }
