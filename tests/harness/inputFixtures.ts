@@ -16,11 +16,15 @@ const run = promisify(execFile);
 const DIR = path.join(FIXTURE_DIR, 'inputs');
 
 const video = (size = '320x180', rate = '30', secs = 4) => ['-f', 'lavfi', '-i', `testsrc2=size=${size}:rate=${rate}:duration=${secs}`];
+/**
+ * The sound: seeded pink noise, not a tone. The judge finds the A/V offset by cross-correlating the export's audio
+ * with the source's, which a periodic tone would leave ambiguous (and an onset blurs after two lossy encodes).
+ */
 const tone = (secs = 4, sr = 48000, layout = 'stereo') => [
   '-f',
   'lavfi',
   '-i',
-  `sine=frequency=500:sample_rate=${sr}:duration=${secs},aformat=channel_layouts=${layout}`,
+  `anoisesrc=color=pink:seed=17:amplitude=0.25:sample_rate=${sr}:duration=${secs},aformat=channel_layouts=${layout}`,
 ];
 const x264 = (...extra: string[]) => ['-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', ...extra];
 const aac = (...extra: string[]) => ['-c:a', 'aac', '-b:a', '96k', ...extra];

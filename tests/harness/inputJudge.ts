@@ -27,7 +27,7 @@ export const LIMITS = {
   psnrMeanDb: 25,
   /** Each frame's presentation time, as a share of the source's median frame interval. */
   ptsShareOfFrame: 0.5,
-  /** First video frame minus first audio sample, export vs source, seconds. */
+  /** First video frame minus the sound (by cross-correlation), export vs source, seconds. */
   avOffsetSeconds: 0.01,
   /** Decoded audio length, relative. */
   audioLengthShare: 0.01,
@@ -39,8 +39,10 @@ export const LIMITS = {
 export interface Shown {
   /** Presentation times of the video frames, seconds from the file's earliest stream start. */
   frameTimes: number[];
-  /** Time of the first audio sample, same origin (decoder priming skipped); undefined without audio. */
+  /** Time of the first decoded audio sample, same origin (decoder priming as the decoder skips it); undefined without audio. */
   audioStart?: number;
+  /** The decoded audio, mono at 48 kHz, from `audioStart`. */
+  samples?: Float32Array;
   /** Decoded audio length, seconds. */
   audioSeconds?: number;
   /** Displayed picture size after pixel aspect and rotation, and the rotation in degrees (0, 90, 180, 270). */
@@ -63,8 +65,6 @@ export interface Judgement {
 }
 
 const num = (x: unknown) => Number(x);
-/** Sample level (full scale 1) above which sound has started; the fixtures' tones peak at 0.125. */
-const ONSET_LEVEL = 0.08;
 
 function rotationOf(stream: { side_data_list?: { rotation?: number }[]; tags?: { rotate?: string } }): number {
   const r = stream.side_data_list?.find((d) => d.rotation !== undefined)?.rotation ?? num(stream.tags?.rotate ?? 0);
@@ -90,16 +90,10 @@ export async function shown(file: string): Promise<Shown> {
     out.display = rotation % 180 ? { width: v.height, height: w, rotation } : { width: w, height: v.height, rotation };
   }
   if (a) {
-    // When the sound starts, not when the first packet does: decoder priming that a container does not signal
-    // (Matroska, MPEG-TS) decodes to near silence, and the fixtures' tones start at full level on their first sample.
-    const j = await ffprobeJson(file, ['-select_streams', 'a:0', '-show_entries', 'frame=best_effort_timestamp_time']);
-    const samples = await pcm(file);
-    const onset = Math.max(
-      0,
-      samples.findIndex((x) => Math.abs(x) > ONSET_LEVEL),
-    );
-    out.audioStart = num(j.frames[0]?.best_effort_timestamp_time) - origin + onset / 48000;
-    out.audioSeconds = samples.length / 48000;
+    const j = await ffprobeJson(file, ['-select_streams', 'a:0', '-read_intervals', '%+#64', '-show_entries', 'frame=best_effort_timestamp_time']);
+    out.samples = await pcm(file);
+    out.audioStart = num(j.frames[0]?.best_effort_timestamp_time) - origin;
+    out.audioSeconds = out.samples.length / 48000;
   }
   return out;
 }
@@ -146,6 +140,41 @@ export function psnrDrops(psnr: number[]): [number, number, number][] {
   return out;
 }
 
+/** Cross-correlation window (s) and the largest shift searched (s). */
+const XCORR_WINDOW = 0.5;
+const XCORR_RANGE = 0.08;
+
+/**
+ * How much later (s) the export plays the source's sound than the source does: the lag that best correlates a
+ * window from the middle of the source's audio with the export's. The fixtures' sound is noise, so the peak is
+ * unique; NaN when either has too little audio.
+ */
+export function soundShift(src: Shown, out: Shown): number {
+  const [s, e] = [src.samples!, out.samples!];
+  const rate = 48000;
+  const w = Math.min(Math.round(XCORR_WINDOW * rate), Math.floor(s.length / 2));
+  const from = Math.floor((s.length - w) / 2);
+  // Export sample index of source sample `from` if nothing moved.
+  const base = Math.round((src.audioStart! - out.audioStart!) * rate) + from;
+  const range = Math.round(XCORR_RANGE * rate);
+  let best = Number.NaN;
+  let bestScore = -Infinity;
+  for (let k = -range; k <= range; k++) {
+    const o = base + k;
+    if (o < 0 || o + w > e.length) continue;
+    let dot = 0;
+    let ee = 0;
+    for (let i = 0; i < w; i++) {
+      dot += s[from + i]! * e[o + i]!;
+      ee += e[o + i]! * e[o + i]!;
+    }
+    const score = ee > 0 ? dot / Math.sqrt(ee) : -Infinity;
+    if (score > bestScore) [bestScore, best] = [score, k];
+  }
+  // Export time of the matched sample minus source time of `from`.
+  return out.audioStart! + (base + best) / rate - (src.audioStart! + from / rate);
+}
+
 /** Judges `exported` against `source` by every criterion of LIMITS. */
 export async function judge(source: string, exported: string): Promise<Judgement> {
   const [src, out] = [await shown(source), await shown(exported)];
@@ -190,7 +219,10 @@ export async function judge(source: string, exported: string): Promise<Judgement
       `audio length: export ${out.audioSeconds.toFixed(4)} s, source ${src.audioSeconds.toFixed(4)} s`,
     );
     if (src.frameTimes.length && out.frameTimes.length) {
-      avOffset = { source: src.frameTimes[0]! - src.audioStart!, export: out.frameTimes[0]! - out.audioStart! };
+      // Where the source's sound is in the export, by cross-correlation, beside where its first frame is.
+      const audioShift = soundShift(src, out);
+      const videoShift = out.frameTimes[0]! - src.frameTimes[0]!;
+      avOffset = { source: src.frameTimes[0]! - src.audioStart!, export: src.frameTimes[0]! - src.audioStart! + videoShift - audioShift };
       f(
         Math.abs(avOffset.export - avOffset.source) <= LIMITS.avOffsetSeconds,
         `A/V offset: export ${(avOffset.export * 1000).toFixed(1)} ms, source ${(avOffset.source * 1000).toFixed(1)} ms`,
