@@ -10,6 +10,8 @@
  * of that engine encode them all, then they are watched a few at a time. The
  * engines take turns: ffmpeg.wasm tabs first, then WebCodecs tabs (which
  * encode the video; the audio is always ffmpeg.wasm's).
+ *
+ * SHARDCAST_INPUTS_KEEP=DIR keeps every export there, to look at.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -108,6 +110,7 @@ async function playAndJudge(shape: InputShape, engine: string, id: string, map: 
   }
   const file = path.join(dir, `${shape.name}-${engine}.mp4`);
   fs.writeFileSync(file, bytes);
+  if (process.env.SHARDCAST_INPUTS_KEEP) fs.copyFileSync(file, path.join(process.env.SHARDCAST_INPUTS_KEEP, path.basename(file)));
   const j = await judge(await inputFixture(shape), file);
   failures.push(...j.failures);
   const av = j.avOffset ? `A/V ${(j.avOffset.source * 1000).toFixed(1)}→${(j.avOffset.export * 1000).toFixed(1)} ms` : 'no A/V';
