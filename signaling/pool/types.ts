@@ -108,7 +108,8 @@ export interface PoolEvents {
   'shard-rejected': { key: VariantKey; peerId: string; reason: string };
   /** A peer's report that `peerId` served it bad bytes, counted (signaling/pool/Reports.ts); `recheck`: the server has the shard encoded again. */
   'peer-reported': { key: VariantKey; peerId: string; reporter: string; reason: string; recheck: boolean };
-  'shard-failed': { key: VariantKey; attempts: number };
+  /** `reason`: why it was given up (out of attempts, or the same failure on several encoders). */
+  'shard-failed': { key: VariantKey; attempts: number; reason: string };
   'content-complete': { contentId: string };
   'encoder-quarantined': { peerId: string; reason: string; until: number };
   replicate: { key: string; peerId: string; from: number; cached: boolean; reason: string };
