@@ -82,7 +82,7 @@ function peakBitrate(map: ShardMap, r: HlsRenditionPlan): number | undefined {
 }
 
 /** BANDWIDTH: the peak segment bit rate (§4.3.4.2) measured where known, never below the ladder's nominal rate. */
-function bandwidth(map: ShardMap, plan: HlsPlan, id: string): number {
+export function bandwidth(map: ShardMap, plan: HlsPlan, id: string): number {
   const r = plan.renditions.find((x) => x.id === id)!;
   const rendition = map.renditions.find((x) => x.id === id)!;
   const nominal = isVideoRendition(rendition) ? rendition.video.bitrate : isAudioRendition(rendition) ? rendition.audio.bitrate : 0;
