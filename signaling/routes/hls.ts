@@ -42,8 +42,8 @@ function renditionOf(plan: HlsPlan, map: ShardMap, id: string): HlsRenditionPlan
 
 function send(req: IncomingMessage, res: ServerResponse, type: string, body: string | Uint8Array, cacheControl: string): void {
   const bytes = typeof body === 'string' ? Buffer.from(body) : body;
-  // Players on other origins (an embed, a site's own hls.js) read these with CORS.
-  res.writeHead(200, { 'Content-Type': type, 'Content-Length': bytes.byteLength, 'Cache-Control': cacheControl, 'Access-Control-Allow-Origin': '*' });
+  // CORS for players on other origins is the edge's (--cors-origins), as for every API answer.
+  res.writeHead(200, { 'Content-Type': type, 'Content-Length': bytes.byteLength, 'Cache-Control': cacheControl });
   res.end(req.method === 'HEAD' ? undefined : bytes);
 }
 
