@@ -14,7 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { API_PATHS } from '../../src/shared/api.ts';
 import { ShardcastError } from '../../src/shared/errors.ts';
 import { dashManifest } from '../../src/shared/hls/dash.ts';
-import { listedSegments, planHls, segmentReady, type HlsPlan, type HlsRenditionPlan } from '../../src/shared/hls/plan.ts';
+import { initSource, listedSegments, planHls, segmentReady, type HlsPlan, type HlsRenditionPlan, type HlsSegment } from '../../src/shared/hls/plan.ts';
 import { masterPlaylist, mediaPlaylist } from '../../src/shared/hls/playlist.ts';
 import { buildInitSegment, buildMediaSegment, SegmentError, shardCodecString } from '../../src/shared/hls/segment.ts';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
@@ -96,11 +96,22 @@ export function hlsRoutes(router: Router, ctx: EdgeContext): void {
   const { cache, store } = ctx;
   const builds = new Builds(ctx.config.hlsMaxConcurrentBuilds);
   const codecs = new Codecs(cache);
-  /** The content's map and plan; a private copy, since the pool updates the live map while a segment is built. */
+  /** Plans by live map: a plan depends only on the map's immutable parts (see plan.ts), so it is made once per content. */
+  const plans = new WeakMap<ShardMap, HlsPlan>();
   const planOf = (id: string) => {
-    const c = contentOr404({ store }, id);
-    const map = structuredClone(c.map);
-    return { map, plan: planHls(map) };
+    const map = contentOr404({ store }, id).map;
+    let plan = plans.get(map);
+    if (!plan) {
+      plan = planHls(map);
+      plans.set(map, plan);
+    }
+    return { map, plan };
+  };
+  /** A copy of the map whose shards in `seg` are private: the pool updates the live map while a segment is built. */
+  const snapshot = (map: ShardMap, seg: HlsSegment): ShardMap => {
+    const shards = map.shards.slice();
+    for (const i of seg.shards) shards[i] = structuredClone(map.shards[i]!);
+    return { ...map, shards };
   };
   const available = (map: ShardMap) => (rendition: string, index: number) => cache.has({ contentId: map.contentId, rendition, index });
   const getter = (map: ShardMap) => (rendition: string, index: number) => cache.read({ contentId: map.contentId, rendition, index });
@@ -122,7 +133,9 @@ export function hlsRoutes(router: Router, ctx: EdgeContext): void {
       const { map, plan } = planOf(p.id!);
       const r = renditionOf(plan, map, p.rendition!);
       const n = indexParam(p);
-      const bytes = await builds.run(`${map.contentId}/${r.id}/init-${n}`, () => buildInitSegment(map, r, n, getter(map)));
+      const source = initSource(r, n);
+      const snap = source ? snapshot(map, source) : map;
+      const bytes = await builds.run(`${map.contentId}/${r.id}/init-${n}`, () => buildInitSegment(snap, r, n, getter(map)));
       send(req, res, 'video/mp4', bytes, 'no-cache');
     })
     .add('GET', API_PATHS.hlsSegment, async (req, res, p) => {
@@ -139,7 +152,8 @@ export function hlsRoutes(router: Router, ctx: EdgeContext): void {
             'the media playlist lists it once they are',
         );
       }
-      const bytes = await builds.run(`${map.contentId}/${r.id}/${n}`, () => buildMediaSegment(map, r, seg, getter(map)));
+      const snap = snapshot(map, seg);
+      const bytes = await builds.run(`${map.contentId}/${r.id}/${n}`, () => buildMediaSegment(snap, r, seg, getter(map)));
       // Not immutable: a shard re-encoded after a failed cross-check changes the segment's bytes.
       send(req, res, 'video/mp4', bytes, 'no-cache');
     })
