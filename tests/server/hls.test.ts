@@ -87,7 +87,15 @@ describe('HLS from the cache', () => {
       for (const r of ids()) readings.get(r)!.push(await text(apiUrl.hlsPlaylist(id, r)));
     };
     await encodeContent(s.url, id, read);
-    await waitFor(async () => ((await text(apiUrl.hlsPlaylist(id, 'hi'))).includes('#EXT-X-ENDLIST') ? true : undefined), 'hi playlist ended');
+    // The last job's shards reach the cache just after their acceptance.
+    for (const r of ids()) {
+      await waitFor(async () => ((await text(apiUrl.hlsPlaylist(id, r))).includes('#EXT-X-ENDLIST') ? true : undefined), `${r} playlist ended`, 30_000).catch(
+        (e: Error) => {
+          const heat = s.pool.snapshot().contents?.[0]?.renditions.map((x) => `${x.id} status ${x.status} cached ${x.cached}`);
+          throw new Error(`${e.message}; ${heat?.join('; ')}`);
+        },
+      );
+    }
     await read();
     let partial = 0;
     for (const [r, texts] of readings) {
