@@ -153,4 +153,20 @@ describe('HLS from the cache', () => {
     expect(await errorOf(`/api/contents/${id}/hls/hi/seg--1.m4s`)).toEqual({ status: 400, code: 'bad-index' });
     expect(await errorOf(apiUrl.hlsMaster('nope'))).toEqual({ status: 404, code: 'unknown-content' });
   });
+
+  it('builds at most --hls-max-concurrent-builds (4) segments at once: more get 503 busy with Retry-After, then succeed', async () => {
+    const all = plan.renditions.flatMap((r) => r.segments.map((seg) => apiUrl.hlsSegment(id, r.id, seg.seq)));
+    expect(all.length).toBeGreaterThan(4);
+    let busy: Response | undefined;
+    for (let i = 0; i < 10 && !busy; i++) {
+      const answers = await Promise.all(all.map((p) => fetch(url(p))));
+      expect(answers.some((a) => a.status === 200)).toBe(true);
+      busy = answers.find((a) => a.status !== 200);
+      for (const a of answers) if (a !== busy) await a.arrayBuffer();
+    }
+    expect(busy?.status).toBe(503);
+    expect(busy!.headers.get('retry-after')).toBe('1');
+    expect(((await busy!.json()) as { error: { code: string } }).error.code).toBe('busy');
+    for (const p of all) expect((await fetch(url(p))).status, p).toBe(200);
+  });
 });
