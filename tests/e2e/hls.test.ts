@@ -44,6 +44,8 @@ interface PlayerReport {
   decodedFrames: number;
   droppedFrames: number;
   audioBytes: number;
+  /** Each SourceBuffer the player made: its MIME type and buffered range, s. */
+  buffers: { type: string; start: number; end: number }[];
 }
 
 /**
@@ -56,6 +58,17 @@ async function openPlayer(master: string): Promise<TrackedPage> {
   const t = await newPage(browser);
   pages.push(t);
   await recordVideoSizes(t);
+  // Keep every SourceBuffer the player makes, to read where each track was placed.
+  await t.page.addInitScript(() => {
+    const w = window as any;
+    w.__sourceBuffers = [];
+    const add = MediaSource.prototype.addSourceBuffer;
+    MediaSource.prototype.addSourceBuffer = function (this: MediaSource, type: string) {
+      const sb = add.call(this, type);
+      w.__sourceBuffers.push({ type, sb });
+      return sb;
+    };
+  });
   const origin = server!.url;
   await t.page.route(`${origin}/hls.min.js`, (r) => r.fulfill({ contentType: 'text/javascript', body: fs.readFileSync(HLS_JS, 'utf8') }));
   await t.page.route(`${origin}/hls-e2e.html`, (r) =>
@@ -100,6 +113,11 @@ async function playerReport(t: TrackedPage): Promise<PlayerReport> {
       decodedFrames: q.totalVideoFrames,
       droppedFrames: q.droppedVideoFrames,
       audioBytes: v.webkitAudioDecodedByteCount ?? -1,
+      buffers: (w.__sourceBuffers as { type: string; sb: SourceBuffer }[]).map(({ type, sb }) => ({
+        type,
+        start: sb.buffered.length ? sb.buffered.start(0) : -1,
+        end: sb.buffered.length ? sb.buffered.end(sb.buffered.length - 1) : -1,
+      })),
     };
   });
 }
@@ -134,6 +152,12 @@ describe('hls.js plays the HLS output', () => {
     expect(Math.abs(got.duration - Number(want.video.duration)), context).toBeLessThan(0.1);
     expect(Math.abs(got.decodedFrames - (await countFrames(source))), context).toBeLessThanOrEqual(1);
     expect(got.audioBytes, context).toBeGreaterThan(0);
+    // Video and audio placed together: each track's buffer spans the content, from its start to its end.
+    expect(got.buffers.map((b) => b.type.split('/')[0]).sort(), context).toEqual(['audio', 'video']);
+    for (const b of got.buffers) {
+      expect(b.start, context).toBeLessThan(0.05);
+      expect(Math.abs(b.end - got.duration), context).toBeLessThan(0.1);
+    }
     // Levels as hls.js orders them; it started on the lowest and switched to the highest mid-stream.
     expect(got.levels.map((l) => l.height)).toEqual([90, 180]);
     expect(got.fragLevels[0], context).toBe(0);

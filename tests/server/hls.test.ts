@@ -126,6 +126,9 @@ describe('HLS from the cache', () => {
     expect(await countFrames(out)).toBe(await countFrames(source));
     expect(Math.abs(Number(got.video.duration) - Number(want.video.duration))).toBeLessThan(1 / 29.97);
     expect(Math.abs(Number(got.audio.duration) - Number(want.audio.duration))).toBeLessThan(0.03);
+    // In sync: each track starts where the source's does.
+    expect(Math.abs(Number(got.video.start_time) - Number(want.video.start_time))).toBeLessThan(1 / 29.97);
+    expect(Math.abs(Number(got.audio.start_time) - Number(want.audio.start_time))).toBeLessThan(0.03);
     expect(await decodeErrors(out)).toBe('');
     expect(await psnr(out, source, 320, 180)).toBeGreaterThanOrEqual(30);
     const tone = analyse(await pcm(out), 48000);
