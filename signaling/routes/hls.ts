@@ -40,6 +40,12 @@ function renditionOf(plan: HlsPlan, map: ShardMap, id: string): HlsRenditionPlan
   return r;
 }
 
+/** The viewer token the request came with as `?token=`, to carry on the relative URIs a playlist names (a player drops the query when it resolves them). */
+function tokenQuery(url: URL): string {
+  const token = url.searchParams.get('token');
+  return token === null ? '' : `?${new URLSearchParams({ token })}`;
+}
+
 function send(req: IncomingMessage, res: ServerResponse, type: string, body: string | Uint8Array, cacheControl: string): void {
   const bytes = typeof body === 'string' ? Buffer.from(body) : body;
   // CORS for players on other origins is the edge's (--cors-origins), as for every API answer.
@@ -117,17 +123,17 @@ export function hlsRoutes(router: Router, ctx: EdgeContext): void {
   const getter = (map: ShardMap) => (rendition: string, index: number) => cache.read({ contentId: map.contentId, rendition, index });
 
   router
-    .add('GET', API_PATHS.hlsMaster, async (req, res, p) => {
+    .add('GET', API_PATHS.hlsMaster, async (req, res, p, url) => {
       const { map, plan } = planOf(p.id!);
-      send(req, res, M3U8, masterPlaylist(map, plan, await codecs.of(map, plan)), 'no-cache');
+      send(req, res, M3U8, masterPlaylist(map, plan, await codecs.of(map, plan), tokenQuery(url)), 'no-cache');
     })
-    .add('GET', API_PATHS.hlsPlaylist, (req, res, p) => {
+    .add('GET', API_PATHS.hlsPlaylist, (req, res, p, url) => {
       const { map, plan } = planOf(p.id!);
       const r = renditionOf(plan, map, p.rendition!);
       const listed = listedSegments(map, r, available(map));
       const ended = listed === r.segments.length;
       // A growing playlist must be re-read; a finished one never changes again.
-      send(req, res, M3U8, mediaPlaylist(r, { listed, ended }), ended ? 'public, max-age=3600' : 'no-cache');
+      send(req, res, M3U8, mediaPlaylist(r, { listed, ended, query: tokenQuery(url) }), ended ? 'max-age=3600' : 'no-cache');
     })
     .add('GET', API_PATHS.hlsInit, async (req, res, p) => {
       const { map, plan } = planOf(p.id!);
@@ -157,8 +163,8 @@ export function hlsRoutes(router: Router, ctx: EdgeContext): void {
       // Not immutable: a shard re-encoded after a failed cross-check changes the segment's bytes.
       send(req, res, 'video/mp4', bytes, 'no-cache');
     })
-    .add('GET', API_PATHS.dash, async (req, res, p) => {
+    .add('GET', API_PATHS.dash, async (req, res, p, url) => {
       const { map, plan } = planOf(p.id!);
-      send(req, res, 'application/dash+xml', dashManifest(map, plan, available(map), await codecs.of(map, plan)), 'no-cache');
+      send(req, res, 'application/dash+xml', dashManifest(map, plan, available(map), await codecs.of(map, plan), tokenQuery(url)), 'no-cache');
     });
 }

@@ -173,3 +173,25 @@ describe('HLS from the cache', () => {
     for (const p of all) expect((await fetch(url(p))).status, p).toBe(200);
   });
 });
+
+describe('HLS of a private content (--viewer-token)', () => {
+  let p: TestServer | undefined;
+  afterAll(async () => {
+    await p?.destroy();
+  });
+
+  it('needs the viewer token, and names every URI with it so a player keeps it on relative URIs', async () => {
+    p = await startTestServer({ joinToken: 'join-secret', viewerToken: 'viewer secret', verifyNewEncoderJobs: 0, verifySampleRate: 0 });
+    const r = await upload(p.url, fs.readFileSync(await fixture('av-3s')), `?renditions=${encodeURIComponent(LADDER)}`);
+    expect(r.status, JSON.stringify(r.json)).toBe(201);
+    const master = `${p.url}${apiUrl.hlsMaster(r.json.id)}`;
+    expect((await fetch(master)).status).toBe(401);
+    const res = await fetch(`${master}?token=viewer+secret`);
+    expect(res.status).toBe(200);
+    const { variants, audioUri } = checkMasterPlaylist(await res.text());
+    const uris = [...variants.map((v) => v.uri), audioUri!];
+    expect(uris).toEqual(['hi', 'lo', 'audio'].map((x) => `${x}/playlist.m3u8?token=viewer+secret`));
+    // Resolved as a player does, each one opens.
+    for (const u of uris) expect((await fetch(new URL(u, master))).status, u).toBe(200);
+  });
+});

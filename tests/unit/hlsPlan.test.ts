@@ -151,6 +151,20 @@ describe('the playlists', () => {
     expect(fresh.variants.map((v) => v.bandwidth)).toEqual([596_000, 246_000]);
   });
 
+  it('carry a viewer token on every URI they name, so relative URIs keep a private content’s access', () => {
+    const map = mapOf(10);
+    ready(map);
+    const plan = planHls(map);
+    const q = '?token=s%26cret';
+    const master = masterPlaylist(map, plan, {}, q);
+    const { variants, audioUri } = checkMasterPlaylist(master);
+    expect([...variants.map((v) => v.uri), audioUri]).toEqual(['hi/playlist.m3u8', 'lo/playlist.m3u8', 'audio/playlist.m3u8'].map((u) => u + q));
+    const hi = plan.renditions[0]!;
+    const facts = checkMediaPlaylist(mediaPlaylist(hi, { listed: hi.segments.length, ended: true, query: q }));
+    expect(facts.segments.every((s) => s.uri.endsWith(q) && s.map!.endsWith(q))).toBe(true);
+    expect(facts.segments).toHaveLength(hi.segments.length);
+  });
+
   it('an audio-only content is one variant stream: the audio playlist', () => {
     const map = mapOf(4, [LADDER[2]!]);
     const plan = planHls(map);

@@ -22,22 +22,28 @@ const esc = (s: string) => s.replace(/[<>&"]/g, (c) => `&#${c.charCodeAt(0)};`);
 /** xs:duration of `s` seconds. */
 const isoDuration = (s: number) => `PT${s.toFixed(3)}S`;
 
-function segmentTemplate(r: HlsRenditionPlan, listed: number, timescale: number): string {
+function segmentTemplate(r: HlsRenditionPlan, listed: number, timescale: number, query: string): string {
   const tick = (t: number) => Math.round(t * timescale);
   const rows = r.segments.slice(0, listed).map((s) => `<S t="${tick(s.start)}" d="${tick(s.start + s.duration) - tick(s.start)}"/>`);
   const dir = hlsRelative.dashToRendition(r.id);
   return (
-    `<SegmentTemplate timescale="${timescale}" startNumber="0" initialization="${esc(dir + hlsRelative.init(0))}" ` +
-    `media="${esc(dir + hlsRelative.segment(0).replace('0', '$Number$'))}"><SegmentTimeline>${rows.join('')}</SegmentTimeline></SegmentTemplate>`
+    `<SegmentTemplate timescale="${timescale}" startNumber="0" initialization="${esc(dir + hlsRelative.init(0) + query)}" ` +
+    `media="${esc(dir + hlsRelative.segment(0).replace('0', '$Number$') + query)}"><SegmentTimeline>${rows.join('')}</SegmentTimeline></SegmentTemplate>`
   );
 }
 
 /**
- * The manifest. `codecs` as for the master playlist. Throws ShardcastError
+ * The manifest. `codecs` and `query` as for the master playlist. Throws ShardcastError
  * `unsupported` when a rendition changes init segment mid-stream (one
  * SegmentTemplate names one initialization; use the HLS output then).
  */
-export function dashManifest(map: ShardMap, plan: HlsPlan, available: ShardAvailable, codecs: Readonly<Record<string, string | undefined>> = {}): string {
+export function dashManifest(
+  map: ShardMap,
+  plan: HlsPlan,
+  available: ShardAvailable,
+  codecs: Readonly<Record<string, string | undefined>> = {},
+  query = '',
+): string {
   const changing = plan.renditions.find((r) => r.inits > 1);
   if (changing) {
     throw new ShardcastError(
@@ -58,7 +64,7 @@ export function dashManifest(map: ShardMap, plan: HlsPlan, available: ShardAvail
       const r = plan.renditions.find((x) => x.id === v.id)!;
       return (
         `<Representation id="${esc(v.id)}" bandwidth="${bandwidth(map, plan, v.id)}" width="${v.video.width}" height="${v.video.height}" ` +
-        `codecs="${esc(codecs[v.id] ?? fallbackCodec(v))}">${segmentTemplate(r, listed.get(v.id)!, VIDEO_TIMESCALE)}</Representation>`
+        `codecs="${esc(codecs[v.id] ?? fallbackCodec(v))}">${segmentTemplate(r, listed.get(v.id)!, VIDEO_TIMESCALE, query)}</Representation>`
       );
     });
     sets.push(`<AdaptationSet contentType="video" mimeType="video/mp4" segmentAlignment="true" startWithSAP="1">${reps.join('')}</AdaptationSet>`);
@@ -70,7 +76,7 @@ export function dashManifest(map: ShardMap, plan: HlsPlan, available: ShardAvail
       `<AdaptationSet contentType="audio" mimeType="audio/mp4" lang="und" segmentAlignment="true" startWithSAP="1">` +
         `<Representation id="${esc(audio.id)}" bandwidth="${bandwidth(map, plan, audio.id)}" codecs="${esc(codecs[audio.id] ?? fallbackCodec(audio))}" ` +
         `audioSamplingRate="${audio.audio.sampleRate}"><AudioChannelConfiguration schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011" ` +
-        `value="${audio.audio.channels}"/>${segmentTemplate(r, listed.get(audio.id)!, audio.audio.sampleRate)}</Representation></AdaptationSet>`,
+        `value="${audio.audio.channels}"/>${segmentTemplate(r, listed.get(audio.id)!, audio.audio.sampleRate, query)}</Representation></AdaptationSet>`,
     );
   }
   return (

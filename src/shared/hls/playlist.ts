@@ -38,6 +38,8 @@ export interface MediaPlaylistOptions {
   listed: number;
   /** True once every segment is listed for good: the playlist gets EXT-X-ENDLIST. */
   ended: boolean;
+  /** Appended to every URI (e.g. `?token=…`), so a private content's player keeps its access on relative URIs. */
+  query?: string;
 }
 
 /**
@@ -48,6 +50,7 @@ export interface MediaPlaylistOptions {
  * EXT-X-MAP (§4.3.2.3: a change of encoding parameters).
  */
 export function mediaPlaylist(r: HlsRenditionPlan, opts: MediaPlaylistOptions): string {
+  const q = opts.query ?? '';
   const lines = [
     '#EXTM3U',
     `#EXT-X-VERSION:${HLS_VERSION}`,
@@ -60,10 +63,10 @@ export function mediaPlaylist(r: HlsRenditionPlan, opts: MediaPlaylistOptions): 
   for (const s of r.segments.slice(0, opts.listed)) {
     if (s.init !== init) {
       if (init >= 0) lines.push('#EXT-X-DISCONTINUITY');
-      lines.push(`#EXT-X-MAP:URI="${hlsRelative.init(s.init)}"`);
+      lines.push(`#EXT-X-MAP:URI="${hlsRelative.init(s.init)}${q}"`);
       init = s.init;
     }
-    lines.push(`#EXTINF:${s.duration.toFixed(6)},`, hlsRelative.segment(s.seq));
+    lines.push(`#EXTINF:${s.duration.toFixed(6)},`, hlsRelative.segment(s.seq) + q);
   }
   if (opts.ended) lines.push('#EXT-X-ENDLIST');
   return `${lines.join('\n')}\n`;
@@ -95,8 +98,10 @@ const attr = (s: string) => `"${s.replace(/["\r\n]/g, '')}"`;
  * The master playlist. `codecs` gives each rendition's RFC 6381 string where
  * it is known (read from a shard); the others get fallbackCodec's. An
  * audio-only content has one variant stream, the audio playlist itself.
+ * `query` is appended to every URI, as in mediaPlaylist.
  */
-export function masterPlaylist(map: ShardMap, plan: HlsPlan, codecs: Readonly<Record<string, string | undefined>> = {}): string {
+export function masterPlaylist(map: ShardMap, plan: HlsPlan, codecs: Readonly<Record<string, string | undefined>> = {}, query = ''): string {
+  const uri = (id: string) => hlsRelative.playlist(id) + query;
   const codecOf = (r: Rendition) => codecs[r.id] ?? fallbackCodec(r);
   const lines = ['#EXTM3U', `#EXT-X-VERSION:${HLS_VERSION}`, '#EXT-X-INDEPENDENT-SEGMENTS'];
   const audio = map.renditions.find(isAudioRendition);
@@ -105,7 +110,7 @@ export function masterPlaylist(map: ShardMap, plan: HlsPlan, codecs: Readonly<Re
   if (audio && videos.length > 0) {
     lines.push(
       `#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=${attr(AUDIO_GROUP)},NAME=${attr(audio.id)},DEFAULT=YES,AUTOSELECT=YES,` +
-        `CHANNELS=${attr(String(audio.audio.channels))},URI=${attr(hlsRelative.playlist(audio.id))}`,
+        `CHANNELS=${attr(String(audio.audio.channels))},URI=${attr(uri(audio.id))}`,
     );
   }
   for (const v of videos) {
@@ -114,10 +119,10 @@ export function masterPlaylist(map: ShardMap, plan: HlsPlan, codecs: Readonly<Re
     const parts = [`BANDWIDTH=${bw}`, `CODECS=${attr(codecList)}`, `RESOLUTION=${v.video.width}x${v.video.height}`];
     if (fps) parts.push(`FRAME-RATE=${fps.toFixed(3)}`);
     if (audio) parts.push(`AUDIO=${attr(AUDIO_GROUP)}`);
-    lines.push(`#EXT-X-STREAM-INF:${parts.join(',')}`, hlsRelative.playlist(v.id));
+    lines.push(`#EXT-X-STREAM-INF:${parts.join(',')}`, uri(v.id));
   }
   if (audio && videos.length === 0) {
-    lines.push(`#EXT-X-STREAM-INF:BANDWIDTH=${bandwidth(map, plan, audio.id)},CODECS=${attr(codecOf(audio))}`, hlsRelative.playlist(audio.id));
+    lines.push(`#EXT-X-STREAM-INF:BANDWIDTH=${bandwidth(map, plan, audio.id)},CODECS=${attr(codecOf(audio))}`, uri(audio.id));
   }
   return `${lines.join('\n')}\n`;
 }
