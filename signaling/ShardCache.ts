@@ -116,10 +116,10 @@ export class ShardCache {
   }
 
   /**
-   * Checks and stores an uploaded shard. Throws a ShardcastError when it is refused:
-   * unknown-shard, not-accepted (no accepted variant yet), hash-mismatch, or a ShardCheckError code.
+   * The accepted variant an upload of `k` would be a copy of, from the request head alone.
+   * @throws ShardcastError unknown-shard, or not-accepted (no accepted variant yet).
    */
-  async put(k: ShardKey, bytes: Uint8Array): Promise<void> {
+  accepted(k: ShardKey) {
     const content = this.store.get(k.contentId);
     const shard = content?.map.shards[k.index];
     const st = shard?.renditions[k.rendition];
@@ -128,6 +128,15 @@ export class ShardCache {
     if (st.status !== 'ready' || !st.sha256) {
       throw new ShardcastError('not-accepted', `shard ${shardKeyString(k)} has no accepted variant yet: report shard-ready first`);
     }
+    return { content, shard, st: { ...st, sha256: st.sha256 }, rendition };
+  }
+
+  /**
+   * Checks and stores an uploaded shard. Throws a ShardcastError when it is refused:
+   * unknown-shard, not-accepted (no accepted variant yet), hash-mismatch, or a ShardCheckError code.
+   */
+  async put(k: ShardKey, bytes: Uint8Array): Promise<void> {
+    const { content, shard, st, rendition } = this.accepted(k);
     const hash = createHash('sha256').update(bytes).digest('hex');
     if (hash !== st.sha256) throw new ShardcastError('hash-mismatch', `these bytes hash to ${hash}, the accepted variant is ${st.sha256}`);
     if (this.has(k)) return;

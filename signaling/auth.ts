@@ -150,7 +150,11 @@ export function originAllowed(req: IncomingMessage, allowed: readonly string[]):
   return host !== '' && host === req.headers.host;
 }
 
-/** Sets CORS headers for an allowed origin; answers preflights. Returns true when the request was a preflight (answered). */
+/**
+ * Sets CORS headers for an allowed origin; answers allowed preflights (204).
+ * Returns true when the request was a preflight (answered).
+ * @throws ShardcastError bad-origin for a preflight from an origin not in --cors-origins (answered as JSON by the edge).
+ */
 export function applyCors(req: IncomingMessage, res: ServerResponse, allowed: readonly string[]): boolean {
   const origin = req.headers.origin;
   const ok = origin !== undefined && allowed.length > 0 && (allowed.includes('*') || allowed.includes(origin.replace(/\/+$/, '')));
@@ -161,12 +165,18 @@ export function applyCors(req: IncomingMessage, res: ServerResponse, allowed: re
     res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
   }
   if (req.method !== 'OPTIONS') return false;
-  if (ok) {
-    res.setHeader('Access-Control-Allow-Methods', 'GET, HEAD, POST, PUT, DELETE');
-    res.setHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type, X-Filename, X-Shard-Duration');
-    res.setHeader('Access-Control-Max-Age', '600');
+  if (!ok) {
+    throw new ShardcastError(
+      'bad-origin',
+      origin === undefined
+        ? 'OPTIONS is a CORS preflight: it needs an Origin header'
+        : `origin ${origin} may not call this API cross-origin (server option --cors-origins)`,
+    );
   }
-  res.writeHead(ok ? 204 : 403).end();
+  res.setHeader('Access-Control-Allow-Methods', 'GET, HEAD, POST, PUT, DELETE');
+  res.setHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type, X-Filename, X-Shard-Duration');
+  res.setHeader('Access-Control-Max-Age', '600');
+  res.writeHead(204).end();
   return true;
 }
 

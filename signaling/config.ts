@@ -130,6 +130,22 @@ const serverConfigSchema = z.object({
     4,
     'HLS/DASH init and media segments (GET /api/contents/:id/hls/..., each built in memory from about 2 s of cached shards) built at once; more get 503 busy with Retry-After.',
   ),
+  maxShardBytes: num(
+    16 * 2 ** 20,
+    'Largest shard upload (PUT /api/contents/:id/shards/...), bytes: refused by Content-Length before reading, or once the body passes it.',
+  ),
+  maxConcurrentShardUploads: num(16, 'Shard upload bodies being read at once, in all; more get 429 too-many-uploads before their body is read.'),
+  maxShardUploadsPerIp: num(8, 'Shard upload bodies being read at once per client address; more get 429 too-many-uploads.'),
+  shardUploadTimeoutMs: num(
+    120_000,
+    'Time a shard upload body may take to arrive, ms (16 MiB at ~1 Mbit/s); slower ones get 408 body-timeout and the connection is closed.',
+  ),
+  maxConcurrentSlices: num(4, 'Source slices (GET /api/contents/:id/source) being built at once; more get 503 busy with Retry-After.'),
+  maxSliceBytes: num(64 * 2 ** 20, 'Largest source slice, bytes of media packets: a range holding more gets 422 slice-too-large (ask for a shorter range).'),
+  wsMaxBufferedBytes: num(
+    4 * 2 ** 20,
+    'Bytes the server may have queued for one WebSocket that the client has not read; past it the connection is closed (1013 slow reader) instead of queueing more.',
+  ),
 
   testHooks: z
     .object({

@@ -20,6 +20,7 @@ const STATUS: Record<ErrorCode, Status> = {
   'not-built': 503,
   internal: 500,
   'too-large': 413,
+  'body-timeout': 408,
 
   unauthorized: 401,
   forbidden: 403,
@@ -46,6 +47,7 @@ const STATUS: Record<ErrorCode, Status> = {
   'bad-tracks': 400,
   'no-track': 400,
   unsupported: 400,
+  'slice-too-large': 422,
 
   'bad-index': 400,
   'bad-rendition': 400,

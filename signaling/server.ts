@@ -19,7 +19,7 @@ import { ShardCache } from './ShardCache.ts';
 import { ShardIntake } from './ShardIntake.ts';
 import { PoolManager } from './PoolManager.ts';
 import { loadAdminToken, splitList, type AdminToken } from './auth.ts';
-import { Slots } from './limits.ts';
+import { ClientSlots, Slots } from './limits.ts';
 import { contentRoutes } from './routes/contents.ts';
 import { exportRoutes } from './routes/export.ts';
 import { hlsRoutes } from './routes/hls.ts';
@@ -90,7 +90,19 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const admin = loadAdminToken(config);
   const refusals = newRefusals();
   const core = await buildCore(config, log);
-  const ctx: EdgeContext = { ...core, config, admin, uploads: new Slots(config.maxConcurrentUploads), refusals, log };
+  const ctx: EdgeContext = {
+    ...core,
+    config,
+    admin,
+    uploads: new Slots(config.maxConcurrentUploads),
+    shardUploads: new ClientSlots(config.maxShardUploadsPerIp, config.maxConcurrentShardUploads, {
+      perAddress: '--max-shard-uploads-per-ip',
+      overall: '--max-concurrent-shard-uploads',
+    }),
+    slices: new Slots(config.maxConcurrentSlices),
+    refusals,
+    log,
+  };
   const router = new Router();
   for (const routes of [contentRoutes, sourceRoutes, shardRoutes, exportRoutes, hlsRoutes, poolRoutes]) routes(router, ctx);
 

@@ -94,7 +94,10 @@ class Connection {
   /** What the pool manager talks to. */
   private readonly conn = {
     send: (msg: ServerMessage) => {
-      if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(this.withJoinToken(msg)));
+      if (this.ws.readyState !== this.ws.OPEN) return;
+      // A client that stops reading would have the server queue every answer for it: past the bound it is cut off instead.
+      if (this.ws.bufferedAmount > this.o.config.wsMaxBufferedBytes) return this.dropSlowReader();
+      this.ws.send(JSON.stringify(this.withJoinToken(msg)));
     },
     close: (code: number, reason: string) => this.ws.close(code, reason),
   };
@@ -105,6 +108,15 @@ class Connection {
   ) {
     this.rate = new TokenBucket(o.config.wsMessagesPerSecond, o.config.wsMessageBurst);
     this.helloTimer = setTimeout(() => ws.close(4001, 'no hello within 10 s'), HELLO_TIMEOUT_MS);
+  }
+
+  /**
+   * Closes a connection whose unread output passed --ws-max-buffered-bytes.
+   * terminate, not close: a close frame would queue behind what it does not read.
+   */
+  private dropSlowReader(): void {
+    this.o.refusals.slowReaders++;
+    this.ws.terminate();
   }
 
   listen(): void {
