@@ -6,6 +6,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import Negotiator from 'negotiator';
 import { ShardcastError, type ErrorCode } from '../src/shared/errors.ts';
+import { compilePath } from '../src/shared/api.ts';
 import { httpStatus } from './errorStatus.ts';
 
 /**
@@ -163,12 +164,8 @@ export class Router {
   private readonly routes: Route[] = [];
 
   add(method: string, pathPattern: string, handler: Handler): this {
-    const keys: string[] = [];
-    const re = pathPattern.replace(/:([a-zA-Z]+)/g, (_, k: string) => {
-      keys.push(k);
-      return '([^/]+)';
-    });
-    this.routes.push({ method, pattern: new RegExp(`^${re}$`), keys, handler });
+    const { re, keys } = compilePath(pathPattern);
+    this.routes.push({ method, pattern: re, keys, handler });
     return this;
   }
 
