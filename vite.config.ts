@@ -30,9 +30,11 @@ function hlsjsPlugin(): Plugin {
       await build({
         configFile: false,
         logLevel: 'warn',
+        publicDir: false,
         build: {
           outDir: path.join(outDir, 'lib'),
           emptyOutDir: false,
+          minify: true,
           lib: { entry: path.join(root, 'src/hlsLoader/index.ts'), formats: ['es'], fileName: () => 'shardcast-hlsjs.js' },
         },
       });

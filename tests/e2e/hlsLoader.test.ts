@@ -119,6 +119,8 @@ afterAll(async () => {
 });
 
 interface Played {
+  /** What to print when an assertion fails: page problems, console tail, buffered ranges. */
+  why: string;
   ended: boolean;
   error: string | undefined;
   currentTime: number;
@@ -157,12 +159,22 @@ async function playOnSite(hlsConfig: string): Promise<Played> {
     }, 1);
   });
   await t.page.goto(`${siteUrl}/player.html?hls=${encodeURIComponent(hlsConfig)}`);
-  await t.page.waitForFunction(() => (window as any).fatal !== undefined || document.querySelector('video')?.ended, null, { timeout: 120_000 }).catch(() => {});
-  return (await t.page.evaluate(() => {
+  await t.page.waitForFunction(() => (window as any).fatal !== undefined || document.querySelector('video')?.ended, null, { timeout: 60_000 }).catch(() => {});
+  const r = (await t.page.evaluate(() => {
     const w = window as any;
     const v = document.querySelector('video')!;
-    return { ended: v.ended, error: w.fatal, currentTime: v.currentTime, stats: { ...w.p2p.stats }, segments: w.segmentLog };
+    const buffered = Array.from({ length: v.buffered.length }, (_, i) => `${v.buffered.start(i).toFixed(3)}-${v.buffered.end(i).toFixed(3)}`);
+    return {
+      ended: v.ended,
+      error: w.fatal,
+      currentTime: v.currentTime,
+      stats: { ...w.p2p?.stats },
+      segments: w.segmentLog,
+      why: JSON.stringify({ t: v.currentTime, buffered, stats: w.p2p?.stats, level: w.hls?.currentLevel }),
+    };
   })) as Played;
+  r.why += ` problems: ${t.problems.slice(0, 5).join(' | ')}; console: ${t.console.slice(-15).join(' | ')}`;
+  return r;
 }
 
 describe('hls.js with the shardcast loader plug-in (server cache off)', () => {
@@ -173,8 +185,8 @@ describe('hls.js with the shardcast loader plug-in (server cache off)', () => {
     expect(seg.status).toBeGreaterThanOrEqual(400);
 
     const r = await playOnSite('');
-    expect(r.error).toBeUndefined();
-    expect(r.ended).toBe(true);
+    expect(r.error, r.why).toBeUndefined();
+    expect(r.ended, r.why).toBe(true);
     expect(r.currentTime).toBeGreaterThan(2.9);
     expect(r.stats.shardsFromCache).toBe(0);
     expect(r.stats.bytesFromCache).toBe(0);
@@ -239,8 +251,8 @@ describe('hls.js with the shardcast loader plug-in (server cache off)', () => {
 
     // hls.js starts on the top rendition, which only the liar claims to hold.
     const r = await playOnSite('startLevel: 1');
-    expect(r.error).toBeUndefined();
-    expect(r.ended).toBe(true);
+    expect(r.error, r.why).toBeUndefined();
+    expect(r.ended, r.why).toBe(true);
     expect(r.stats.hashFailures).toBeGreaterThan(0);
     expect(r.stats.segmentsFailed).toBeGreaterThan(0);
     expect(r.stats.bytesFromCache).toBe(0);
