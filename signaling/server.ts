@@ -22,6 +22,7 @@ import { loadAdminToken, splitList, type AdminToken } from './auth.ts';
 import { Slots } from './limits.ts';
 import { contentRoutes } from './routes/contents.ts';
 import { exportRoutes } from './routes/export.ts';
+import { hlsRoutes } from './routes/hls.ts';
 import { poolRoutes } from './routes/pool.ts';
 import { shardRoutes } from './routes/shards.ts';
 import { sourceRoutes } from './routes/source.ts';
@@ -85,7 +86,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const core = await buildCore(config, log);
   const ctx: EdgeContext = { ...core, config, admin, uploads: new Slots(config.maxConcurrentUploads), refusals, log };
   const router = new Router();
-  for (const routes of [contentRoutes, sourceRoutes, shardRoutes, exportRoutes, poolRoutes]) routes(router, ctx);
+  for (const routes of [contentRoutes, sourceRoutes, shardRoutes, exportRoutes, hlsRoutes, poolRoutes]) routes(router, ctx);
 
   const edge = { router, corsOrigins: splitList(config.corsOrigins), distDir: config.distDir, adminToken: admin.token };
   const server = http.createServer(requestHandler(edge));
