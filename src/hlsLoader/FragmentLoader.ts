@@ -34,7 +34,7 @@ export interface SegmentSource {
 }
 
 /** hls.js's LoadStats shape, zeroed. */
-function freshStats(): LoaderStats {
+export function freshStats(): LoaderStats {
   return {
     aborted: false,
     loaded: 0,

@@ -16,6 +16,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Browser } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ShardcastHlsStats } from '../../src/hlsLoader/index.ts';
 import { planHls } from '../../src/shared/hls/plan.ts';
 import { shardKeyString, type ShardMap } from '../../src/shared/shardMap.ts';
 import { launchBrowser, newPage, openEncoderTab, type TrackedPage } from '../harness/browser.ts';
@@ -124,16 +125,7 @@ interface Played {
   ended: boolean;
   error: string | undefined;
   currentTime: number;
-  stats: {
-    segments: number;
-    shardsVerified: number;
-    shardsFromPeers: number;
-    shardsFromCache: number;
-    bytesFromPeers: number;
-    bytesFromCache: number;
-    hashFailures: number;
-    segmentsFailed: number;
-  };
+  stats: ShardcastHlsStats;
   /** Per segment handed to hls.js: its rendition, kind and the sources of its shards. */
   segments: { rendition: string; kind: string; shards: { index: number; source: string }[] }[];
 }

@@ -5,7 +5,7 @@
  */
 import type { FragmentLoaderContext, HlsConfig, Loader, LoaderCallbacks, LoaderContext, LoaderStats } from 'hls.js';
 import { describe, expect, it } from 'vitest';
-import { fragmentLoaderFor, type SegmentSource } from '../../src/hlsLoader/FragmentLoader.ts';
+import { fragmentLoaderFor, freshStats, type SegmentSource } from '../../src/hlsLoader/FragmentLoader.ts';
 import { parseSegmentUrl, shardsOf } from '../../src/hlsLoader/segments.ts';
 import { apiUrl } from '../../src/shared/api.ts';
 import { planHls } from '../../src/shared/hls/plan.ts';
@@ -74,22 +74,11 @@ describe('shardsOf: segment → shards', () => {
 });
 
 describe('the fragment loader', () => {
-  const stats = (): LoaderStats => ({
-    aborted: false,
-    loaded: 0,
-    retry: 0,
-    total: 0,
-    chunkCount: 0,
-    bwEstimate: 0,
-    loading: { start: 0, first: 0, end: 0 },
-    parsing: { start: 0, end: 0 },
-    buffering: { start: 0, first: 0, end: 0 },
-  });
   /** hls.js's own loader, as far as the plug-in sees it: it answers `http:` requests with 100 bytes. */
   class HttpLoader implements Loader<LoaderContext> {
     static loaded: string[] = [];
     context: LoaderContext | null = null;
-    stats = stats();
+    stats = freshStats();
     load(context: LoaderContext, _c: unknown, callbacks: LoaderCallbacks<LoaderContext>) {
       HttpLoader.loaded.push(context.url);
       this.stats.loaded = 100;
