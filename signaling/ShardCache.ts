@@ -26,9 +26,20 @@ export class ShardCache {
     this.dir = path.join(dataDir, 'cache');
   }
 
-  /** Indexes what is on disk; files of deleted contents or not matching an accepted hash are dropped. */
-  async open(): Promise<void> {
+  /**
+   * Indexes what is on disk, checked against the accepted-shard registry (the
+   * store's maps): a file is kept only if its variant is accepted and its bytes
+   * hash to the accepted sha256 with the accepted size. Files of deleted
+   * contents, of variants not accepted, torn or corrupt ones (a disk error, a
+   * kill mid-rename on a filesystem without atomic rename, a variant replaced
+   * while the server was down) and temp files of interrupted writes are removed.
+   * Every file is read once, so a start takes time in proportion to the cache.
+   * Returns the keys of the dropped files of accepted variants (the pool then
+   * re-queues those no encoder holds, after its restart grace period).
+   */
+  async open(): Promise<{ kept: number; dropped: string[] }> {
     await fsp.mkdir(this.dir, { recursive: true });
+    const dropped: string[] = [];
     for (const contentId of await fsp.readdir(this.dir)) {
       const content = this.store.get(contentId);
       if (!content) {
@@ -43,12 +54,23 @@ export class ShardCache {
             await fsp.rm(file, { force: true }); // temp files of interrupted writes
             continue;
           }
-          const st = content.map.shards[Number(m[1])]?.renditions[rendition];
-          if (st?.status === 'ready') this.present.add(shardKeyString({ contentId, rendition, index: Number(m[1]) }));
-          else await fsp.rm(file, { force: true });
+          const k = { contentId, rendition, index: Number(m[1]) };
+          const st = content.map.shards[k.index]?.renditions[rendition];
+          if (st?.status !== 'ready' || !st.sha256) {
+            await fsp.rm(file, { force: true });
+            continue;
+          }
+          const bytes = await fsp.readFile(file).catch(() => undefined);
+          if (bytes && (st.size === undefined || bytes.byteLength === st.size) && createHash('sha256').update(bytes).digest('hex') === st.sha256) {
+            this.present.add(shardKeyString(k));
+          } else {
+            dropped.push(shardKeyString(k));
+            await fsp.rm(file, { force: true });
+          }
         }
       }
     }
+    return { kept: this.present.size, dropped };
   }
 
   private file(k: ShardKey): string {

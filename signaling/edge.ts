@@ -7,7 +7,7 @@
 import type http from 'node:http';
 import { API_PATHS } from '../src/shared/api.ts';
 import { ShardcastError } from '../src/shared/errors.ts';
-import { applyCors, requireAdmin } from './auth.ts';
+import { applyCors, isContentRead, requireAdmin, requireViewer, type AccessTokens } from './auth.ts';
 import { baseHeaders, sendError, type Router } from './http.ts';
 import { serveApp } from './routes/static.ts';
 
@@ -15,7 +15,8 @@ export interface EdgeOptions {
   router: Router;
   corsOrigins: readonly string[];
   distDir: string;
-  adminToken: string;
+  /** The admin token guards publishing and deleting (routes); the viewer token every content read (here). */
+  tokens: AccessTokens;
 }
 
 /** The server's 'request' listener. */
@@ -38,6 +39,8 @@ async function handle(o: EdgeOptions, req: http.IncomingMessage, res: http.Serve
   } catch {
     throw new ShardcastError('bad-url', 'the request URL could not be parsed');
   }
+  // Private content: the one check every content read passes (routes added later included), before any route does work.
+  if (isContentRead(req.method, url.pathname)) requireViewer(req, url, o.tokens);
   const match = o.router.match(req.method ?? 'GET', url.pathname);
   if (match === 'method-not-allowed') throw new ShardcastError('method-not-allowed', `${req.method} is not allowed on ${url.pathname}`);
   if (!match) return serveApp(req, res, o.distDir, url.pathname);
@@ -55,12 +58,12 @@ async function handle(o: EdgeOptions, req: http.IncomingMessage, res: http.Serve
  * 100-continue" (our CLI) is told before it sends its body when it lacks the
  * admin token; answering mid-body would cut the connection under it.
  */
-export function continueHandler(server: http.Server, o: Pick<EdgeOptions, 'adminToken'>): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+export function continueHandler(server: http.Server, o: Pick<EdgeOptions, 'tokens'>): (req: http.IncomingMessage, res: http.ServerResponse) => void {
   return (req, res) => {
     const pathname = (req.url ?? '').split('?')[0];
     if (req.method === 'POST' && pathname === API_PATHS.contents) {
       try {
-        requireAdmin(req, o.adminToken);
+        requireAdmin(req, o.tokens.adminToken);
       } catch (e) {
         if (!(e instanceof ShardcastError)) throw e;
         baseHeaders(res);

@@ -53,6 +53,8 @@ const STATUS: Record<ErrorCode, Status> = {
   'unknown-rendition': 400,
   // One shard not in the cache is absent (404); an export finding nothing cached yet conflicts with the content's state (409).
   'not-cached': (e) => (e instanceof ExportError ? 409 : 404),
+  // A content-addressed shard URL whose variant was replaced: that resource is gone for good.
+  'variant-replaced': 404,
   'not-accepted': 409,
   'hash-mismatch': 409,
   'upload-token-required': 401,

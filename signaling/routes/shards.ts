@@ -2,6 +2,9 @@
  * Shard bytes over HTTP: encoders PUT them (with a job's upload token: the
  * intake's check before acceptance; without: a copy of an accepted variant
  * for the cache) and viewers GET cached copies, the last resort.
+ *
+ * A cross-check can replace a variant's bytes, so a cached copy is addressed
+ * by its hash (`?sha256=`, immutable) or revalidated by ETag (the plain URL).
  */
 import { API_PATHS, type ShardPutResponse } from '../../src/shared/api.ts';
 import { ShardcastError } from '../../src/shared/errors.ts';
@@ -33,11 +36,44 @@ export function shardRoutes(router: Router, ctx: EdgeContext): void {
       await cache.put(key, bytes);
       sendJson(res, 201, { cached: shardKeyString(key) } satisfies ShardPutResponse);
     })
-    .add('GET', API_PATHS.shard, async (req, res, p) => {
+    .add('GET', API_PATHS.shard, async (req, res, p, url) => {
       const key = shardKeyFrom(p);
+      const accepted = ctx.store.get(key.contentId)?.map.shards[key.index]?.renditions[key.rendition]?.sha256;
+      const asked = url.searchParams.get('sha256');
+      // A cross-check can replace a variant's bytes: only a URL naming the hash may be cached for good.
+      if (asked !== null && asked !== accepted) {
+        throw new ShardcastError(
+          'variant-replaced',
+          `shard ${shardKeyString(key)} ${accepted ? `is now the variant ${accepted}` : 'has no accepted variant'}, not ${asked}: read the current hash from the shard map or a locate answer`,
+        );
+      }
       const bytes = await cache.read(key);
-      if (!bytes) throw new ShardcastError('not-cached', `shard ${shardKeyString(key)} is not in the cache`);
-      res.writeHead(200, { 'Content-Type': 'video/mp4', 'Content-Length': bytes.byteLength, 'Cache-Control': 'public, max-age=31536000, immutable' });
+      if (!bytes || !accepted) throw new ShardcastError('not-cached', `shard ${shardKeyString(key)} is not in the cache`);
+      const etag = `"${accepted}"`;
+      // Private content must not sit in shared caches; the plain URL is revalidated on every use.
+      const scope = config.viewerToken ? 'private' : 'public';
+      res.setHeader('ETag', etag);
+      res.setHeader('Cache-Control', asked !== null ? `${scope}, max-age=31536000, immutable` : `${scope}, no-cache`);
+      if (ifNoneMatch(req.headers['if-none-match'], etag)) {
+        res.writeHead(304).end();
+        return;
+      }
+      res.writeHead(200, { 'Content-Type': 'video/mp4', 'Content-Length': bytes.byteLength });
       res.end(req.method === 'HEAD' ? undefined : bytes);
     });
+}
+
+/**
+ * Whether an If-None-Match header names `etag` (a list, weak forms and `*`;
+ * RFC 9110 section 13.1.2, weak comparison). Not the `fresh` package: it
+ * answers "not fresh" whenever the request says Cache-Control: no-cache,
+ * which Node's fetch adds to every conditional request, while an origin
+ * server must still answer 304.
+ */
+function ifNoneMatch(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  return header.split(',').some((t) => {
+    const tag = t.trim();
+    return tag === '*' || tag === etag || tag === `W/${etag}`;
+  });
 }

@@ -32,7 +32,8 @@ export class JobError extends Error {
   override name = 'JobError';
 }
 
-async function fetchSlice(job: Job, base: string, signal?: AbortSignal): Promise<{ bytes: Uint8Array; sliceStart: number }> {
+/** A job's source slice and its start on the content timeline (X-Slice-Start, s); throws JobError on an HTTP error. */
+export async function fetchSlice(job: Job, base: string, signal?: AbortSignal): Promise<{ bytes: Uint8Array; sliceStart: number }> {
   const res = await fetch(new URL(job.sourceUrl, base), { ...(signal && { signal }) });
   if (!res.ok) {
     const text = await res.text().catch(() => '');

@@ -48,6 +48,7 @@ export const ERROR_CODES = [
   'unknown-shard',
   'unknown-rendition',
   'not-cached',
+  'variant-replaced',
   'not-accepted',
   'hash-mismatch',
   'upload-token-required',
