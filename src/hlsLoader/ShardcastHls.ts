@@ -13,7 +13,7 @@
  */
 import type { FragmentLoaderConstructor, HlsConfig } from 'hls.js';
 import { PeerManager } from '../net/PeerManager.ts';
-import { PoolClient } from '../net/PoolClient.ts';
+import { PoolClient, readInit } from '../net/PoolClient.ts';
 import { apiUrl } from '../shared/api.ts';
 import { TypedEmitter } from '../shared/events.ts';
 import { parseShardMap, type ShardMap } from '../shared/shardMap.ts';
@@ -26,7 +26,7 @@ import { buildSegment, parseSegmentUrl, type SegmentRef, shardsOf } from './segm
 export interface ShardcastHlsOptions {
   /** Origin of the shardcast server, e.g. "https://video.example.org"; default: this page's origin. */
   server?: string;
-  /** The pool's join token, when the server was started with `--join-token`. */
+  /** The pool's join token (or the viewer token of private content): sent with the pool's hello and the plug-in's own content reads. */
   token?: string;
   /**
    * Viewer tunables (src/viewer/config.ts, same names and defaults as the
@@ -97,6 +97,7 @@ export class ShardcastHls extends TypedEmitter<ShardcastHlsEvents> implements Se
   private readonly peers: PeerManager;
   private readonly swarms = new Map<string, Promise<Swarm>>();
   private readonly fLoader: FragmentLoaderConstructor;
+  private readonly token: string | undefined;
 
   /** @throws Error when `server` is not an absolute http(s) URL or a viewer option has the wrong type. */
   constructor(opts: ShardcastHlsOptions = {}) {
@@ -104,6 +105,7 @@ export class ShardcastHls extends TypedEmitter<ShardcastHlsEvents> implements Se
     const server = new URL(opts.server ?? location.origin);
     if (server.protocol !== 'http:' && server.protocol !== 'https:') throw new Error(`server must be an http(s) URL, not ${opts.server}`);
     this.server = server.origin;
+    this.token = opts.token;
     this.config = VIEWER_CONFIG.schema.parse(opts.viewer ?? {});
     this.pool = new PoolClient({ url: apiUrl.ws(server), hello: () => ({ role: 'viewer', ...(opts.token && { token: opts.token }) }) });
     this.peers = new PeerManager(this.pool, { maxPeers: this.config.maxPeers, connectTimeoutMs: this.config.connectTimeoutMs });
@@ -169,7 +171,7 @@ export class ShardcastHls extends TypedEmitter<ShardcastHlsEvents> implements Se
   }
 
   private async openSwarm(contentId: string): Promise<Swarm> {
-    const res = await fetch(this.server + apiUrl.content(contentId));
+    const res = await fetch(this.server + apiUrl.content(contentId), readInit(this.token));
     if (!res.ok) throw new Error(`the shard map of ${contentId}: ${res.status === 404 ? 'no such content' : `HTTP ${res.status}`}`);
     const map = parseShardMap(((await res.json()) as { shardMap: unknown }).shardMap);
     const sources = new ShardSources(contentId, map, this.config, this.pool, this.peers, this.server);
