@@ -5,6 +5,9 @@
  * writes and assembles them; this file answers HTTP). A playlist lists only
  * the segments whose shards are all ready and cached, so every URI it names
  * can be fetched; a segment asked for before that gets 404 `not-cached`.
+ * With the cache off (--cache-enabled false) it lists the segments whose
+ * shards peers hold instead: only the hls.js loader plug-in (src/hlsLoader),
+ * which builds them from those peers' shards, can play that.
  *
  * This file owns the bound on segment building: at most
  * `hlsMaxConcurrentBuilds` distinct segments are built at once (each in
@@ -18,6 +21,7 @@ import { initSource, listedSegments, planHls, segmentReady, type HlsPlan, type H
 import { masterPlaylist, mediaPlaylist } from '../../src/shared/hls/playlist.ts';
 import { buildInitSegment, buildMediaSegment, SegmentError, shardCodecString } from '../../src/shared/hls/segment.ts';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
+import { variantKeyString } from '../../src/shared/variantKey.ts';
 import type { EdgeContext } from '../context.ts';
 import type { Router } from '../http.ts';
 import type { ShardCache } from '../ShardCache.ts';
@@ -120,6 +124,11 @@ export function hlsRoutes(router: Router, ctx: EdgeContext): void {
     return { ...map, shards };
   };
   const available = (map: ShardMap) => (rendition: string, index: number) => cache.has({ contentId: map.contentId, rendition, index });
+  /** What a media playlist lists: cached shards, or with the cache off, shards some peer holds. */
+  const listable = (map: ShardMap) =>
+    ctx.config.cacheEnabled
+      ? available(map)
+      : (rendition: string, index: number) => (ctx.pool.holders.get(variantKeyString({ contentId: map.contentId, rendition, index }))?.size ?? 0) > 0;
   const getter = (map: ShardMap) => (rendition: string, index: number) => cache.read({ contentId: map.contentId, rendition, index });
 
   router
@@ -130,7 +139,7 @@ export function hlsRoutes(router: Router, ctx: EdgeContext): void {
     .add('GET', API_PATHS.hlsPlaylist, (req, res, p, url) => {
       const { map, plan } = planOf(p.id!);
       const r = renditionOf(plan, map, p.rendition!);
-      const listed = listedSegments(map, r, available(map));
+      const listed = listedSegments(map, r, listable(map));
       const ended = listed === r.segments.length;
       // A growing playlist must be re-read; a finished one never changes again.
       send(req, res, M3U8, mediaPlaylist(r, { listed, ended, query: tokenQuery(url) }), ended ? 'max-age=3600' : 'no-cache');

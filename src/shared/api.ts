@@ -50,6 +50,32 @@ function withQuery(path: string, query: Record<string, string | number | undefin
   return s ? `${path}?${s}` : path;
 }
 
+/** A route pattern as a RegExp with one group per `:name` (the name ends at the first non-letter), and the names in order. */
+export function compilePath(pattern: string): { re: RegExp; keys: string[] } {
+  const keys: string[] = [];
+  const re = pattern
+    .split(/(:[a-zA-Z]+)/)
+    .map((part) => {
+      if (!part.startsWith(':')) return part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      keys.push(part.slice(1));
+      return '([^/]+?)';
+    })
+    .join('');
+  return { re: new RegExp(`^${re}$`), keys };
+}
+
+/** The `:name` values (URI-decoded) of `pathname` when it matches `pattern`; undefined when it does not, or is badly encoded. */
+export function matchPath(pattern: string, pathname: string): Record<string, string> | undefined {
+  const { re, keys } = compilePath(pattern);
+  const m = re.exec(pathname);
+  if (!m) return undefined;
+  try {
+    return Object.fromEntries(keys.map((k, i) => [k, decodeURIComponent(m[i + 1]!)]));
+  } catch {
+    return undefined;
+  }
+}
+
 export type SliceTracks = 'video' | 'audio' | 'both';
 
 /** Paths (origin-relative) of every endpoint; resolve against a base with `new URL(path, base)` where needed. */
