@@ -30,7 +30,12 @@ type JobShard = Job['shards'][number];
  * or the first is not a key frame. The frame count is left to the server's
  * check (validate.ts), which judges every engine's shards alike.
  */
-export async function muxVideoShard(shard: JobShard, codec: VideoCodec, decoderConfig: VideoDecoderConfig, packets: readonly EncodedPacket[]): Promise<Uint8Array> {
+export async function muxVideoShard(
+  shard: JobShard,
+  codec: VideoCodec,
+  decoderConfig: VideoDecoderConfig,
+  packets: readonly EncodedPacket[],
+): Promise<Uint8Array> {
   if (packets[0]?.type !== 'key') throw new VideoShardError(`shard ${shard.index} does not start with a key frame`);
   const base = packets[0].timestamp;
   const timed = packets.map((p, k) => {
