@@ -21,7 +21,7 @@ import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { newPage, openEncoderTab, type TrackedPage } from '../harness/browser.ts';
 import { e2eSession } from '../harness/e2eSession.ts';
 import { ffprobeJson, fixture, type FixtureName } from '../harness/fixtures.ts';
-import { decodeErrors, streams } from '../harness/referee.ts';
+import { decodeErrors, shardSpan, streams } from '../harness/referee.ts';
 import { startTestServer, upload, waitCached, type TestServer } from '../harness/testServer.ts';
 import { watchToEnd } from '../harness/viewerPage.ts';
 
@@ -195,6 +195,12 @@ describe.each(ENGINES)('encoded by $name tabs', (engine) => {
       expect(played.stats.fromPeers).toBe(map.shards.length);
 
       await waitCached(server!.url, id, map, 60_000);
+      // Each shard file lasts what the map says (the export would hide a short one: it holds each frame to the next).
+      for (const s of map.shards) {
+        const shard = new Uint8Array(await (await fetch(`${server!.url}/api/contents/${id}/shards/top/${s.index}`)).arrayBuffer());
+        const [t0, t1] = await shardSpan(shard);
+        expect(t1 - t0, `shard ${s.index}'s samples span, s`).toBeCloseTo(s.duration, 3);
+      }
       const res = await fetch(`${server!.url}/api/contents/${id}/export.mp4`);
       const bytes = new Uint8Array(await res.arrayBuffer());
       expect(res.status, new TextDecoder().decode(bytes.subarray(0, 300))).toBe(200);

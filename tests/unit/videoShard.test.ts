@@ -8,35 +8,23 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { BufferSource, EncodedPacketSink, Input, MP4 } from 'mediabunny';
 import { afterAll, describe, expect, it } from 'vitest';
 import { probeFile } from '../../signaling/media/probe.ts';
 import { writeSourceSlice } from '../../signaling/media/slice.ts';
+import { checkShard, videoShardExpectation } from '../../signaling/media/validate.ts';
 import { segmentName, videoJobArgs } from '../../src/encoder/ffmpegArgs.ts';
 import { retimeSegment } from '../../src/encoder/videoShard.ts';
 import type { Job } from '../../src/shared/protocol.ts';
 import { buildShardMap } from '../../src/shared/shardMap.ts';
 import { fixture } from '../harness/fixtures.ts';
+import { shardSpan } from '../harness/referee.ts';
 
 const run = promisify(execFile);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'video-shard-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-/** [first timestamp, end of the last frame] of a shard file's samples, s. */
-async function span(bytes: Uint8Array): Promise<[number, number]> {
-  const input = new Input({ source: new BufferSource(bytes), formats: [MP4] });
-  try {
-    const track = (await input.getPrimaryVideoTrack())!;
-    const ps = [];
-    for await (const p of new EncodedPacketSink(track).packets(undefined, undefined, { metadataOnly: true })) ps.push(p);
-    return [Math.min(...ps.map((p) => p.timestamp)), Math.max(...ps.map((p) => p.timestamp + p.duration))];
-  } finally {
-    input.dispose();
-  }
-}
-
 describe('retimeSegment', () => {
-  it("gives a held frame that ends a shard the rest of the map's duration, where ffmpeg's segment muxer gives it one frame", async () => {
+  it("gives a held frame that ends a shard the rest of the map's duration, where ffmpeg's segment muxer gives it one frame, which the server refuses", async () => {
     const source = await fixture('hold');
     const facts = await probeFile(source);
     const map = buildShardMap({ contentId: 'h', facts, renditions: [{ id: 'top', video: { codec: 'h264', width: 320, height: 180, bitrate: 400_000 } }] });
@@ -62,11 +50,18 @@ describe('retimeSegment', () => {
     ]);
     for (const [i, s] of shards.entries()) {
       const raw = new Uint8Array(fs.readFileSync(path.join(dir, segmentName(i))));
-      const [t0, t1] = await span(await retimeSegment(raw, s));
+      const retimed = await retimeSegment(raw, s);
+      const [t0, t1] = await shardSpan(retimed);
       expect(t0).toBe(0);
       expect(t1, `shard ${s.index} lasts its map duration`).toBeCloseTo(s.duration, 3);
-      // What the issue saw: the segment muxer ends the held frame after one nominal frame.
-      if (s.index === hold) expect((await span(raw))[1]).toBeLessThan(0.1);
+      // The server's check passes it; what the issue saw, the segment muxer ending the held frame after one
+      // nominal frame, it refuses (that hole stalled viewers for good).
+      const want = videoShardExpectation(map, map.shards[s.index]!, 'top');
+      await checkShard(retimed, want);
+      if (s.index === hold) {
+        expect((await shardSpan(raw))[1]).toBeLessThan(0.1);
+        await expect(checkShard(raw, want)).rejects.toMatchObject({ code: 'wrong-duration' });
+      }
     }
   }, 60_000);
 });
