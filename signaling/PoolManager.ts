@@ -30,6 +30,7 @@ import { Replication } from './pool/Replication.ts';
 import { candidates, engineFor, plan, playheadTimes, type Candidate, type PlanInput } from './pool/Scheduler.ts';
 import { Sessions } from './pool/Sessions.ts';
 import { Stats } from './pool/Stats.ts';
+import { failureKind, VariantFaults } from './pool/VariantFaults.ts';
 import { Every, HeartbeatExpiry, JobDeadlines, Once, Ticker } from './pool/tasks.ts';
 import {
   ProtocolError,
@@ -63,6 +64,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   readonly stats: Stats;
   readonly views: Views;
   private readonly outbox: Outbox;
+  private readonly faults = new VariantFaults();
   private ticker: Ticker | undefined;
   private scheduleQueued = false;
 
@@ -262,10 +264,11 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     'shard-ready': (peer, msg) => this.shardReady(peer, msg),
     'job-done': (peer, msg) => this.jobDone(peer, msg.jobId),
     'job-failed': (peer, msg) => {
-      this.ledger.own(peer.id, msg.jobId);
+      const aj = this.ledger.own(peer.id, msg.jobId);
       peer.failedJobs++;
+      const blamed = this.jobsFault(aj, failureKind('job-failed', msg.reason), `encoder failed: ${msg.reason}`);
       this.requeueJob(msg.jobId, `encoder failed: ${msg.reason}`, true);
-      this.noteFailure(peer.id, 'failed');
+      if (!blamed) this.noteFailure(peer.id, 'failed');
       this.schedule();
     },
     locate: (peer, msg) => this.locate(peer, msg),
@@ -374,6 +377,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       this.emit('shard-accepted', { key: msg.key, peerId: peer.id, sha256: msg.sha256, ...(staged?.bytes && { bytes: staged.bytes }) });
     }
     if (aj) this.ledger.doneShard(aj, msg.key);
+    this.faults.forget(msg.key);
     this.addHolder(peer.id, key);
     peer.conn.send({ type: 'shard-accepted', key: msg.key, sha256: msg.sha256 });
     if (isComplete(content)) this.emit('content-complete', { contentId: content.meta.id });
@@ -410,7 +414,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   private requeueJob(jobId: string, reason: string, counts: boolean): number {
     const r = this.ledger.requeue(jobId, counts, this.config.maxJobAttempts, (k) => {
       const st = this.store.get(k.contentId)?.map.shards[k.index]?.renditions[k.rendition];
-      return st && st.status === 'ready';
+      // A failed variant was given up (out of attempts, or the job's own fault): it does not go back.
+      return st && (st.status === 'ready' || st.status === 'failed');
     });
     if (!r) return 0;
     const { aj } = r;
@@ -422,7 +427,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     }
     for (const f of r.failed) {
       this.store.markFailed(f.key.contentId, f.key.rendition, f.key.index);
-      this.emit('shard-failed', f);
+      this.faults.forget(f.key);
+      this.emit('shard-failed', { ...f, reason: `${f.attempts} attempts failed; last: ${reason}` });
     }
     this.emit('job-requeued', { jobId, peerId: aj.peerId, indices: r.indices, rendition: aj.job.rendition, contentId: aj.job.contentId, reason });
     return r.indices.length;
@@ -569,20 +575,47 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     if (this.ledger.stage(jobId, index, shard)) this.emit('shard-staged', { jobId, index, size: shard.size, checkMs });
   }
 
-  /** An upload failed the structure check: the shard is rejected with the reason, and it counts against the encoder. */
-  uploadRefused(jobId: string, key: VariantKey, reason: string): void {
+  /**
+   * An upload failed the structure check (`code`, e.g. "wrong-frames"): the shard is rejected with the reason, and it
+   * counts against the encoder, unless another encoder failed the same variant the same way (then it is the job's).
+   */
+  uploadRefused(jobId: string, key: VariantKey, reason: string, code: string): void {
     const aj = this.ledger.get(jobId);
     if (!aj) return;
     this.emit('upload-refused', { jobId, key, reason });
     this.outbox.send(aj.peerId, { type: 'shard-rejected', key, reason });
     this.emit('shard-rejected', { key, peerId: aj.peerId, reason });
-    this.noteInvalid(aj.peerId);
+    if (!this.jobsFault(aj, failureKind('refused', code), reason, [key])) this.noteInvalid(aj.peerId);
+  }
+
+  /**
+   * Notes that `aj`'s encoder failed `keys` (default: the job's unfinished shards) with failure `kind`. Where another
+   * encoder failed a variant the same way, the variant is given up (marked failed, with the reason, for /pool) and
+   * the other encoders' failures are forgiven. Returns true when any variant was the job's fault.
+   */
+  private jobsFault(aj: ActiveJob, kind: string, reason: string, keys?: VariantKey[]): boolean {
+    if (aj.check) return false;
+    const { contentId, rendition } = aj.job;
+    const ks = keys ?? aj.job.shards.filter((s) => !aj.done.has(s.index)).map((s) => ({ contentId, rendition, index: s.index }));
+    let blamed = false;
+    for (const key of ks) {
+      const others = this.faults.note(key, aj.peerId, kind);
+      if (others.length === 0 || this.store.get(contentId)?.map.shards[key.index]?.renditions[rendition]?.status === 'failed') continue;
+      blamed = true;
+      for (const p of others) this.health.forgive(p, kind.startsWith('refused') ? 'invalid' : 'failed');
+      this.store.markFailed(contentId, rendition, key.index);
+      this.faults.forget(key);
+      const why = `${others.length + 1} encoders failed it the same way, so the source is at fault, not them: ${reason}`;
+      this.emit('shard-failed', { key, attempts: this.ledger.attemptsOf(variantKeyString(key)) + 1, reason: why });
+    }
+    return blamed;
   }
 
   /** Called when a content is deleted: its jobs are cancelled and its holdings forgotten. */
   forgetContent(contentId: string): void {
     for (const aj of this.ledger.removeContent(contentId)) this.outbox.send(aj.peerId, { type: 'job-cancel', jobId: aj.job.id, reason: 'content deleted' });
     this.crossChecks.forgetContent(contentId);
+    this.faults.forgetContent(contentId);
     this.trust.forgetPrefix(contentKeyPrefix(contentId));
     this.availability.removePrefix(contentKeyPrefix(contentId));
     this.schedule();

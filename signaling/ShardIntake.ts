@@ -58,7 +58,7 @@ export class ShardIntake {
     } catch (e) {
       if (!(e instanceof ShardCheckError)) throw e;
       const reason = `structure check failed (${e.code}): ${e.message}`;
-      this.pool.uploadRefused(target.job.id, k, reason);
+      this.pool.uploadRefused(target.job.id, k, reason, e.code);
       throw new ShardCheckError(e.code, reason);
     }
     const sha256 = createHash('sha256').update(bytes).digest('hex');

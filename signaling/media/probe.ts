@@ -6,6 +6,8 @@ import fs from 'node:fs/promises';
 import { ALL_FORMATS, EncodedPacketSink, FilePathSource, Input, type InputAudioTrack, type InputVideoTrack } from 'mediabunny';
 import type { AudioFacts, ProbeFacts, VideoFacts } from '../../src/shared/media.ts';
 import { ShardcastError } from '../../src/shared/errors.ts';
+import { AAC_PACKET_SAMPLES } from '../../src/shared/shardMap.ts';
+import { declaredTracks } from './census.ts';
 
 export type ProbeErrorCode = 'empty' | 'not-media' | 'no-tracks' | 'unsupported-codec' | 'corrupt';
 
@@ -15,6 +17,13 @@ export class ProbeError extends ShardcastError<ProbeErrorCode> {
 
 /** Frame intervals differing from the median by more than this share make a source variable-frame-rate. */
 const VFR_TOLERANCE = 0.01;
+/**
+ * Frames before this source time (s) are pre-roll that an edit list hides: a file trimmed by stream copy keeps the
+ * frames from the key frame before the cut, and the demuxer reports them at negative times. They are decoded
+ * (the slices carry them) but never shown, so they are no frames of the content. The tolerance absorbs the
+ * rounding of an edit that starts exactly on a frame.
+ */
+const PRE_ROLL_BEFORE = -1e-6;
 
 /**
  * The first timestamp a track presents. A negative first timestamp comes from
@@ -46,6 +55,7 @@ async function videoFacts(track: InputVideoTrack, origin: number): Promise<Video
   let maxEnd = -Infinity;
   for await (const p of sink.packets(undefined, undefined, { metadataOnly: true })) {
     if (!Number.isFinite(p.timestamp)) throw new ProbeError('corrupt', 'a video packet has no valid timestamp');
+    if (p.timestamp < PRE_ROLL_BEFORE) continue;
     times.push(p.timestamp);
     if (p.type === 'key') keys.push(p.timestamp);
     if (p.timestamp + p.duration >= maxEnd) {
@@ -53,7 +63,7 @@ async function videoFacts(track: InputVideoTrack, origin: number): Promise<Video
       lastDuration = p.duration;
     }
   }
-  if (times.length === 0) throw new ProbeError('corrupt', 'the video track has no frames: the file is probably truncated');
+  if (times.length === 0) throw new ProbeError('corrupt', 'the video track has no frames shown: the file is probably truncated');
   await checkDataPresent(sink, 'video');
   times.sort((a, b) => a - b);
   keys.sort((a, b) => a - b);
@@ -94,13 +104,25 @@ async function audioFacts(track: InputAudioTrack, origin: number): Promise<Audio
     );
   const start = await presentedStart(track);
   const end = await track.computeDuration();
-  await checkDataPresent(new EncodedPacketSink(track), 'audio');
+  const sink = new EncodedPacketSink(track);
+  await checkDataPresent(sink, 'audio');
+  const sampleRate = await track.getSampleRate();
+  let duration = Math.max(0, end - start);
+  if (codec === 'aac') {
+    // Every AAC packet decodes to 1024 samples, whatever the container says it lasts: a file muxed without an
+    // edit list (-use_editlist 0) stretches its first packet over the video's B-frame delay, and the timestamps
+    // then claim 4.083 s where a player decodes 4.032 s. Packets an edit list hides are in the count but not
+    // in `end - start`, hence the smaller of the two.
+    let packets = 0;
+    for await (const p of sink.packets(undefined, undefined, { metadataOnly: true })) if (p.timestamp + p.duration > start) packets++;
+    duration = Math.min(duration, (packets * AAC_PACKET_SAMPLES) / sampleRate);
+  }
   return {
     codec,
-    sampleRate: await track.getSampleRate(),
+    sampleRate,
     channels: await track.getNumberOfChannels(),
     start: start - origin,
-    duration: Math.max(0, end - start),
+    duration,
   };
 }
 
@@ -114,11 +136,15 @@ export async function probeFile(path: string): Promise<ProbeFacts> {
       if (!(await input.canRead())) throw new Error('unknown format');
       format = await input.getFormat();
     } catch {
-      throw new ProbeError('not-media', 'the file is not a media container shardcast can read (MP4, MOV, WebM, MKV, ...)');
+      throw new ProbeError(
+        'not-media',
+        'the file is not a media container shardcast can read (MP4, MOV, WebM, MKV, MPEG-TS, Ogg; the README lists them under Accepted files)',
+      );
     }
     try {
       const video = await input.getPrimaryVideoTrack();
       const audio = await input.getPrimaryAudioTrack();
+      await checkNothingDropped(path, containerName(format.name), { video: video !== null, audio: audio !== null });
       if (!video && !audio) {
         throw new ProbeError('no-tracks', 'no video or audio track could be read: the file has none, or it is truncated (an MP4 cut short loses its index)');
       }
@@ -145,6 +171,21 @@ export async function probeFile(path: string): Promise<ProbeFacts> {
     }
   } finally {
     input.dispose();
+  }
+}
+
+/**
+ * A track the container declares but the demuxer did not give us would be dropped without a word: refuse the file
+ * instead (415 'unsupported-codec', naming the track and its codec).
+ */
+async function checkNothingDropped(path: string, container: string, read: { video: boolean; audio: boolean }): Promise<void> {
+  for (const t of await declaredTracks(path, container)) {
+    if (read[t.type]) continue;
+    throw new ProbeError(
+      'unsupported-codec',
+      `the ${t.type} track (${t.codec} in ${container}) cannot be read by shardcast, and the file would publish without it; ` +
+        `convert it first, e.g. ffmpeg -i in -c:v libx264 -c:a aac out.mp4 (accepted: see the README, "Accepted files")`,
+    );
   }
 }
 

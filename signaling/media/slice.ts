@@ -53,8 +53,10 @@ async function videoPackets(track: InputVideoTrack, from: number, to: number): P
   let lastNeeded = -1;
   let pastEnd = 0;
   for await (const p of sink.packets(key)) {
-    if (p !== key && p.type === 'key' && p.timestamp >= to) break; // the next GOP: nothing before `to` needs it
-    if (p.timestamp < key.timestamp) continue; // leading frames of an open GOP cannot be decoded from here
+    // Leading frames of an open GOP (presented before their key frame, decoded after it) reference the GOP before
+    // `key`: they cannot be decoded from here, and belong to the slice that ends at `key`. The next key frame at or
+    // past `to` does not end the slice: its own leading frames may be presented before `to`, and they need it.
+    if (p.timestamp < key.timestamp) continue;
     out.push(p);
     if (p.timestamp < to) {
       lastNeeded = out.length - 1;

@@ -77,6 +77,20 @@ export class Health {
     return undefined;
   }
 
+  /**
+   * A failure held against this encoder turned out to be the job's fault (another encoder failed the same variant
+   * the same way): it is taken back. A quarantine it started runs on (it is short, and sending jobs back and forth
+   * to undo it would cost more).
+   */
+  forgive(peerId: string, kind: 'failed' | 'invalid'): void {
+    const r = this.get(peerId);
+    if (kind === 'invalid') r.invalid = Math.max(0, r.invalid - 1);
+    else {
+      r.failed = Math.max(0, r.failed - 1);
+      r.streak = Math.max(0, r.streak - 1);
+    }
+  }
+
   /** Two other encoders agreed on different bytes for this encoder's shards: quarantine at once, whatever the counts. */
   crossCheckFailed(peerId: string, shards: number): string | undefined {
     const r = this.get(peerId);

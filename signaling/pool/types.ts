@@ -101,7 +101,8 @@ export interface PoolEvents {
   'encoder-convicted': { peerId: string; wrong: number; revoked: number };
   /** `reporter`: a viewer's report about a peer's bytes (not a rejection of an encoder's own report). */
   'shard-rejected': { key: VariantKey; peerId: string; reason: string; reporter?: string };
-  'shard-failed': { key: VariantKey; attempts: number };
+  /** `reason`: why it was given up (out of attempts, or the same failure on several encoders). */
+  'shard-failed': { key: VariantKey; attempts: number; reason: string };
   'content-complete': { contentId: string };
   'encoder-quarantined': { peerId: string; reason: string; until: number };
   replicate: { key: string; peerId: string; from: number; cached: boolean; reason: string };

@@ -173,7 +173,7 @@ export function eventText(ev: PoolEvent, names: ReadonlyMap<string, string>): st
     case 'shard-rejected':
       return `${shard(d.key)} from ${str(d.peerId)} rejected: ${str(d.reason, 'no reason')}`;
     case 'shard-failed':
-      return `${shard(d.key)} failed after ${plural(num(d.attempts), 'attempt')}; no more tries`;
+      return `${shard(d.key)} failed after ${plural(num(d.attempts), 'attempt')}; no more tries — ${str(d.reason, 'no reason')}`;
     case 'content-complete':
       return `${content(d.contentId)} is fully encoded`;
     case 'encoder-quarantined': {
