@@ -5,27 +5,26 @@
  * Each is published, encoded by two real tabs of one engine (ffmpeg.wasm, then
  * WebCodecs), played by a real viewer tab from peers to `ended` with no stall,
  * exported, and judged by native ffmpeg against what a player shows for the
- * source (ffmpeg applies the display matrix on decode): frame count, PSNR of
- * every frame paired by index, every frame's time within half a frame of the
- * source's, and the displayed size.
+ * source (ffmpeg applies the display matrix on decode) with the input suite's
+ * judge (tests/harness/inputJudge.ts: frame count, PSNR of every frame paired
+ * by index, every frame's time within half a frame of the source's, displayed
+ * aspect and orientation), plus the exact displayed size and every shard
+ * file's own length.
  *
  * One browser for the file; one server and two tabs per engine.
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { Browser } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { newPage, openEncoderTab, type TrackedPage } from '../harness/browser.ts';
 import { e2eSession } from '../harness/e2eSession.ts';
-import { ffprobeJson, fixture, type FixtureName } from '../harness/fixtures.ts';
+import { fixture, type FixtureName } from '../harness/fixtures.ts';
+import { judge } from '../harness/inputJudge.ts';
 import { decodeErrors, shardSpan, streams } from '../harness/referee.ts';
 import { startTestServer, upload, waitCached, type TestServer } from '../harness/testServer.ts';
 import { watchToEnd } from '../harness/viewerPage.ts';
-
-const run = promisify(execFile);
 
 interface Shape {
   fixture: FixtureName;
@@ -100,52 +99,14 @@ async function recordWaits(t: TrackedPage): Promise<void> {
   });
 }
 
-/** Luma planes of every decoded frame (no frame dropped or duplicated), scaled to w x h. ffmpeg applies any display matrix. */
-async function lumaFrames(file: string, w: number, h: number): Promise<Uint8Array[]> {
-  const { stdout } = await run(
-    'ffmpeg',
-    ['-v', 'error', '-i', file, '-map', '0:v:0', '-fps_mode', 'passthrough', '-vf', `scale=${w}:${h}:flags=bicubic`, '-pix_fmt', 'gray', '-f', 'rawvideo', '-'],
-    { encoding: 'buffer', maxBuffer: 256 * 2 ** 20 },
-  );
-  const size = w * h;
-  return Array.from({ length: Math.floor(stdout.byteLength / size) }, (_, i) => new Uint8Array(stdout.buffer, stdout.byteOffset + i * size, size));
-}
-
-function psnr(a: Uint8Array, b: Uint8Array): number {
-  let se = 0;
-  for (let i = 0; i < a.length; i++) se += (a[i]! - b[i]!) ** 2;
-  return se === 0 ? 99 : 10 * Math.log10((255 * 255 * a.length) / se);
-}
-
-/** Presentation times of every frame, from the first (s). */
-async function frameTimes(file: string): Promise<number[]> {
-  const j = await ffprobeJson(file, ['-select_streams', 'v:0', '-show_entries', 'frame=pts_time']);
-  const t = (j.frames as { pts_time: string }[]).map((f) => Number(f.pts_time));
-  return t.map((x) => x - t[0]!);
-}
-
-/** Judges an export against its source as a player shows it; returns figures for the log. */
-async function judge(exported: string, source: string, shape: Shape): Promise<string> {
+/** Judges an export against its source as a player shows it (tests/harness/inputJudge.ts); returns figures for the log. */
+async function judgeExport(exported: string, source: string, shape: Shape): Promise<string> {
   expect(await decodeErrors(exported)).toBe('');
   const out = (await streams(exported)).video;
   expect(`${out.width}x${out.height}`, 'displayed size').toBe(`${shape.width}x${shape.height}`);
-  const [src, got] = [await lumaFrames(source, shape.width, shape.height), await lumaFrames(exported, shape.width, shape.height)];
-  expect(Math.abs(got.length - src.length), `export ${got.length} frames, source ${src.length}`).toBeLessThanOrEqual(1);
-  const p = got.slice(0, src.length).map((f, i) => psnr(f, src[i]!));
-  // Every frame, not only the average: a turned or squeezed picture is ~9 dB, one wrong frame a dip.
-  p.forEach((v, i) => {
-    const near = p.slice(Math.max(0, i - 5), i + 6).sort((a, b) => a - b);
-    const median = near[Math.floor(near.length / 2)]!;
-    expect(v, `frame ${i}: ${v.toFixed(1)} dB, neighbours' median ${median.toFixed(1)} dB`).toBeGreaterThan(Math.max(28, median - 6));
-  });
-  const [st, ot] = [await frameTimes(source), await frameTimes(exported)];
-  st.slice(0, ot.length).forEach((t, i) => {
-    // Half of the frame's shorter neighbouring interval: a held frame's neighbours are still normal frames.
-    const gaps = [st[i + 1]! - t, t - st[i - 1]!].filter((g) => g > 0);
-    const half = Math.min(...gaps) / 2;
-    expect(Math.abs(ot[i]! - t), `frame ${i} at ${ot[i]!.toFixed(4)} s, source ${t.toFixed(4)} s`).toBeLessThan(half);
-  });
-  return `${got.length} frames, PSNR min ${Math.min(...p).toFixed(1)} dB mean ${(p.reduce((a, b) => a + b, 0) / p.length).toFixed(1)} dB`;
+  const j = await judge(source, exported);
+  expect(j.failures).toEqual([]);
+  return `${j.export.frameTimes.length} frames, PSNR min ${Math.min(...j.psnr).toFixed(1)} dB mean ${j.psnrMean.toFixed(1)} dB, worst frame time ${(j.worstPts * 1000).toFixed(1)} ms (limit ${(j.halfFrame * 1000).toFixed(1)})`;
 }
 
 describe.each(ENGINES)('encoded by $name tabs', (engine) => {
@@ -206,7 +167,7 @@ describe.each(ENGINES)('encoded by $name tabs', (engine) => {
       expect(res.status, new TextDecoder().decode(bytes.subarray(0, 300))).toBe(200);
       const file = path.join(server!.dataDir, `${engine.name}-${shape.fixture}.mp4`);
       fs.writeFileSync(file, bytes);
-      const verdict = await judge(file, await fixture(shape.fixture), shape);
+      const verdict = await judgeExport(file, await fixture(shape.fixture), shape);
       console.log(`${engine.name} ${shape.fixture}: ${map.shards.length} shards; ${verdict}; waits with media buffered: ${JSON.stringify(waits)}`);
     },
     120_000,
