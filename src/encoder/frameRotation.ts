@@ -23,25 +23,17 @@ export function rotatePlane(src: Uint8Array, stride: number, w: number, h: numbe
   const b = bytesPerSample;
   const outW = rotation === 180 ? w : h;
   if (dst.length < outW * (rotation === 180 ? h : w) * b) throw new RangeError('rotatePlane: destination too small');
+  // Where source row y's first sample lands, and the step from one sample of the row to the next (in samples):
+  // clockwise 90 sends the left column to the top row, read bottom-up; 270 the right column, read top-down.
+  const at = (y: number) => (rotation === 90 ? h - 1 - y : rotation === 270 ? (w - 1) * outW + y : (h - 1 - y) * outW + w - 1);
+  const step = rotation === 90 ? outW : rotation === 270 ? -outW : -1;
   for (let y = 0; y < h; y++) {
-    const row = y * stride;
-    for (let x = 0; x < w; x++) {
-      // Where source (x, y) lands: clockwise 90 sends the left column to the top row, read bottom-up.
-      let ox: number;
-      let oy: number;
-      if (rotation === 90) {
-        ox = h - 1 - y;
-        oy = x;
-      } else if (rotation === 270) {
-        ox = y;
-        oy = w - 1 - x;
-      } else {
-        ox = w - 1 - x;
-        oy = h - 1 - y;
-      }
-      const from = row + x * b;
-      const to = (oy * outW + ox) * b;
-      for (let k = 0; k < b; k++) dst[to + k] = src[from + k]!;
+    let from = y * stride;
+    let to = at(y) * b;
+    if (b === 1) {
+      for (let x = 0; x < w; x++, to += step) dst[to] = src[from++]!;
+    } else {
+      for (let x = 0; x < w; x++, to += step * b) for (let k = 0; k < b; k++) dst[to + k] = src[from++]!;
     }
   }
 }
