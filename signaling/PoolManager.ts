@@ -43,6 +43,7 @@ import {
   type PoolEvents,
   type StagedShard,
 } from './pool/types.ts';
+import { Verification } from './pool/Verification.ts';
 import { Views } from './pool/Views.ts';
 
 export { AUDIO_RUN_OVERLAP } from './pool/JobBuilder.ts';
@@ -60,6 +61,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   readonly ledger = new JobLedger();
   readonly sessions: Sessions;
   readonly crossChecks: CrossChecks;
+  readonly verification: Verification;
   readonly replication: Replication;
   readonly stats: Stats;
   readonly views: Views;
@@ -101,6 +103,29 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
         scheduleSoon: soon,
       },
       config,
+    );
+    this.verification = new Verification(
+      store,
+      this.trust,
+      this.health,
+      this.outbox,
+      {
+        convict: (peerId, wrong) => this.crossChecks.convict(peerId, wrong),
+        invalid: (peerId) => this.noteInvalid(peerId),
+        timedOut: (peerId) => this.noteFailure(peerId, 'timeout'),
+        jobFor: (contentId, rendition, indices) => {
+          const content = store.get(contentId);
+          return content && buildJob(content, rendition, indices, { id: randomBytes(8).toString('hex'), now: this.now() }, config);
+        },
+        sources: (k, except) => ({
+          from: [...(this.availability.holders.get(variantKeyString(k)) ?? [])].filter((p) => p !== except).slice(0, 16),
+          cached: isCached(k),
+        }),
+        holds: (peerId, key) => this.availability.holds(peerId, key),
+        scheduleSoon: soon,
+      },
+      config,
+      now,
     );
     this.views = new Views({
       store,
@@ -146,7 +171,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   }
   /** A snapshot for /api/pool. */
   snapshot() {
-    return this.views.snapshot();
+    const v = this.verification;
+    return { ...this.views.snapshot(), verification: { ...v.counters, waiting: v.queue.length, running: v.inProgress.length } };
   }
 
   // ------------------------------------------------------------ lifecycle
@@ -161,15 +187,17 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
           this.sessions.silentSince(cutoff).map((p) => ({ id: p.id, close: () => this.dropSilent(p) })),
         ),
         // After a restart nobody holds anything until tabs reconnect and announce their holdings.
-        // A tab not back within the heartbeat timeout is as lost as a silent one: a shard only it
-        // held, with no cached copy either (a kill can come between acknowledgement and cache
-        // write), would otherwise stay "ready" with no copy anywhere, and never be encoded again.
-        new Once('restart-unheld-check', period, this.now() + this.config.heartbeatTimeoutMs, () => this.replication.orphanUnheld()),
+        // A tab not back within the grace period (--restart-grace-ms) is as lost as a silent one: a
+        // shard only it held, with no cached copy either (a kill can come between acknowledgement and
+        // cache write, or the cache is off), would otherwise stay "ready" with no copy anywhere, and
+        // never be encoded again.
+        new Once('restart-unheld-check', period, this.now() + this.config.restartGraceMs, () => this.replication.orphanUnheld()),
         new JobDeadlines(
           period,
           (now) => [...this.ledger.jobs.values()].filter((aj) => aj.job.deadline < now),
           (aj) => this.expireJob(aj),
         ),
+        new Every('verify-deadlines', period, (now) => this.verification.expire(now)),
         new Every('replication-pass', period, () => this.replication.pass()),
         new Every('health-pruning', period, () => this.health.prune((id) => this.sessions.peers.has(id))),
         new Every('schedule', period, () => this.schedule()),
@@ -223,6 +251,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     for (const jobId of [...this.ledger.jobsOf(peerId)]) requeued += this.requeueJob(jobId, `encoder lost: ${reason}`, false);
     for (const key of this.availability.removePeer(peerId)) this.replication.orphaned(key);
     this.replication.peerLeft(peerId);
+    this.verification.peerLeft(peerId);
     if (peer.role === 'viewer') this.demand.leave(peerId);
     this.emit('peer-lost', { peerId, role: peer.role, reason, requeued });
     if (peer.role === 'encoder') this.schedule();
@@ -290,6 +319,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     'shard-stored': (peer, msg) => this.replication.stored(peer, msg, (id, key) => this.addHolder(id, key)),
     'replicate-failed': (peer, msg) => this.replication.failed(peer.id, msg.key),
     'report-peer': (peer, msg) => this.reportPeer(peer, msg),
+    'verify-result': (peer, msg) => this.verification.result(peer.id, msg.verifyId, msg.shards),
+    'verify-failed': (peer, msg) => this.verification.failed(peer.id, msg.verifyId, msg.reason),
   };
 
   /** Reports of bad bytes already counted, "reporter key peer", so one viewer cannot count twice. */
@@ -320,7 +351,8 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       this.ledger.remove(jobId);
       this.emit('job-done', { jobId, peerId: peer.id });
       if (aj.check) this.crossChecks.done(peer, aj);
-      else this.crossChecks.afterJob(peer, aj);
+      // Shards of engines whose bytes differ run to run are verified by picture, not by hash.
+      else if (!this.verification.afterJob(peer.id, aj.job.contentId, aj.job.rendition, [...aj.done])) this.crossChecks.afterJob(peer, aj);
     }
     this.schedule();
   }
@@ -459,12 +491,14 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
    * work waits and every able encoder is busy, one background job gives way.
    */
   schedule(): void {
-    const slotsOf = (p: Peer) => Math.min(p.capabilities?.maxJobs ?? 1, this.config.maxJobsPerEncoder) - p.jobs.size;
+    const slotsOf = (p: Peer) => Math.min(p.capabilities?.maxJobs ?? 1, this.config.maxJobsPerEncoder) - p.jobs.size - this.verification.busy(p.id);
     const free = [...this.sessions.peers.values()].filter((p) => p.role === 'encoder' && slotsOf(p) > 0 && !this.health.isQuarantined(p.id));
     const input = this.planInput();
     const list = candidates(input);
     if (!list.some((c) => c.klass === 'live')) {
-      for (const pick of this.crossChecks.take(free.map((peer) => ({ peer, free: slotsOf(peer) })))) {
+      const slots = free.map((peer) => ({ peer, free: slotsOf(peer) }));
+      this.verification.take(slots);
+      for (const pick of this.crossChecks.take(slots)) {
         this.assign(pick.peer, this.newJob(this.store.get(pick.check.contentId)!, pick.check.rendition, pick.indices), 'background', pick.check);
       }
     }
@@ -616,6 +650,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     for (const aj of this.ledger.removeContent(contentId)) this.outbox.send(aj.peerId, { type: 'job-cancel', jobId: aj.job.id, reason: 'content deleted' });
     this.crossChecks.forgetContent(contentId);
     this.faults.forgetContent(contentId);
+    this.verification.forgetContent(contentId);
     this.trust.forgetPrefix(contentKeyPrefix(contentId));
     this.availability.removePrefix(contentKeyPrefix(contentId));
     this.schedule();

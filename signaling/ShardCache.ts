@@ -26,9 +26,20 @@ export class ShardCache {
     this.dir = path.join(dataDir, 'cache');
   }
 
-  /** Indexes what is on disk; files of deleted contents or not matching an accepted hash are dropped. */
-  async open(): Promise<void> {
+  /**
+   * Indexes what is on disk, checked against the accepted-shard registry (the
+   * store's maps): a file is kept only if its variant is accepted and its bytes
+   * hash to the accepted sha256 with the accepted size. Files of deleted
+   * contents, of variants not accepted, torn or corrupt ones (a disk error, a
+   * kill mid-rename on a filesystem without atomic rename, a variant replaced
+   * while the server was down) and temp files of interrupted writes are removed.
+   * Every file is read once, so a start takes time in proportion to the cache.
+   * Returns the keys of the dropped files of accepted variants (the pool then
+   * re-queues those no encoder holds, after its restart grace period).
+   */
+  async open(): Promise<{ kept: number; dropped: string[] }> {
     await fsp.mkdir(this.dir, { recursive: true });
+    const dropped: string[] = [];
     for (const contentId of await fsp.readdir(this.dir)) {
       const content = this.store.get(contentId);
       if (!content) {
@@ -43,12 +54,23 @@ export class ShardCache {
             await fsp.rm(file, { force: true }); // temp files of interrupted writes
             continue;
           }
-          const st = content.map.shards[Number(m[1])]?.renditions[rendition];
-          if (st?.status === 'ready') this.present.add(shardKeyString({ contentId, rendition, index: Number(m[1]) }));
-          else await fsp.rm(file, { force: true });
+          const k = { contentId, rendition, index: Number(m[1]) };
+          const st = content.map.shards[k.index]?.renditions[rendition];
+          if (st?.status !== 'ready' || !st.sha256) {
+            await fsp.rm(file, { force: true });
+            continue;
+          }
+          const bytes = await fsp.readFile(file).catch(() => undefined);
+          if (bytes && (st.size === undefined || bytes.byteLength === st.size) && createHash('sha256').update(bytes).digest('hex') === st.sha256) {
+            this.present.add(shardKeyString(k));
+          } else {
+            dropped.push(shardKeyString(k));
+            await fsp.rm(file, { force: true });
+          }
         }
       }
     }
+    return { kept: this.present.size, dropped };
   }
 
   private file(k: ShardKey): string {
@@ -94,10 +116,10 @@ export class ShardCache {
   }
 
   /**
-   * Checks and stores an uploaded shard. Throws a ShardcastError when it is refused:
-   * unknown-shard, not-accepted (no accepted variant yet), hash-mismatch, or a ShardCheckError code.
+   * The accepted variant an upload of `k` would be a copy of, from the request head alone.
+   * @throws ShardcastError unknown-shard, or not-accepted (no accepted variant yet).
    */
-  async put(k: ShardKey, bytes: Uint8Array): Promise<void> {
+  accepted(k: ShardKey) {
     const content = this.store.get(k.contentId);
     const shard = content?.map.shards[k.index];
     const st = shard?.renditions[k.rendition];
@@ -106,6 +128,15 @@ export class ShardCache {
     if (st.status !== 'ready' || !st.sha256) {
       throw new ShardcastError('not-accepted', `shard ${shardKeyString(k)} has no accepted variant yet: report shard-ready first`);
     }
+    return { content, shard, st: { ...st, sha256: st.sha256 }, rendition };
+  }
+
+  /**
+   * Checks and stores an uploaded shard. Throws a ShardcastError when it is refused:
+   * unknown-shard, not-accepted (no accepted variant yet), hash-mismatch, or a ShardCheckError code.
+   */
+  async put(k: ShardKey, bytes: Uint8Array): Promise<void> {
+    const { content, shard, st, rendition } = this.accepted(k);
     const hash = createHash('sha256').update(bytes).digest('hex');
     if (hash !== st.sha256) throw new ShardcastError('hash-mismatch', `these bytes hash to ${hash}, the accepted variant is ${st.sha256}`);
     if (this.has(k)) return;

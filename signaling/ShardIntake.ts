@@ -36,11 +36,19 @@ export class ShardIntake {
     private readonly keepBytes: boolean,
   ) {}
 
-  async receive(authorization: string | undefined, k: ShardKey, bytes: Uint8Array, query: URLSearchParams): Promise<IntakeResult> {
+  /**
+   * The running job an upload of `k` with this Authorization header is for: checked from the request
+   * head, before the body is read. Throws upload-token-required, or a ProtocolError (bad-upload-token,
+   * not-in-job) the edge answers like any coded error.
+   */
+  target(authorization: string | undefined, k: ShardKey): ReturnType<PoolManager['uploadTarget']> {
     const token = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')?.[1];
     if (!token) throw new ShardcastError('upload-token-required', "uploads carry the job's upload token: Authorization: Bearer <job.uploadToken>");
-    // Throws a ProtocolError (bad-upload-token, not-in-job) the edge answers like any coded error.
-    const target = this.pool.uploadTarget(token, k);
+    return this.pool.uploadTarget(token, k);
+  }
+
+  async receive(authorization: string | undefined, k: ShardKey, bytes: Uint8Array, query: URLSearchParams): Promise<IntakeResult> {
+    const target = this.target(authorization, k);
     const lead = samplesParam(query.get('lead'), 'lead');
     const tail = samplesParam(query.get('tail'), 'tail');
     const content = this.store.get(k.contentId)!;

@@ -1,6 +1,7 @@
 /**
  * Access control: the admin token (publish, delete), the optional join token
- * (tabs joining the pool, source slices), the WebSocket Origin check and CORS.
+ * (tabs joining the pool, source slices), the optional viewer token (every
+ * content read: private content), the WebSocket Origin check and CORS.
  * See README "Security model" for which endpoint needs what.
  */
 import fs from 'node:fs';
@@ -9,6 +10,7 @@ import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ServerConfig } from './config.ts';
 import { writeFileAtomicSync } from './fsutil.ts';
+import { API_PATHS } from '../src/shared/api.ts';
 import { ShardcastError } from '../src/shared/errors.ts';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
@@ -76,6 +78,52 @@ export function requireJoin(req: IncomingMessage, url: URL, joinToken: string, a
   if (!tokenMatches(given, joinToken) && !tokenMatches(given, adminToken)) throw new ShardcastError('forbidden', 'the join token is wrong');
 }
 
+/** The tokens a request may carry; empty ones are not configured. */
+export interface AccessTokens {
+  adminToken: string;
+  joinToken: string;
+  viewerToken: string;
+}
+
+/**
+ * Whether a request is a content read: every GET or HEAD under /api/contents
+ * (the list, maps, source slices, cached shards, export.mp4, and any route
+ * added there later, such as HLS/DASH playlists), and the pool view (content
+ * names, viewers' playheads). One rule, checked at the edge before any route
+ * runs, so no read can be added without it.
+ */
+export function isContentRead(method: string | undefined, pathname: string): boolean {
+  if (method !== 'GET' && method !== 'HEAD') return false;
+  return pathname === API_PATHS.contents || pathname.startsWith(`${API_PATHS.contents}/`) || pathname === API_PATHS.pool;
+}
+
+/**
+ * Whether `given` opens content reads: always when no viewer token is set;
+ * else the viewer token, the join token (encoders are handed the content to
+ * encode it anyway) or the admin token.
+ */
+export function viewerAllowed(given: string | undefined | null, t: AccessTokens): boolean {
+  if (!t.viewerToken) return true;
+  return [t.viewerToken, t.joinToken, t.adminToken].some((expected) => expected !== '' && tokenMatches(given, expected));
+}
+
+/**
+ * With a viewer token configured (private content), requires it, or the join
+ * or admin token, as `?token=` or `Authorization: Bearer`. Throws 401
+ * unauthorized without a token, 403 forbidden with a wrong one.
+ */
+export function requireViewer(req: IncomingMessage, url: URL, t: AccessTokens): void {
+  if (!t.viewerToken) return;
+  const given = url.searchParams.get('token') ?? bearerToken(req);
+  if (given === undefined || given === null) {
+    throw new ShardcastError(
+      'unauthorized',
+      'the contents on this server are private: add ?token=<viewer token> or send "Authorization: Bearer <viewer token>"',
+    );
+  }
+  if (!viewerAllowed(given, t)) throw new ShardcastError('forbidden', 'the viewer token is wrong');
+}
+
 export const splitList = (raw: string): string[] =>
   raw
     .split(',')
@@ -102,7 +150,11 @@ export function originAllowed(req: IncomingMessage, allowed: readonly string[]):
   return host !== '' && host === req.headers.host;
 }
 
-/** Sets CORS headers for an allowed origin; answers preflights. Returns true when the request was a preflight (answered). */
+/**
+ * Sets CORS headers for an allowed origin; answers allowed preflights (204).
+ * Returns true when the request was a preflight (answered).
+ * @throws ShardcastError bad-origin for a preflight from an origin not in --cors-origins (answered as JSON by the edge).
+ */
 export function applyCors(req: IncomingMessage, res: ServerResponse, allowed: readonly string[]): boolean {
   const origin = req.headers.origin;
   const ok = origin !== undefined && allowed.length > 0 && (allowed.includes('*') || allowed.includes(origin.replace(/\/+$/, '')));
@@ -113,12 +165,18 @@ export function applyCors(req: IncomingMessage, res: ServerResponse, allowed: re
     res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
   }
   if (req.method !== 'OPTIONS') return false;
-  if (ok) {
-    res.setHeader('Access-Control-Allow-Methods', 'GET, HEAD, POST, PUT, DELETE');
-    res.setHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type, X-Filename, X-Shard-Duration');
-    res.setHeader('Access-Control-Max-Age', '600');
+  if (!ok) {
+    throw new ShardcastError(
+      'bad-origin',
+      origin === undefined
+        ? 'OPTIONS is a CORS preflight: it needs an Origin header'
+        : `origin ${origin} may not call this API cross-origin (server option --cors-origins)`,
+    );
   }
-  res.writeHead(ok ? 204 : 403).end();
+  res.setHeader('Access-Control-Allow-Methods', 'GET, HEAD, POST, PUT, DELETE');
+  res.setHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type, X-Filename, X-Shard-Duration');
+  res.setHeader('Access-Control-Max-Age', '600');
+  res.writeHead(204).end();
   return true;
 }
 

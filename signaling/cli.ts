@@ -1,6 +1,7 @@
 /**
  * The `shardcast` command line:
  *   shardcast publish FILE [--server URL] [--token T] [--shard-duration S]   upload; prints the content id
+ *   shardcast export ID [--out FILE] [--token T]                 saves the server's export.mp4 (cliExport.ts)
  *   shardcast serve [options]                                    same as npm start
  */
 import fs from 'node:fs';
@@ -11,6 +12,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { apiUrl, type ErrorResponse, type PublishResponse } from '../src/shared/api.ts';
 import { checkShardDuration } from '../src/shared/shardMap.ts';
+import { EXPORT_USAGE, exportContent, parseExport } from './cliExport.ts';
 
 const USAGE = `usage:
   shardcast publish FILE [--server URL] [--token T] [--shard-duration S]
@@ -19,6 +21,7 @@ const USAGE = `usage:
       --token: the server's admin token (or SHARDCAST_TOKEN); the server
       prints where it keeps it when it starts (DATA_DIR/admin-token).
       --shard-duration: seconds per shard, 0.2 to 0.5 (default 0.3).
+${EXPORT_USAGE}
   shardcast serve [options]
       Runs the server (same as npm start); --help lists its options.`;
 
@@ -170,6 +173,12 @@ export async function run(argv: string[]): Promise<number> {
       process.stderr.write(`published: ${r.shards} shards x ${r.renditions.length} renditions (${r.renditions.join(', ')})\n`);
       process.stderr.write(`watch: ${new URL(`/watch/${r.id}`, args.server).toString()}\n`);
       process.stdout.write(`${r.id}\n`);
+      return 0;
+    }
+    if (cmd === 'export') {
+      const args = parseExport(rest);
+      const size = await exportContent(args);
+      process.stderr.write(`saved ${args.out} (${formatBytes(size)})\n`);
       return 0;
     }
     if (cmd === 'serve') {

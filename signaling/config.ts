@@ -28,6 +28,10 @@ const serverConfigSchema = z.object({
   maxUploadBytes: num(2 * 2 ** 30, 'Largest accepted upload, bytes.'),
   heartbeatMs: num(2000, 'Expected heartbeat period of a tab, ms (sent to tabs in `welcome`).'),
   heartbeatTimeoutMs: num(6000, 'A tab that sends nothing for this long is lost and its work re-queued, ms.'),
+  restartGraceMs: num(
+    6000,
+    'After a start, encoders have this long to reconnect and announce what they hold; then every accepted shard that no encoder holds and the cache lacks is encoded again, ms.',
+  ),
   jobSeconds: num(3, 'Target length of one encoding job (a run of shards), seconds.'),
   jobMaxSeconds: num(5, 'Jobs never exceed this length, seconds.'),
   audioJobSeconds: num(30, 'Audio is encoded in long runs to avoid priming gaps; runs of this length, seconds (whole content if shorter than twice this).'),
@@ -77,12 +81,28 @@ const serverConfigSchema = z.object({
     'Engines whose output is cross-checked by hash, comma-separated names (the part of the engine string before "@"); shards of other engines are accepted after the structure check and counted unverifiable.',
   ),
 
+  // Picture verification (signaling/pool/Verification.ts) for engines whose bytes differ run to run.
+  verifyPictureEngines: str(
+    'webcodecs',
+    'Engines whose shards another tab verifies by decoding them and the source (PSNR, frame count, frame times) instead of by hash, comma-separated names; sampled like cross-checks (--verify-sample-rate, --verify-new-encoder-jobs).',
+  ),
+  // Measured with tests/bench/verify.ts: honest shards of both engines score well above, wrong pictures far below (README, "Verification").
+  verifyMinPsnrDb: num(25, 'Mean luma PSNR against the source (dB) below which a verifier fails a shard.'),
+  // Two roundings at a 1 kHz timescale (the coarsest MP4 writers use) are 1 ms; one frame at 60 fps is 16.7 ms.
+  verifyMaxTimeErrorSeconds: num(0.002, "Largest difference between a frame's time in the shard and in the source a verifier passes, seconds."),
+  verifyTimeoutMs: num(120_000, 'How long a verifier has to answer a verification before another is asked, ms.'),
+  verifyMaxAttempts: num(3, 'Verifiers asked in turn for one stage of a verification before its shards are counted unverifiable.'),
+
   // Access control (signaling/auth.ts). See README "Security model".
   adminToken: str(
     '',
     'Bearer token for publishing, deleting and other admin calls. Empty: read DATA_DIR/admin-token, generating it (mode 0600) on first start.',
   ),
   joinToken: str('', 'Token tabs must send in hello (and encoders with source-slice requests) to join. Empty: anyone may join.'),
+  viewerToken: str(
+    '',
+    'Private content: every content read (list, maps, cached shards, export.mp4, source slices, HLS/DASH, watching over the pool) needs this token (or the join or admin token), as ?token= or a bearer token. Needs --join-token. Empty: content reads are public.',
+  ),
   allowedOrigins: str(
     '',
     "Origins allowed to open the WebSocket, comma-separated. Empty: only the origin whose host equals the request's Host header. Requests without Origin (non-browser clients) are allowed.",
@@ -106,6 +126,22 @@ const serverConfigSchema = z.object({
     'Largest total of cached shard bytes one export (GET /api/contents/:id/export.mp4, built in memory) may use; more get 422 export-too-large.',
   ),
   exportMaxConcurrent: num(2, 'Distinct exports built at once; more get 503 busy with Retry-After.'),
+  maxShardBytes: num(
+    16 * 2 ** 20,
+    'Largest shard upload (PUT /api/contents/:id/shards/...), bytes: refused by Content-Length before reading, or once the body passes it.',
+  ),
+  maxConcurrentShardUploads: num(16, 'Shard upload bodies being read at once, in all; more get 429 too-many-uploads before their body is read.'),
+  maxShardUploadsPerIp: num(8, 'Shard upload bodies being read at once per client address; more get 429 too-many-uploads.'),
+  shardUploadTimeoutMs: num(
+    120_000,
+    'Time a shard upload body may take to arrive, ms (16 MiB at ~1 Mbit/s); slower ones get 408 body-timeout and the connection is closed.',
+  ),
+  maxConcurrentSlices: num(4, 'Source slices (GET /api/contents/:id/source) being built at once; more get 503 busy with Retry-After.'),
+  maxSliceBytes: num(64 * 2 ** 20, 'Largest source slice, bytes of media packets: a range holding more gets 422 slice-too-large (ask for a shorter range).'),
+  wsMaxBufferedBytes: num(
+    4 * 2 ** 20,
+    'Bytes the server may have queued for one WebSocket that the client has not read; past it the connection is closed (1013 slow reader) instead of queueing more.',
+  ),
 
   testHooks: z
     .object({
@@ -145,6 +181,11 @@ export function loadConfig(argv: readonly string[] = [], env: NodeJS.ProcessEnv 
   if (cfg.heartbeatTimeoutMs <= cfg.heartbeatMs) {
     throw new ConfigError(
       `--heartbeat-timeout-ms (${cfg.heartbeatTimeoutMs}) must be larger than --heartbeat-ms (${cfg.heartbeatMs}): a tab would be dropped between two heartbeats`,
+    );
+  }
+  if (cfg.viewerToken && !cfg.joinToken) {
+    throw new ConfigError(
+      '--viewer-token needs --join-token too: without one any tab may join as an encoder and is handed the source slices and shards it encodes, so the content would not be private',
     );
   }
   return cfg;

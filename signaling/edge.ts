@@ -5,9 +5,8 @@
  * status from errorStatus.ts; anything else is a logged 500).
  */
 import type http from 'node:http';
-import { API_PATHS } from '../src/shared/api.ts';
 import { ShardcastError } from '../src/shared/errors.ts';
-import { applyCors, requireAdmin } from './auth.ts';
+import { applyCors, isContentRead, requireViewer, type AccessTokens } from './auth.ts';
 import { baseHeaders, sendError, type Router } from './http.ts';
 import { serveApp } from './routes/static.ts';
 
@@ -15,7 +14,8 @@ export interface EdgeOptions {
   router: Router;
   corsOrigins: readonly string[];
   distDir: string;
-  adminToken: string;
+  /** The admin token guards publishing and deleting (routes); the viewer token every content read (here). */
+  tokens: AccessTokens;
 }
 
 /** The server's 'request' listener. */
@@ -38,10 +38,13 @@ async function handle(o: EdgeOptions, req: http.IncomingMessage, res: http.Serve
   } catch {
     throw new ShardcastError('bad-url', 'the request URL could not be parsed');
   }
+  // Private content: the one check every content read passes (routes added later included), before any route does work.
+  if (isContentRead(req.method, url.pathname)) requireViewer(req, url, o.tokens);
   const match = o.router.match(req.method ?? 'GET', url.pathname);
   if (match === 'method-not-allowed') throw new ShardcastError('method-not-allowed', `${req.method} is not allowed on ${url.pathname}`);
   if (!match) return serveApp(req, res, o.distDir, url.pathname);
   try {
+    match.admit?.(req, match.params, url);
     await match.handler(req, res, match.params, url);
   } catch (e) {
     // Refused before its body was read: the rest of it must not be taken for the next request.
@@ -52,21 +55,23 @@ async function handle(o: EdgeOptions, req: http.IncomingMessage, res: http.Serve
 
 /**
  * The server's 'checkContinue' listener. A client that sends "Expect:
- * 100-continue" (our CLI) is told before it sends its body when it lacks the
- * admin token; answering mid-body would cut the connection under it.
+ * 100-continue" (our CLI) is refused before it sends its body when the route's
+ * admit check fails (no admin token, a shard upload with a bad token or
+ * target, too large, no free slot); answering mid-body would cut the
+ * connection under it. Anything else goes on as a normal request.
  */
-export function continueHandler(server: http.Server, o: Pick<EdgeOptions, 'adminToken'>): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+export function continueHandler(server: http.Server, o: Pick<EdgeOptions, 'router'>): (req: http.IncomingMessage, res: http.ServerResponse) => void {
   return (req, res) => {
-    const pathname = (req.url ?? '').split('?')[0];
-    if (req.method === 'POST' && pathname === API_PATHS.contents) {
-      try {
-        requireAdmin(req, o.adminToken);
-      } catch (e) {
-        if (!(e instanceof ShardcastError)) throw e;
-        baseHeaders(res);
-        res.setHeader('Connection', 'close');
-        return sendError(res, e);
-      }
+    try {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      const match = o.router.match(req.method ?? 'GET', url.pathname);
+      if (match && match !== 'method-not-allowed') match.admit?.(req, match.params, url);
+    } catch (e) {
+      // Refused (or an unparseable URL): answered now, and the connection closed, so the body is never sent.
+      if (!(e instanceof ShardcastError) && !(e instanceof TypeError)) throw e;
+      baseHeaders(res);
+      res.setHeader('Connection', 'close');
+      return sendError(res, e instanceof ShardcastError ? e : new ShardcastError('bad-url', 'the request URL could not be parsed'));
     }
     res.writeContinue();
     server.emit('request', req, res);

@@ -20,6 +20,7 @@ const STATUS: Record<ErrorCode, Status> = {
   'not-built': 503,
   internal: 500,
   'too-large': 413,
+  'body-timeout': 408,
 
   unauthorized: 401,
   forbidden: 403,
@@ -46,6 +47,7 @@ const STATUS: Record<ErrorCode, Status> = {
   'bad-tracks': 400,
   'no-track': 400,
   unsupported: 400,
+  'slice-too-large': 422,
 
   'bad-index': 400,
   'bad-rendition': 400,
@@ -53,6 +55,8 @@ const STATUS: Record<ErrorCode, Status> = {
   'unknown-rendition': 400,
   // One shard not in the cache is absent (404); an export finding nothing cached yet conflicts with the content's state (409).
   'not-cached': (e) => (e instanceof ExportError ? 409 : 404),
+  // A content-addressed shard URL whose variant was replaced: that resource is gone for good.
+  'variant-replaced': 404,
   'not-accepted': 409,
   'hash-mismatch': 409,
   'upload-token-required': 401,

@@ -19,6 +19,15 @@ export function baseHeaders(res: ServerResponse): void {
   res.setHeader('X-Content-Type-Options', 'nosniff');
   // Pages may carry a join token in ?token=: never hand it to another site in a Referer.
   res.setHeader('Referrer-Policy', 'no-referrer');
+  // No other site may frame us (clickjacking: /publish takes the admin token). A page meant to be embedded opts out with allowFraming.
+  res.setHeader('Content-Security-Policy', "frame-ancestors 'none'");
+  res.setHeader('X-Frame-Options', 'DENY');
+}
+
+/** Lets any site frame this answer (an embeddable page): undoes baseHeaders' framing ban. Call before the head is written. */
+export function allowFraming(res: ServerResponse): void {
+  res.removeHeader('X-Frame-Options');
+  res.setHeader('Content-Security-Policy', 'frame-ancestors *');
 }
 
 /** JSON bodies below this are sent as they are: compressing them saves less than its headers cost. */
@@ -151,28 +160,47 @@ export async function serveStatic(req: IncomingMessage, res: ServerResponse, roo
 
 export type Handler = (req: IncomingMessage, res: ServerResponse, params: Record<string, string>, url: URL) => Promise<void> | void;
 
+/**
+ * A route's checks that need only the request head (credentials, target,
+ * declared size, free slots): the edge runs them before a byte of the body is
+ * read, answering "Expect: 100-continue" with them. Throws a ShardcastError to refuse.
+ */
+export type Admit = (req: IncomingMessage, params: Record<string, string>, url: URL) => void;
+
 interface Route {
   method: string;
   pattern: RegExp;
   keys: string[];
   handler: Handler;
+  admit: Admit | undefined;
+}
+
+/** A percent-decoded path segment; a malformed escape (`%E0%A4%A`) is the client's mistake: bad-url, not a URIError. */
+function decodePathPart(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new ShardcastError('bad-url', `the path segment "${raw.slice(0, 100)}" has a malformed percent-escape`);
+  }
 }
 
 /** Routes like `/api/contents/:id`; a path that matches with another method gets 405. */
 export class Router {
   private readonly routes: Route[] = [];
 
-  add(method: string, pathPattern: string, handler: Handler): this {
+  /** Adds a route; `admit`, if given, runs on the request head before `handler` (and before any 100 Continue). */
+  add(method: string, pathPattern: string, handler: Handler, admit?: Admit): this {
     const keys: string[] = [];
     const re = pathPattern.replace(/:([a-zA-Z]+)/g, (_, k: string) => {
       keys.push(k);
       return '([^/]+)';
     });
-    this.routes.push({ method, pattern: new RegExp(`^${re}$`), keys, handler });
+    this.routes.push({ method, pattern: new RegExp(`^${re}$`), keys, handler, admit });
     return this;
   }
 
-  match(method: string, pathname: string): { handler: Handler; params: Record<string, string> } | 'method-not-allowed' | undefined {
+  /** @throws ShardcastError bad-url when a matched path segment has a malformed percent-escape. */
+  match(method: string, pathname: string): { handler: Handler; admit: Admit | undefined; params: Record<string, string> } | 'method-not-allowed' | undefined {
     let pathMatched = false;
     for (const r of this.routes) {
       const m = r.pattern.exec(pathname);
@@ -181,24 +209,58 @@ export class Router {
       if (r.method !== method && !(r.method === 'GET' && method === 'HEAD')) continue;
       const params: Record<string, string> = {};
       r.keys.forEach((k, i) => {
-        params[k] = decodeURIComponent(m[i + 1]!);
+        params[k] = decodePathPart(m[i + 1]!);
       });
-      return { handler: r.handler, params };
+      return { handler: r.handler, admit: r.admit, params };
     }
     return pathMatched ? 'method-not-allowed' : undefined;
   }
 }
 
-/** Reads a whole request body, refusing more than `max` bytes. */
-export async function readBody(req: IncomingMessage, max: number): Promise<Uint8Array> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > max) throw new ShardcastError('too-large', `body of ${declared} bytes exceeds the ${max}-byte limit`);
+/** The declared Content-Length, bytes; undefined when absent (a chunked body). */
+export function declaredLength(req: Pick<IncomingMessage, 'headers'>): number | undefined {
+  const raw = req.headers['content-length'];
+  return raw === undefined ? undefined : Number(raw);
+}
+
+/** Refuses a body whose declared Content-Length passes `max` bytes (too-large), before it is read. */
+export function refuseDeclaredOver(req: Pick<IncomingMessage, 'headers'>, max: number): void {
+  const declared = declaredLength(req);
+  if (declared !== undefined && declared > max) throw new ShardcastError('too-large', `body of ${declared} bytes exceeds the ${max}-byte limit`);
+}
+
+/**
+ * Reads a whole request body, refusing more than `max` bytes (too-large, by
+ * Content-Length or while streaming) and, with `timeoutMs`, a body still
+ * arriving after that many ms (body-timeout). Reading stops at a refusal; the
+ * edge answers with Connection: close, so the rest is never read.
+ */
+export async function readBody(req: IncomingMessage, max: number, timeoutMs?: number): Promise<Uint8Array> {
+  refuseDeclaredOver(req, max);
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > max) throw new ShardcastError('too-large', `body exceeds the ${max}-byte limit`);
-    chunks.push(c);
-  }
+  await new Promise<void>((resolve, reject) => {
+    const stop = (e?: Error) => {
+      clearTimeout(timer);
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('aborted', onAborted);
+      if (e) {
+        req.pause();
+        reject(e);
+      } else resolve();
+    };
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > max) stop(new ShardcastError('too-large', `body exceeds the ${max}-byte limit`));
+      else chunks.push(c);
+    };
+    const onEnd = () => stop();
+    const onError = (e: Error) => stop(e);
+    const onAborted = () => stop(new ShardcastError('upload-aborted', 'the client closed the connection before the whole body arrived'));
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => stop(new ShardcastError('body-timeout', `the body did not arrive within ${timeoutMs} ms (${size} bytes received)`)), timeoutMs);
+    req.on('data', onData).on('end', onEnd).on('error', onError).on('aborted', onAborted);
+  });
   return new Uint8Array(Buffer.concat(chunks));
 }

@@ -19,7 +19,7 @@ import { ShardCache } from './ShardCache.ts';
 import { ShardIntake } from './ShardIntake.ts';
 import { PoolManager } from './PoolManager.ts';
 import { loadAdminToken, splitList, type AdminToken } from './auth.ts';
-import { Slots } from './limits.ts';
+import { ClientSlots, Slots } from './limits.ts';
 import { contentRoutes } from './routes/contents.ts';
 import { exportRoutes } from './routes/export.ts';
 import { poolRoutes } from './routes/pool.ts';
@@ -48,7 +48,12 @@ async function buildCore(config: ServerConfig, log: Log): Promise<Pick<EdgeConte
   const opened = await store.open();
   for (const s of opened.skipped) log(`skipped unreadable content ${s}`);
   const cache = new ShardCache(config.dataDir, store);
-  await cache.open();
+  const checked = await cache.open();
+  if (checked.dropped.length > 0) {
+    log(
+      `cache: ${checked.dropped.length} files did not match the accepted hash and were dropped (${checked.dropped.slice(0, 5).join(', ')}${checked.dropped.length > 5 ? ', ...' : ''})`,
+    );
+  }
   const pool = new PoolManager(store, config, Date.now, (k) => cache.has(k));
   pool.on('peer-joined', (e) => log(`${e.role} ${e.peerId} joined`));
   pool.on('peer-lost', (e) => log(`${e.role} ${e.peerId} lost (${e.reason}); ${e.requeued} shards re-queued`));
@@ -72,6 +77,7 @@ function logStartup(log: Log, config: ServerConfig, admin: AdminToken, shownHost
         : 'admin token: from the --admin-token option / SHARDCAST_ADMIN_TOKEN',
   );
   if (config.joinToken) log('join token required: tabs open /encode?token=... and /watch/ID?token=...');
+  if (config.viewerToken) log('contents are private: every content read needs the viewer token (/watch/ID?token=..., or Authorization: Bearer)');
   log(`shardcast listening on http://${shownHost}:${port} (data in ${path.relative(process.cwd(), config.dataDir) || '.'})`);
 }
 
@@ -83,14 +89,27 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const admin = loadAdminToken(config);
   const refusals = newRefusals();
   const core = await buildCore(config, log);
-  const ctx: EdgeContext = { ...core, config, admin, uploads: new Slots(config.maxConcurrentUploads), refusals, log };
+  const ctx: EdgeContext = {
+    ...core,
+    config,
+    admin,
+    uploads: new Slots(config.maxConcurrentUploads),
+    shardUploads: new ClientSlots(config.maxShardUploadsPerIp, config.maxConcurrentShardUploads, {
+      perAddress: '--max-shard-uploads-per-ip',
+      overall: '--max-concurrent-shard-uploads',
+    }),
+    slices: new Slots(config.maxConcurrentSlices),
+    refusals,
+    log,
+  };
   const router = new Router();
   for (const routes of [contentRoutes, sourceRoutes, shardRoutes, exportRoutes, poolRoutes]) routes(router, ctx);
 
-  const edge = { router, corsOrigins: splitList(config.corsOrigins), distDir: config.distDir, adminToken: admin.token };
+  const tokens = { adminToken: admin.token, joinToken: config.joinToken, viewerToken: config.viewerToken };
+  const edge = { router, corsOrigins: splitList(config.corsOrigins), distDir: config.distDir, tokens };
   const server = http.createServer(requestHandler(edge));
   server.on('checkContinue', continueHandler(server, edge));
-  const socket = attachPoolSocket(server, { config, pool: core.pool, refusals, allowedOrigins: splitList(config.allowedOrigins) });
+  const socket = attachPoolSocket(server, { config, pool: core.pool, refusals, allowedOrigins: splitList(config.allowedOrigins), tokens });
 
   core.pool.start();
   await new Promise<void>((resolve, reject) => {

@@ -1,7 +1,7 @@
 /**
  * The pool WebSocket (/ws): the upgrade (path, Origin check, connection
  * limits), and per connection its message rate limit, parsing, the hello
- * handshake (join token) and dispatch to the pool manager. Owns the
+ * handshake (join token; viewer token for viewers of private content) and dispatch to the pool manager. Owns the
  * per-connection state: peer id, rate bucket, bad-message streak.
  */
 import http from 'node:http';
@@ -10,7 +10,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { API_PATHS } from '../src/shared/api.ts';
 import { ProtocolError, ShardcastError } from '../src/shared/errors.ts';
 import { MAX_MESSAGE_BYTES, parseClientMessage, type ClientMessage, type ServerMessage } from '../src/shared/protocol.ts';
-import { clientAddress, originAllowed, tokenMatches } from './auth.ts';
+import { clientAddress, originAllowed, tokenMatches, viewerAllowed, type AccessTokens } from './auth.ts';
 import type { ServerConfig } from './config.ts';
 import type { Refusals } from './context.ts';
 import { httpStatus } from './errorStatus.ts';
@@ -27,6 +27,7 @@ export interface PoolSocketOptions {
   pool: PoolManager;
   refusals: Refusals;
   allowedOrigins: readonly string[];
+  tokens: AccessTokens;
 }
 
 export interface PoolSocket {
@@ -93,7 +94,10 @@ class Connection {
   /** What the pool manager talks to. */
   private readonly conn = {
     send: (msg: ServerMessage) => {
-      if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(this.withJoinToken(msg)));
+      if (this.ws.readyState !== this.ws.OPEN) return;
+      // A client that stops reading would have the server queue every answer for it: past the bound it is cut off instead.
+      if (this.ws.bufferedAmount > this.o.config.wsMaxBufferedBytes) return this.dropSlowReader();
+      this.ws.send(JSON.stringify(this.withJoinToken(msg)));
     },
     close: (code: number, reason: string) => this.ws.close(code, reason),
   };
@@ -104,6 +108,15 @@ class Connection {
   ) {
     this.rate = new TokenBucket(o.config.wsMessagesPerSecond, o.config.wsMessageBurst);
     this.helloTimer = setTimeout(() => ws.close(4001, 'no hello within 10 s'), HELLO_TIMEOUT_MS);
+  }
+
+  /**
+   * Closes a connection whose unread output passed --ws-max-buffered-bytes.
+   * terminate, not close: a close frame would queue behind what it does not read.
+   */
+  private dropSlowReader(): void {
+    this.o.refusals.slowReaders++;
+    this.ws.terminate();
   }
 
   listen(): void {
@@ -156,22 +169,18 @@ class Connection {
     }
   }
 
-  /** The first message must be hello (with the join token when the pool needs one). */
+  /** The first message must be hello (with the token the pool needs for its role, helloRefusal). */
   private onHello(msg: ClientMessage): void {
-    const { config, pool, refusals } = this.o;
+    const { pool, refusals } = this.o;
     if (msg.type !== 'hello') {
       this.conn.send({ type: 'error', code: 'hello-first', message: 'send hello before anything else', ref: msg.type });
       return;
     }
-    if (config.joinToken && !tokenMatches(msg.token, config.joinToken)) {
+    const refusal = helloRefusal(msg, this.o.tokens);
+    if (refusal) {
       refusals.badJoinToken++;
-      this.conn.send({
-        type: 'error',
-        code: msg.token === undefined ? 'unauthorized' : 'forbidden',
-        message: 'this pool needs a join token: open the page with ?token=<join token>',
-        ref: 'hello',
-      });
-      this.ws.close(1008, 'join token required');
+      this.conn.send({ type: 'error', code: msg.token === undefined ? 'unauthorized' : 'forbidden', message: refusal, ref: 'hello' });
+      this.ws.close(1008, msg.role === 'viewer' && this.o.tokens.viewerToken ? 'viewer token required' : 'join token required');
       return;
     }
     try {
@@ -182,4 +191,18 @@ class Connection {
       this.conn.send({ type: 'error', code: e.code, message: e.message, ref: 'hello' });
     }
   }
+}
+
+/**
+ * Why a hello may not join, or undefined. Encoders need the join token when
+ * one is set. Viewers of private content (a viewer token set) need the viewer,
+ * join or admin token: watching is a content read; otherwise the join token
+ * when one is set.
+ */
+function helloRefusal(hello: Extract<ClientMessage, { type: 'hello' }>, t: AccessTokens): string | undefined {
+  if (hello.role === 'viewer' && t.viewerToken) {
+    return viewerAllowed(hello.token, t) ? undefined : 'the contents on this server are private: open the page with ?token=<viewer token>';
+  }
+  if (t.joinToken && !tokenMatches(hello.token, t.joinToken)) return 'this pool needs a join token: open the page with ?token=<join token>';
+  return undefined;
 }

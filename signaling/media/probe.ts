@@ -110,12 +110,17 @@ async function audioFacts(track: InputAudioTrack, origin: number): Promise<Audio
   let duration = Math.max(0, end - start);
   if (codec === 'aac') {
     // Every AAC packet decodes to 1024 samples, whatever the container says it lasts: a file muxed without an
-    // edit list (-use_editlist 0) stretches its first packet over the video's B-frame delay, and the timestamps
-    // then claim 4.083 s where a player decodes 4.032 s. Packets an edit list hides are in the count but not
-    // in `end - start`, hence the smaller of the two.
+    // edit list (-use_editlist 0) stretches its first packet over the video's B-frame delay (timestamps claim
+    // 4.083 s where a player decodes 4.032 s), and Matroska's 1 ms ticks shorten every packet (4.010 s for
+    // 4.032 s). Packets an edit list hides entirely are not counted, one it hides in part counts its rest.
     let packets = 0;
-    for await (const p of sink.packets(undefined, undefined, { metadataOnly: true })) if (p.timestamp + p.duration > start) packets++;
-    duration = Math.min(duration, (packets * AAC_PACKET_SAMPLES) / sampleRate);
+    let first: number | undefined;
+    for await (const p of sink.packets(undefined, undefined, { metadataOnly: true })) {
+      if (p.timestamp + p.duration <= start + 1e-6) continue;
+      first ??= p.timestamp;
+      packets++;
+    }
+    duration = (packets * AAC_PACKET_SAMPLES) / sampleRate - Math.max(0, start - (first ?? start));
   }
   return {
     codec,

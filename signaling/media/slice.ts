@@ -19,7 +19,7 @@ import {
 } from 'mediabunny';
 import { ShardcastError } from '../../src/shared/errors.ts';
 
-export class SliceError extends ShardcastError<'bad-range' | 'no-track' | 'unsupported'> {
+export class SliceError extends ShardcastError<'bad-range' | 'no-track' | 'unsupported' | 'slice-too-large'> {
   override name = 'SliceError';
 }
 
@@ -30,6 +30,8 @@ export interface SliceRequest {
   tracks: 'video' | 'audio' | 'both';
   /** Source-timeline time of content 0 (from the probe). */
   timeOrigin: number;
+  /** Most bytes of media packets the slice may hold (its memory bound: packets, then the muxed copy); none: no bound. */
+  maxBytes?: number;
 }
 
 export interface Slice {
@@ -45,7 +47,27 @@ export const AUDIO_MARGIN = 0.1;
 /** After this many packets at or past the end (in decode order), no earlier frame can still need a reference. */
 const REORDER_WINDOW = 16;
 
-async function videoPackets(track: InputVideoTrack, from: number, to: number): Promise<EncodedPacket[]> {
+/**
+ * Counts packet bytes against a slice's bound as they are read, so a range
+ * holding too much is refused before it is all in memory.
+ */
+class PacketBudget {
+  private used = 0;
+  constructor(private readonly max: number) {}
+
+  /** @throws SliceError slice-too-large once the packets read pass the bound. */
+  take(p: EncodedPacket): void {
+    this.used += p.byteLength;
+    if (this.used > this.max) {
+      throw new SliceError(
+        'slice-too-large',
+        `this range holds more than ${(this.max / 2 ** 20).toFixed(0)} MiB of media (server option --max-slice-bytes): ask for a shorter range`,
+      );
+    }
+  }
+}
+
+async function videoPackets(track: InputVideoTrack, from: number, to: number, budget: PacketBudget): Promise<EncodedPacket[]> {
   const sink = new EncodedPacketSink(track);
   const key = (await sink.getKeyPacket(from, { verifyKeyPackets: true })) ?? (await sink.getFirstKeyPacket());
   if (!key) throw new SliceError('no-track', 'the video track has no key frame');
@@ -57,6 +79,7 @@ async function videoPackets(track: InputVideoTrack, from: number, to: number): P
     // `key`: they cannot be decoded from here, and belong to the slice that ends at `key`. The next key frame at or
     // past `to` does not end the slice: its own leading frames may be presented before `to`, and they need it.
     if (p.timestamp < key.timestamp) continue;
+    budget.take(p);
     out.push(p);
     if (p.timestamp < to) {
       lastNeeded = out.length - 1;
@@ -67,23 +90,30 @@ async function videoPackets(track: InputVideoTrack, from: number, to: number): P
   return out.slice(0, lastNeeded + 1);
 }
 
-async function audioPackets(track: InputAudioTrack, from: number, to: number): Promise<EncodedPacket[]> {
+async function audioPackets(track: InputAudioTrack, from: number, to: number, budget: PacketBudget): Promise<EncodedPacket[]> {
   const sink = new EncodedPacketSink(track);
   const first = (await sink.getPacket(from)) ?? (await sink.getFirstPacket());
   if (!first) throw new SliceError('no-track', 'the audio track has no packets');
   const out: EncodedPacket[] = [];
   for await (const p of sink.packets(first)) {
     if (p.timestamp >= to) break;
+    budget.take(p);
     out.push(p);
   }
   return out;
 }
 
-export async function writeSourceSlice(sourcePath: string, req: SliceRequest): Promise<Slice> {
+/** @throws SliceError bad-range unless 0 <= start < end and the range is at most 120 s. */
+export function checkSliceRange(req: Pick<SliceRequest, 'start' | 'end'>): void {
   if (!(Number.isFinite(req.start) && Number.isFinite(req.end)) || req.start < 0 || req.end <= req.start) {
     throw new SliceError('bad-range', `the range must satisfy 0 <= start < end (got start=${req.start}, end=${req.end})`);
   }
   if (req.end - req.start > 120) throw new SliceError('bad-range', 'a slice covers at most 120 s; ask for smaller ranges');
+}
+
+export async function writeSourceSlice(sourcePath: string, req: SliceRequest): Promise<Slice> {
+  checkSliceRange(req);
+  const budget = new PacketBudget(req.maxBytes ?? Infinity);
   const input = new Input({ source: new FilePathSource(sourcePath), formats: ALL_FORMATS });
   try {
     const wantVideo = req.tracks !== 'audio';
@@ -96,11 +126,11 @@ export async function writeSourceSlice(sourcePath: string, req: SliceRequest): P
     if (req.start >= duration) throw new SliceError('bad-range', `start ${req.start} is past the end of the content (${duration.toFixed(3)} s)`);
 
     const o = req.timeOrigin;
-    const vp = vTrack ? await videoPackets(vTrack, req.start + o, req.end + o) : [];
+    const vp = vTrack ? await videoPackets(vTrack, req.start + o, req.end + o, budget) : [];
     // Audio alone gets margins; beside video it starts with the video's key frame.
     const aFrom = vp.length ? vp[0]!.timestamp : req.start + o - AUDIO_MARGIN;
     const aTo = vp.length ? req.end + o : req.end + o + AUDIO_MARGIN;
-    const ap = aTrack ? await audioPackets(aTrack, aFrom, aTo) : [];
+    const ap = aTrack ? await audioPackets(aTrack, aFrom, aTo, budget) : [];
     const base = vp.length ? vp[0]!.timestamp : ap.length ? ap[0]!.timestamp : req.start + o;
 
     const target = new BufferTarget();

@@ -242,9 +242,10 @@ export class CrossChecks {
   /**
    * An encoder was found in the wrong by two others: quarantine, and its
    * accepted shards that no check covered are taken back (not served,
-   * encoded again by others), since they may be wrong too.
+   * encoded again by others), since they may be wrong too. Picture
+   * verification (Verification.ts) convicts through here too.
    */
-  private convict(peerId: string, wrong: number): void {
+  convict(peerId: string, wrong: number): void {
     const revoked = this.trust.failed(peerId);
     for (const key of revoked) {
       const k = parseVariantKey(key);

@@ -45,6 +45,10 @@ export const LOGGED_EVENTS = [
   'check-planned',
   'check-passed',
   'encoder-convicted',
+  'verify-fail',
+  'verify-passed',
+  'verify-convicted',
+  'verify-cleared',
 ] as const satisfies readonly (keyof PoolEvents)[];
 
 /** How many recent events are kept. */

@@ -12,6 +12,13 @@ import type { AvailabilityIndex } from './AvailabilityIndex.ts';
 import type { CrossChecks } from './CrossChecks.ts';
 import type { JobLedger } from './JobLedger.ts';
 import type { Sessions } from './Sessions.ts';
+
+/**
+ * Holders named per shard in a `holders` answer, the least busy first: a viewer
+ * fetches from one or two, so more only grows the answer (a popular shard can
+ * have every viewer as a holder).
+ */
+export const MAX_LISTED_HOLDERS = 16;
 import type { Stats } from './Stats.ts';
 import type { JobClass, Peer } from './types.ts';
 
@@ -60,7 +67,8 @@ export class Views {
    */
   holdersOf(content: Content, from: number, count: number, renditionIds: readonly string[] | undefined, asker: string): HolderEntry[] {
     const { index, health, sessions, isCached } = this.s;
-    const renditions = renditionIds ?? content.map.renditions.map((r) => r.id);
+    // Each rendition once however often it is named: a request must not multiply its own answer.
+    const renditions = renditionIds ? [...new Set(renditionIds)] : content.map.renditions.map((r) => r.id);
     const shards: HolderEntry[] = [];
     const end = Math.min(content.map.shards.length, from + count);
     for (let i = from; i < end; i++) {
@@ -71,7 +79,8 @@ export class Views {
         const k = { contentId: content.meta.id, rendition: r, index: i };
         const peers = [...index.holdersOf(variantKeyString(k))]
           .filter((p) => p !== asker && !health.isQuarantined(p))
-          .sort((a, b) => (sessions.get(a)?.serving ?? 0) - (sessions.get(b)?.serving ?? 0));
+          .sort((a, b) => (sessions.get(a)?.serving ?? 0) - (sessions.get(b)?.serving ?? 0))
+          .slice(0, MAX_LISTED_HOLDERS);
         shards.push({ index: i, rendition: r, ...(st.sha256 && { sha256: st.sha256 }), peers, cached: isCached(k) });
       }
     }

@@ -3,7 +3,7 @@
  * events it emits, the outbox every module sends through; a handler throws
  * the shared ProtocolError to answer a peer with an `error` message.
  */
-import type { Capabilities, Job, ServerMessage } from '../../src/shared/protocol.ts';
+import type { Capabilities, Job, ServerMessage, VerifyMeasure } from '../../src/shared/protocol.ts';
 import type { VariantKey } from '../../src/shared/variantKey.ts';
 
 export type Role = 'encoder' | 'viewer';
@@ -110,6 +110,17 @@ export interface PoolEvents {
   'replica-released': { key: string; peerId: string };
   'shard-orphaned': { key: string; action: 're-encode' | 'from-cache' };
   'job-preempted': { jobId: string; peerId: string; for: string };
+  /** Picture verification (signaling/pool/Verification.ts): a task queued for a stage, a shard a verifier failed, and the task's ends. */
+  'verify-planned': { id: string; stage: 'first' | 'confirm' | 'decide'; origin: string; key: string; shards: number };
+  /** A verifier's figures, as sent (not logged: for benchmarks and observers). */
+  'verify-measured': { id: string; stage: 'first' | 'confirm' | 'decide'; origin: string; verifier: string; engine: string; measures: VerifyMeasure[] };
+  'verify-fail': { id: string; verifier: string; origin: string; key: string; reason: string };
+  'verify-passed': { id: string; origin: string; verifier: string; shards: number };
+  'verify-convicted': { id: string; origin: string; verifiers: string[]; shards: number };
+  /** A third verifier overturned `falseAlarm`'s fail. */
+  'verify-cleared': { id: string; origin: string; falseAlarm: string };
+  /** An assignment given back (timeout, verifier gone, could not run). */
+  'verify-retry': { id: string; verifier: string; reason: string };
   /** A cross-check job went back to the check queue (its encoder left, failed or was preempted). */
   'check-requeued': { jobId: string; peerId: string };
   /** A viewer or encoder asked who holds a window of shards. */

@@ -50,7 +50,13 @@ export function contentRoutes(router: Router, ctx: EdgeContext): void {
   const { store, pool, cache } = ctx;
   router
     .add('GET', API_PATHS.contents, (_req, res) => sendJson(res, 200, { contents: store.all().map((c) => store.summary(c)) } satisfies ContentsResponse))
-    .add('POST', API_PATHS.contents, async (req, res, _p, url) => sendJson(res, 201, await publish(ctx, req, url)))
+    .add(
+      'POST',
+      API_PATHS.contents,
+      async (req, res, _p, url) => sendJson(res, 201, await publish(ctx, req, url)),
+      // Checked before the body (a CLI sending "Expect: 100-continue" is told before it sends gigabytes).
+      (req) => requireAdmin(req, ctx.admin.token),
+    )
     .add('GET', API_PATHS.content, (_req, res, p) => {
       const c = contentOr404(ctx, p.id!);
       sendJson(res, 200, {

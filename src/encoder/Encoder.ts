@@ -17,6 +17,7 @@ import { EngineOffer, type EngineReport } from './EngineOffer.ts';
 import { FfmpegEngine, type FfmpegCoreKind } from './FfmpegEngine.ts';
 import { JobExecutor, type CurrentJob } from './JobExecutor.ts';
 import { Replicator } from './Replicator.ts';
+import { Verifier } from './Verifier.ts';
 import { IndexedDbPersistence, ShardStore } from './ShardStore.ts';
 
 export type { CurrentJob } from './JobExecutor.ts';
@@ -42,6 +43,9 @@ export interface EncoderState {
   current: CurrentJob | undefined;
   jobsDone: number;
   jobsFailed: number;
+  /** Verifications of other encoders' shards answered with figures, and their wall time (ms). */
+  verifications: number;
+  verifyMs: number;
   /** Shards copied from other holders because the pool asked (replication). */
   replicasTaken: number;
   shardsEncoded: number;
@@ -80,6 +84,8 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     current: undefined,
     jobsDone: 0,
     jobsFailed: 0,
+    verifications: 0,
+    verifyMs: 0,
     replicasTaken: 0,
     shardsEncoded: 0,
     framesEncoded: 0,
@@ -100,6 +106,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
   private readonly offer: EngineOffer;
   private readonly jobs: JobExecutor;
   private readonly replicator: Replicator;
+  readonly verifier: Verifier;
   private readonly store: ShardStore;
   private readonly pool: PoolClient;
   private readonly peers: PeerManager;
@@ -125,6 +132,8 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     this.replicator = new Replicator(this.peers, this.store, send, config.replicateTimeoutMs, base);
     this.replicator.on('stored', () => this.state.replicasTaken++);
     this.replicator.on('log', ({ line }) => this.logLine(line));
+    this.verifier = new Verifier(this.engine, this.peers, send, config.replicateTimeoutMs, base);
+    this.verifier.on('log', ({ line }) => this.logLine(line));
     this.watchVisibility();
   }
 
@@ -154,6 +163,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     });
     pool.on('error', (e) => this.logLine(`pool: ${e.code}: ${e.message}`));
     pool.on('replicate', (m) => void this.replicator.replicate(m));
+    pool.on('verify', (m) => void this.verifier.verify(m));
     pool.on('release', ({ key, reason }) => {
       void this.store.delete(key).then(() => this.changed());
       this.logLine(`released ${shardKeyString(key)} (${reason})`);
@@ -226,6 +236,10 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
       this.state.fetchMs = j.fetchMs;
       this.state.encodeMs = j.encodeMs;
       this.state.lastError = j.lastError;
+    }
+    if (this.verifier) {
+      this.state.verifications = this.verifier.stats.done;
+      this.state.verifyMs = this.verifier.stats.ms;
     }
     this.state.shardsHeld = this.store.count;
     this.state.bytesHeld = this.store.usedBytes;

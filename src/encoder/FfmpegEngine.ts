@@ -149,7 +149,19 @@ export class FfmpegEngine {
    * exec is killed once ffmpeg reports that many frames, as a crash would.
    * Throws WatchdogError on a stall, Error on a crash or a non-zero exit.
    */
-  async exec(args: (dir: string) => string[], inputs: Record<string, Uint8Array>, opts: { crashMultiAfterFrames?: number } = {}): Promise<ExecResult> {
+  exec(args: (dir: string) => string[], inputs: Record<string, Uint8Array>, opts: { crashMultiAfterFrames?: number } = {}): Promise<ExecResult> {
+    // Jobs and verifications share the core: one exec at a time (the watchdog and log tail are per exec).
+    const run = this.serial.then(() => this.execNow(args, inputs, opts));
+    this.serial = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private serial: Promise<void> = Promise.resolve();
+
+  private async execNow(args: (dir: string) => string[], inputs: Record<string, Uint8Array>, opts: { crashMultiAfterFrames?: number }): Promise<ExecResult> {
     const ff = await this.core();
     const core = this.kind;
     this.logTail.length = 0;

@@ -7,6 +7,7 @@ import type { Job } from '../shared/protocol.ts';
 import { AAC_PACKET_SAMPLES } from '../shared/shardMap.ts';
 import { sha256Hex } from '../shared/wire.ts';
 import { cutAudioRun } from './audioCutter.ts';
+import { fetchUnlessBusy } from './busyRetry.ts';
 import { audioJobArgs, segmentName, videoJobArgs } from './ffmpegArgs.ts';
 import type { ExecResult, FfmpegCoreKind, FfmpegEngine } from './FfmpegEngine.ts';
 import { encodeVideoJobWebCodecs } from './WebCodecsEngine.ts';
@@ -33,8 +34,10 @@ export class JobError extends Error {
   override name = 'JobError';
 }
 
-async function fetchSlice(job: Job, base: string, signal?: AbortSignal): Promise<{ bytes: Uint8Array; sliceStart: number }> {
-  const res = await fetch(new URL(job.sourceUrl, base), { ...(signal && { signal }) });
+/** A job's source slice and its start on the content timeline (X-Slice-Start, s); throws JobError on an HTTP error. */
+export async function fetchSlice(job: Job, base: string, signal?: AbortSignal): Promise<{ bytes: Uint8Array; sliceStart: number }> {
+  // Slices built at once are bounded (503 busy): wait for a turn rather than fail the job.
+  const res = await fetchUnlessBusy(new URL(job.sourceUrl, base), { ...(signal && { signal }) });
   if (!res.ok) {
     const text = await res.text().catch(() => '');
     throw new JobError(`source slice: HTTP ${res.status} ${text.slice(0, 200)}`);

@@ -4,6 +4,7 @@
  * before it reports it ready.
  */
 import { apiUrl } from '../shared/api.ts';
+import { fetchUnlessBusy } from './busyRetry.ts';
 import type { Job } from '../shared/protocol.ts';
 
 /** One shard of a job's output, as the upload needs it: `lead`/`tail` in samples (audio). */
@@ -22,7 +23,8 @@ export interface UploadableShard {
 export async function uploadShard(base: string, job: Job, s: UploadableShard): Promise<string | undefined> {
   const url = new URL(apiUrl.shard({ contentId: job.contentId, rendition: job.rendition, index: s.index }, { lead: s.lead, tail: s.tail }), base);
   try {
-    const res = await fetch(url, {
+    // The server bounds uploads at once per address (429): a tab behind a shared address waits its turn.
+    const res = await fetchUnlessBusy(url, {
       method: 'PUT',
       body: s.bytes as Uint8Array<ArrayBuffer>,
       headers: { 'Content-Type': 'video/mp4', ...(job.uploadToken && { Authorization: `Bearer ${job.uploadToken}` }) },

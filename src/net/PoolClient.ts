@@ -127,10 +127,28 @@ export class PoolClient extends TypedEmitter<PoolClientEvents> {
 }
 
 /** The pool's WebSocket URL for the page's own origin. */
-/** A pool that needs a join token is opened with `?token=...` on the page's URL (encode and watch pages). */
+/**
+ * A pool that needs a join token, or private content (a viewer token), is
+ * opened with `?token=...` on the page's URL (encode, watch, list and pool pages).
+ */
 export function joinTokenFromPage(loc: Pick<Location, 'search'> | undefined = globalThis.location): string | undefined {
   if (!loc) return undefined;
   return new URLSearchParams(loc.search).get('token') || undefined;
+}
+
+/**
+ * fetch() options for a content read with the page's token (README "Security
+ * model": private content). It goes in a header, not the URL, so it stays out
+ * of server and proxy access logs. No token: no header.
+ */
+export function readInit(token: string | undefined = joinTokenFromPage()): RequestInit {
+  return token ? { headers: { Authorization: `Bearer ${token}` } } : {};
+}
+
+/** `path` with the page's token as `?token=`, for links a browser follows itself (a download); unchanged without one. */
+export function withPageToken(path: string, token: string | undefined = joinTokenFromPage()): string {
+  if (!token) return path;
+  return `${path}${path.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`;
 }
 
 export function poolUrl(loc: Location = location): string {

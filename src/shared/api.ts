@@ -55,6 +55,14 @@ export const apiUrl = {
   /** A shard in the server cache (GET) or an upload of one (PUT; audio adds lead/tail samples). */
   shard: (key: { contentId: string; rendition: string; index: number }, q: { lead?: number | undefined; tail?: number | undefined } = {}): string =>
     withQuery(fillPath(API_PATHS.shard, { id: key.contentId, rendition: key.rendition, index: key.index }), q),
+  /**
+   * A cached shard by content address: the accepted variant's sha256 is part of
+   * the URL, so the answer is immutable (a replaced variant gets a new URL; the
+   * old one answers 404 variant-replaced). The plain `shard` URL is revalidated
+   * with its ETag instead.
+   */
+  cachedShard: (key: { contentId: string; rendition: string; index: number }, sha256: string): string =>
+    withQuery(fillPath(API_PATHS.shard, { id: key.contentId, rendition: key.rendition, index: key.index }), { sha256 }),
   export: (id: string, rendition?: string): string => withQuery(fillPath(API_PATHS.export, { id }), { rendition }),
   pool: (): string => API_PATHS.pool,
   metrics: (): string => API_PATHS.metrics,

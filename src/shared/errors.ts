@@ -17,6 +17,7 @@ export const ERROR_CODES = [
   'not-built',
   'internal',
   'too-large',
+  'body-timeout',
   // access and limits
   'unauthorized',
   'forbidden',
@@ -42,12 +43,14 @@ export const ERROR_CODES = [
   'bad-tracks',
   'no-track',
   'unsupported',
+  'slice-too-large',
   // shards: addressing, cache, intake
   'bad-index',
   'bad-rendition',
   'unknown-shard',
   'unknown-rendition',
   'not-cached',
+  'variant-replaced',
   'not-accepted',
   'hash-mismatch',
   'upload-token-required',

@@ -55,14 +55,25 @@ const COMMON_RATES: readonly [number, number][] = [
   [60, 1],
 ];
 
+/** How far (in frames) the first frame may lie off the rate's grid for the rate to be used. */
+const GRID_TOLERANCE = 0.01;
+
 /**
- * The exact rate of a constant-frame-rate source, when it is a common one.
- * Given to the muxer, it makes the track's timescale a multiple of the frame
- * rate, so every frame lasts the same number of ticks.
+ * The exact rate of a constant-frame-rate source, when it is a common one and
+ * the first frame (`firstFrame`, s, content time) lies on its grid. Given to
+ * the muxer, it makes the track's timescale a multiple of the frame rate, so
+ * every frame lasts the same number of ticks; but the muxer then rounds every
+ * time to that grid, so a video that starts off it (Matroska or MPEG-TS
+ * video starting 21 ms after the audio's priming, in 1 ms ticks) would move
+ * by up to half a frame against its audio: then there is no rate.
  */
-export function exactFrameRate(fps: number | undefined, variable: boolean | undefined): number | undefined {
+export function exactFrameRate(fps: number | undefined, variable: boolean | undefined, firstFrame = 0): number | undefined {
   if (!fps || variable) return undefined;
-  for (const [n, d] of COMMON_RATES) if (Math.abs(fps - n / d) / (n / d) < 1e-4) return n / d;
+  for (const [n, d] of COMMON_RATES) {
+    const rate = n / d;
+    if (Math.abs(fps - rate) / rate >= 1e-4) continue;
+    return Math.abs(firstFrame * rate - Math.round(firstFrame * rate)) <= GRID_TOLERANCE ? rate : undefined;
+  }
   return undefined;
 }
 

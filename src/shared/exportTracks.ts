@@ -58,7 +58,7 @@ export class VideoTrackWriter {
     private readonly notes: ExportNotes,
   ) {
     this.source = new EncodedVideoPacketSource(first.codec);
-    const frameRate = exactFrameRate(map.source.video?.fps, map.source.video?.variableFrameRate);
+    const frameRate = exactFrameRate(map.source.video?.fps, map.source.video?.variableFrameRate, map.shards[0]?.start);
     output.addVideoTrack(this.source, frameRate ? { frameRate } : {});
     this.entryDesc = descriptionBytes(first.config.description);
     this.firstAvc = first.codec === 'avc' ? parseAvcC(this.entryDesc ?? new Uint8Array()) : undefined;

@@ -90,6 +90,22 @@ const signalData = z
   .record(z.string(), z.unknown())
   .refine((d) => jsonDepth(d, MAX_SIGNAL_DEPTH) <= MAX_SIGNAL_DEPTH, `signal data nests deeper than ${MAX_SIGNAL_DEPTH} levels`);
 
+/**
+ * One shard as a verifier measured it against the source slice
+ * (src/encoder/Verifier.ts): frames decoded, the mean luma PSNR over them
+ * (dB; identical pictures give ffmpeg's "inf", sent as 100), and the largest
+ * difference between a frame's time in the shard and in the source, both
+ * rebased to the shard's first frame (seconds).
+ */
+export const verifyMeasureSchema = z
+  .object({
+    index,
+    frames: z.number().int().nonnegative().max(100_000),
+    psnr: finite.min(0).max(100),
+    maxTimeError: finite.nonnegative().max(3600),
+  })
+  .strict();
+
 // ---------------------------------------------------------------- client -> server
 
 export const clientMessageSchema = z.discriminatedUnion('type', [
@@ -169,6 +185,16 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
     .strict(),
   z.object({ type: z.literal('replicate-failed'), key: shardKeySchema, reason: z.string().max(500) }).strict(),
   z.object({ type: z.literal('report-peer'), peerId: id, key: shardKeySchema, reason: z.string().max(200) }).strict(),
+  /** What a verifier measured for each shard of a `verify` (in its order); the pool applies the threshold, not the tab. */
+  z
+    .object({
+      type: z.literal('verify-result'),
+      verifyId: id,
+      shards: z.array(verifyMeasureSchema).min(1).max(1000),
+    })
+    .strict(),
+  /** The verifier could not run the verification (no copy of the shard, a crash): another verifier gets it. */
+  z.object({ type: z.literal('verify-failed'), verifyId: id, reason: z.string().max(1000) }).strict(),
 ]);
 
 // ---------------------------------------------------------------- server -> client
@@ -277,6 +303,23 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
     .strict(),
   /** Drop this replica: demand has cooled and the pool has enough copies. */
   z.object({ type: z.literal('release'), key: shardKeySchema, reason: z.string() }).strict(),
+  /**
+   * Verify accepted shards made by another encoder whose engine is not byte
+   * reproducible: fetch each shard (from one of `from` over WebRTC, else the
+   * server cache when `cached`; checked against its `sha256`) and the job's
+   * source slice, decode both, and answer `verify-result` with what was
+   * measured, or `verify-failed`, before `deadline` (epoch ms).
+   */
+  z
+    .object({
+      type: z.literal('verify'),
+      verifyId: id,
+      /** The job the shards were made for (without an upload token): rendition, frames, times, source slice. */
+      job: jobSchema,
+      shards: z.array(z.object({ index, sha256: sha256Schema, size: shardSizeSchema, from: z.array(id).max(16), cached: z.boolean() }).strict()).min(1),
+      deadline: z.number().int(),
+    })
+    .strict(),
   z
     .object({
       type: z.literal('error'),
@@ -297,6 +340,8 @@ export type ServerMessage = z.infer<typeof serverMessageSchema>;
 export type Job = z.infer<typeof jobSchema>;
 export type JobShard = z.infer<typeof jobShardSchema>;
 export type HolderEntry = z.infer<typeof holderEntrySchema>;
+export type VerifyMeasure = z.infer<typeof verifyMeasureSchema>;
+export type VerifyRequest = Extract<ServerMessage, { type: 'verify' }>;
 
 export type ParseResult<T> = { ok: true; msg: T } | { ok: false; code: ErrorCode; message: string; ref?: string };
 

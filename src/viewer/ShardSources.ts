@@ -7,7 +7,7 @@
  * hash; a peer that sent bad bytes is reported to the pool.
  */
 import type { PeerManager } from '../net/PeerManager.ts';
-import type { PoolClient } from '../net/PoolClient.ts';
+import { readInit, type PoolClient } from '../net/PoolClient.ts';
 import { ShardTransfer, type FetchError } from '../net/ShardTransfer.ts';
 import { apiUrl } from '../shared/api.ts';
 import { TypedEmitter } from '../shared/events.ts';
@@ -136,11 +136,13 @@ export class ShardSources extends TypedEmitter<ShardSourcesEvents> {
 
   private async fromCache(index: number, renditions: string[], failures: string[]): Promise<Fetched | undefined> {
     for (const rendition of renditions) {
-      const sha = this.map.shards[index]!.renditions[rendition]?.sha256 ?? this.holders.get(`${rendition}/${index}`)?.sha256;
+      // The latest locate answer first: a cross-check may have replaced the variant since the map was read.
+      const sha = this.holders.get(`${rendition}/${index}`)?.sha256 ?? this.map.shards[index]!.renditions[rendition]?.sha256;
       if (!sha) continue;
       try {
         const t0 = performance.now();
-        const res = await fetch(apiUrl.shard({ contentId: this.contentId, rendition, index }));
+        // Addressed by hash: a browser-cached copy of a replaced variant is never reused.
+        const res = await fetch(apiUrl.cachedShard({ contentId: this.contentId, rendition, index }, sha), readInit());
         if (!res.ok) {
           failures.push(`cache ${rendition}: ${res.status}`);
           continue;

@@ -15,7 +15,7 @@
 import { apiUrl } from '../shared/api.ts';
 import { TypedEmitter } from '../shared/events.ts';
 import { PeerManager } from '../net/PeerManager.ts';
-import { PoolClient, poolUrl } from '../net/PoolClient.ts';
+import { PoolClient, poolUrl, readInit } from '../net/PoolClient.ts';
 import type { ShardTransfer } from '../net/ShardTransfer.ts';
 import { isAudioRendition, isVideoRendition, mapEnd, parseShardMap, type ShardMap, type VideoRendition } from '../shared/shardMap.ts';
 import type { ViewerConfig } from './config.ts';
@@ -130,7 +130,7 @@ export class Viewer extends TypedEmitter<ViewerEvents> {
 
   async start(): Promise<void> {
     try {
-      const res = await fetch(apiUrl.content(this.contentId));
+      const res = await fetch(apiUrl.content(this.contentId), readInit());
       if (!res.ok) throw new Error(res.status === 404 ? `there is no content "${this.contentId}"` : `the server answered ${res.status}`);
       const body = (await res.json()) as { shardMap: unknown };
       this.map = parseShardMap(body.shardMap);

@@ -8,6 +8,8 @@
  */
 import { createHash } from 'node:crypto';
 import WebSocket from 'ws';
+import type { RunningServer } from '../../signaling/server.ts';
+import type { ShardKey } from '../../src/shared/shardMap.ts';
 import type { Capabilities, Job } from '../../src/shared/protocol.ts';
 import { encodeJob, NATIVE_ENGINE } from './nativeEncoder.ts';
 import { WsPeer } from './wsPeer.ts';
@@ -117,4 +119,17 @@ export async function metricsOf(base: string): Promise<Map<string, number>> {
   if (res.status !== 200) throw new Error(`/metrics: HTTP ${res.status}`);
   if (!/^text\/plain/.test(res.headers.get('content-type') ?? '')) throw new Error(`/metrics content type ${res.headers.get('content-type')}`);
   return parseMetrics(await res.text());
+}
+
+/**
+ * Replaces an accepted variant with `bytes` the way CrossChecks.replaceVariant
+ * does after two encoders agree against it: the old variant revoked (its cached
+ * copy dropped), the new one accepted and handed to the cache. Returns its sha256.
+ */
+export function replaceVariant(s: Pick<RunningServer, 'pool' | 'store'>, key: ShardKey, bytes: Uint8Array, wrong = 'cheater'): string {
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  s.pool.emit('shard-revoked', { key, peerId: wrong, reason: 'replaced after a cross-check' });
+  s.store.accept(key.contentId, key.rendition, key.index, { sha256, size: bytes.byteLength });
+  s.pool.emit('shard-accepted', { key, peerId: 'decider', sha256, bytes, replaced: true });
+  return sha256;
 }

@@ -14,8 +14,11 @@
  * check and cross-checks off) with many kills, and one with real parts (byte
  * check and shard cache on; native ffmpeg encodes real shards that are
  * uploaded with the job's token like a tab does), after which every
- * acknowledged shard must still be accepted and either have a cached copy
- * whose sha256 matches the map or be re-queued.
+ * acknowledged shard must still be accepted and have a copy (a cached one
+ * whose sha256 matches the map, or a holder: a tab that came back within the
+ * restart grace period and announced it) or be re-queued. Before the last
+ * restart one cached copy is torn (left in a temp file), one corrupted in
+ * place and one deleted while a returning tab still holds it.
  *
  * Rounds: SHARDCAST_CRASH_ROUNDS (default 6; the real-parts case runs 3).
  * Seed: SHARDCAST_CRASH_SEED (printed before the first round, so a failing
@@ -56,6 +59,8 @@ const BYTELESS_ARGS = [
   ...COMMON,
   '--heartbeat-timeout-ms',
   '60000',
+  '--restart-grace-ms',
+  '60000',
   '--cache-enabled',
   'false',
   '--verify-shard-bytes',
@@ -66,8 +71,19 @@ const BYTELESS_ARGS = [
   '0',
 ];
 // Server defaults otherwise: byte check on, cache on, cross-checks as configured out of the box. A short
-// heartbeat timeout: 2 s after a restart, shards that no returning tab announced and the cache lacks are re-queued.
-const REAL_ARGS = [...COMMON, '--heartbeat-timeout-ms', '2000', '--cache-enabled', 'true', '--verify-shard-bytes', 'true'];
+// grace period: 3 s after a restart, shards that no returning tab announced and the cache lacks are re-queued.
+const REAL_GRACE_MS = 3000;
+const REAL_ARGS = [
+  ...COMMON,
+  '--heartbeat-timeout-ms',
+  '2000',
+  '--restart-grace-ms',
+  String(REAL_GRACE_MS),
+  '--cache-enabled',
+  'true',
+  '--verify-shard-bytes',
+  'true',
+];
 
 let clips: Uint8Array[];
 const dirs: string[] = [];
@@ -283,7 +299,7 @@ describe('crash safety', () => {
     expect(acked.shards.size).toBeGreaterThan(0);
   }, 600_000);
 
-  it(`with real parts (byte check and cache on, native ffmpeg shards), ${REAL_ROUNDS} kills lose no acknowledged shard: each keeps a cached copy or is re-queued`, async () => {
+  it(`with real parts (byte check and cache on, native ffmpeg shards), ${REAL_ROUNDS} kills lose no acknowledged shard: each keeps a copy (cache or a returning holder) or is re-queued`, async () => {
     const dataDir = newDataDir();
     const acked: Acked = { contents: new Set(), shards: new Map() };
     const kills: number[] = [];
@@ -320,17 +336,31 @@ describe('crash safety', () => {
       expect(problems, `round ${round}, seed ${SEED}`).toEqual([]);
     }
     // A kill between an acknowledgement and the cache's rename leaves the shard's bytes in a temp file only.
-    // The kills above may or may not have hit that moment; here it is made certain for one shard.
+    // The kills above may or may not have hit that moment; here it is made certain for one shard. A second
+    // cached copy is corrupted in place (a disk error), and a third deleted while a tab that comes back holds it.
     const cacheDir = path.join(dataDir, 'cache');
     const inCache = [...acked.shards.keys()].filter((k) => fs.existsSync(path.join(cacheDir, `${k}.mp4`)));
-    expect(inCache.length, 'acknowledged shards in the cache').toBeGreaterThan(0);
-    const torn = inCache[Math.floor(sourcePick() * inCache.length)]!;
+    expect(inCache.length, 'acknowledged shards in the cache').toBeGreaterThanOrEqual(3);
+    const [torn, corrupt, held] = [...inCache].sort(() => sourcePick() - 0.5) as [string, string, string];
     const tornTemp = path.join(cacheDir, `${torn}.mp4.tmp-0badf00d`);
     fs.renameSync(path.join(cacheDir, `${torn}.mp4`), tornTemp);
+    const corruptFile = path.join(cacheDir, `${corrupt}.mp4`);
+    const bytes = fs.readFileSync(corruptFile);
+    bytes[bytes.length >> 1] = bytes[bytes.length >> 1]! ^ 0xff;
+    fs.writeFileSync(corruptFile, bytes);
+    fs.rmSync(path.join(cacheDir, `${held}.mp4`));
     // The real restart: a new process on the same DATA_DIR.
     const startedAt = Date.now();
     srv = await spawnServer(dataDir, REAL_ARGS);
     const s = srv;
+    // A tab comes back within the grace period with the bytes it still holds (it offers no codec of these jobs).
+    const [heldId, heldRendition, heldIndex] = held.split('/') as [string, string, string];
+    const heldKey = { contentId: heldId, rendition: heldRendition, index: Number(heldIndex) };
+    const returning = await WsPeer.encoder(s.url, {
+      capabilities: { engines: [{ name: 'test', codecs: ['vp9'] }], maxJobs: 1 },
+      holdings: [{ key: heldKey, sha256: acked.shards.get(held)!.sha256, size: 1 }],
+    });
+    expect(Date.now() - startedAt, 'the tab came back within the grace period').toBeLessThan(REAL_GRACE_MS);
     await checkRestarted(s, dataDir, startedAt, acked, 1, true);
     const maps = new Map<string, ShardMap>();
     for (const id of acked.contents) maps.set(id, await getMap(s, id));
@@ -340,16 +370,18 @@ describe('crash safety', () => {
       const st = maps.get(id!)!.shards[Number(index)]!.renditions[rendition!]!;
       const res = await fetch(`${s.url}/api/contents/${id}/shards/${rendition}/${index}`);
       if (res.status === 404) {
-        uncached.push(key);
+        if (key !== held) uncached.push(key);
         continue;
       }
       expect(res.status, key).toBe(200);
-      const bytes = new Uint8Array(await res.arrayBuffer());
+      const got = new Uint8Array(await res.arrayBuffer());
       // The copy is the accepted variant: same bytes as the encoder's acknowledged upload.
-      expect({ key, sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.byteLength }).toEqual({ key, sha256: a.sha256, size: st.size });
+      expect({ key, sha256: createHash('sha256').update(got).digest('hex'), size: got.byteLength }).toEqual({ key, sha256: a.sha256, size: st.size });
     }
     expect(uncached, 'the shard whose cache write was cut').toContain(torn);
+    expect(uncached, 'the shard whose cached copy was corrupted').toContain(corrupt);
     expect(fs.existsSync(tornTemp), 'the cache temp file cleared at start').toBe(false);
+    expect(fs.existsSync(corruptFile), 'the corrupt copy removed at start').toBe(false);
     // An acknowledged shard the kill kept out of the cache (its encoder gone too) has no copy anywhere:
     // once returning tabs had their chance to announce it, it must go back to the queue.
     {
@@ -367,11 +399,19 @@ describe('crash safety', () => {
         30_000,
       );
     }
+    // Past the grace period, the one a returning tab announced keeps its copy: still accepted, and located there.
+    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(REAL_GRACE_MS);
+    expect(maps.get(heldId)!.shards[heldKey.index]!.renditions[heldRendition]!).toMatchObject({ status: 'ready', sha256: acked.shards.get(held)!.sha256 });
+    const viewer = await WsPeer.viewer(s.url);
+    viewer.send({ type: 'locate', requestId: 1, contentId: heldId, from: heldKey.index, count: 1, renditions: [heldRendition] });
+    expect((await viewer.next('holders')).shards.find((x) => x.index === heldKey.index)?.peers).toEqual([returning.peerId]);
+    viewer.kill();
+    returning.kill();
     await stopServer(s);
     srv = undefined;
     console.log(
       `crash with real parts (seed ${SEED}): ${REAL_ROUNDS} SIGKILLs at ${kills.join(', ')} ms after a round's first acceptance; ` +
-        `${acked.shards.size} shards acknowledged; after the restart ${acked.shards.size - uncached.length} served from the cache with the accepted sha256, ${uncached.length} re-queued`,
+        `${acked.shards.size} shards acknowledged; after the restart ${acked.shards.size - uncached.length - 1} served from the cache with the accepted sha256, 1 held by a returning tab, ${uncached.length} re-queued`,
     );
     expect(acked.shards.size).toBeGreaterThan(0);
   }, 600_000);

@@ -60,8 +60,8 @@ function refused(u: Upgrade): { status: number; code: string | undefined; messag
 /** A README default as the value --help prints (JSON), or undefined where the README describes a computed default. */
 function readmeDefault(flag: string, text: string): unknown {
   const t = text.replace(/`/g, '').trim();
-  const bytes = /^(\d+) GiB$/.exec(t);
-  if (bytes) return Number(bytes[1]) * 2 ** 30;
+  const bytes = /^(\d+) (GiB|MiB)$/.exec(t);
+  if (bytes) return Number(bytes[1]) * 2 ** (bytes[2] === 'GiB' ? 30 : 20);
   if (/^-?\d+(\.\d+)?$/.test(t)) return Number(t);
   if (t === 'true' || t === 'false') return t === 'true';
   if (t.startsWith('[')) return JSON.parse(t);

@@ -24,7 +24,9 @@ beforeAll(async () => {
     })
     .add('PUT', '/api/small', async (req, res) => sendJson(res, 200, { got: (await readBody(req, 10)).byteLength }))
     .add('GET', '/api/ok/:id', (_req, res, p) => sendJson(res, 200, { id: p.id }));
-  server = http.createServer(requestHandler({ router, corsOrigins: [], distDir: os.tmpdir() + '/no-such-dist', adminToken: 't' }));
+  server = http.createServer(
+    requestHandler({ router, corsOrigins: [], distDir: os.tmpdir() + '/no-such-dist', tokens: { adminToken: 't', joinToken: '', viewerToken: '' } }),
+  );
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });

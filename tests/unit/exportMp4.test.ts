@@ -55,6 +55,9 @@ describe('video placement', () => {
     expect(exactFrameRate(29.97, true)).toBeUndefined();
     expect(exactFrameRate(27.3, false)).toBeUndefined();
     expect(exactFrameRate(undefined, undefined)).toBeUndefined();
+    // The first frame must lie on the rate's grid, or the muxer would round every frame onto it.
+    expect(exactFrameRate(24, false, 2 / 24)).toBe(24);
+    expect(exactFrameRate(30, false, 0.021)).toBeUndefined();
   });
 });
 

@@ -54,7 +54,13 @@ async function start(overrides: Partial<ServerConfig> = {}, allowedOrigins: stri
   const fake = fakePool();
   const refusals = newRefusals();
   server = http.createServer();
-  socket = attachPoolSocket(server, { config, pool: fake.pool as unknown as PoolManager, refusals, allowedOrigins });
+  socket = attachPoolSocket(server, {
+    config,
+    pool: fake.pool as unknown as PoolManager,
+    refusals,
+    allowedOrigins,
+    tokens: { adminToken: '', joinToken: config.joinToken, viewerToken: config.viewerToken },
+  });
   await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
   const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return { ...fake, refusals, url };
