@@ -14,6 +14,7 @@ import { probeFile } from '../../signaling/media/probe.ts';
 import { writeSourceSlice } from '../../signaling/media/slice.ts';
 import { buildJob } from '../../signaling/pool/JobBuilder.ts';
 import { rotationFilter, videoJobArgs } from '../../src/encoder/ffmpegArgs.ts';
+import { meanLumaPsnr, psnrStatsName, verifyArgs, verifyShardName } from '../../src/encoder/verifyArgs.ts';
 import { buildShardMap } from '../../src/shared/shardMap.ts';
 import { fixture, type RotatedFixture } from '../harness/fixtures.ts';
 
@@ -68,6 +69,14 @@ describe.each(CASES)('$fixture', (c) => {
     const [want, got] = [await firstLuma(source, c.width, c.height), await firstLuma(out(0), c.width, c.height)];
     const p = psnr(want, got);
     expect(p, `first frame ${p.toFixed(1)} dB against the source as shown`).toBeGreaterThan(35);
+
+    // The picture verification (verifyArgs.ts) turns the source the same way, so honest shards pass it.
+    for (const i of job.shards.keys()) fs.copyFileSync(out(i), path.join(dir, verifyShardName(i)));
+    await run('ffmpeg', ['-v', 'error', ...verifyArgs(job, slice.sliceStart, dir)]);
+    for (const i of job.shards.keys()) {
+      const v = meanLumaPsnr(fs.readFileSync(path.join(dir, psnrStatsName(i)), 'utf8'));
+      expect(v.psnr, `verification of shard ${i}`).toBeGreaterThan(35);
+    }
   }, 60_000);
 });
 
