@@ -14,17 +14,18 @@
  * writer of shard-variant state.
  */
 import { randomBytes } from 'node:crypto';
-import type { ClientMessage, Job } from '../src/shared/protocol.ts';
+import type { Capabilities, ClientMessage, Job } from '../src/shared/protocol.ts';
 import { variantKeyString, contentKeyPrefix, type VariantKey } from '../src/shared/variantKey.ts';
 import type { ServerConfig } from './config.ts';
 import type { Content, ContentStore } from './ContentStore.ts';
+import { splitList } from './auth.ts';
 import { TypedEmitter } from '../src/shared/events.ts';
 import { Demand } from './policy/Demand.ts';
 import { Health } from './policy/Health.ts';
 import { Trust } from './policy/Trust.ts';
 import { AvailabilityIndex } from './pool/AvailabilityIndex.ts';
 import { CrossChecks } from './pool/CrossChecks.ts';
-import { engineClaimProblem } from './pool/EngineClaims.ts';
+import { checkableCapabilities, engineClaimProblem } from './pool/EngineClaims.ts';
 import { buildJob, runIndices } from './pool/JobBuilder.ts';
 import { JobLedger } from './pool/JobLedger.ts';
 import { Replication } from './pool/Replication.ts';
@@ -219,12 +220,20 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
 
   // ------------------------------------------------------------ connections
 
+  /** An encoder's capabilities as the pool schedules them: only engines some check covers (EngineClaims.ts). */
+  private schedulable(capabilities: Capabilities): Capabilities {
+    if (this.config.testHooks.scheduleUncheckedEngines) return capabilities;
+    const checked = new Set([...splitList(this.config.verifyEngines), ...splitList(this.config.verifyPictureEngines)]);
+    return checkableCapabilities(capabilities, checked);
+  }
+
   /** Handles `hello`; returns the peer id, or throws a ProtocolError. */
   join(conn: PeerConnection, hello: Msg<'hello'>): string {
     if (hello.role === 'encoder' && !hello.capabilities) {
       throw new ProtocolError('missing-capabilities', 'an encoder must say what it can encode: hello.capabilities');
     }
-    const { peer, resume } = this.sessions.open(conn, hello.role, this.now(), hello.capabilities, hello.peerId, hello.resume);
+    const capabilities = hello.capabilities && this.schedulable(hello.capabilities);
+    const { peer, resume } = this.sessions.open(conn, hello.role, this.now(), capabilities, hello.peerId, hello.resume);
     const id = peer.id;
     if (hello.role === 'encoder') this.health.benchmark(id, Math.max(0, ...(hello.capabilities?.engines.map((e) => e.speed ?? 0) ?? [0])) || undefined);
     conn.send({ type: 'welcome', protocol: 1, peerId: id, resume, heartbeatMs: this.config.heartbeatMs, iceServers: this.config.iceServers });
@@ -314,7 +323,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     },
     capabilities: (peer, msg) => {
       if (peer.role !== 'encoder') throw new ProtocolError('not-an-encoder', 'only encoders have capabilities');
-      peer.capabilities = msg.capabilities;
+      peer.capabilities = this.schedulable(msg.capabilities);
       this.health.benchmark(peer.id, Math.max(0, ...msg.capabilities.engines.map((e) => e.speed ?? 0)) || undefined);
       this.schedule();
     },

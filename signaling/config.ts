@@ -157,6 +157,10 @@ const serverConfigSchema = z.object({
         true,
         "Encoders upload every shard (HTTP PUT with the job's upload token) before reporting it, and the server checks its structure, hash and size before accepting it. false: shards are accepted on the encoder's word.",
       ),
+      scheduleUncheckedEngines: bool(
+        false,
+        'Encoders may be given jobs for engines no check covers (in neither --verify-engines nor --verify-picture-engines), as the fake encoders of tests and the simulator are. false: such engines are ignored, so shards are only ever made by engines the pool can check.',
+      ),
     })
     .prefault({})
     .describe('Test hooks (for tests and the churn simulator only, whose fake encoders carry no bytes)'),

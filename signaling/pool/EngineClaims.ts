@@ -24,6 +24,16 @@ export function engineString(e: Engine): string {
   return e.build ? `${e.name}@${e.build}` : e.name;
 }
 
+/**
+ * `capabilities` without the engines no check covers: an engine outside both
+ * `checked` lists (hash cross-checks, picture verification) would make shards
+ * nobody can ever compare, so the pool never assigns it. An encoder left with
+ * no engine still joins (it can hold and serve replicas) but gets no jobs.
+ */
+export function checkableCapabilities(capabilities: Capabilities, checked: ReadonlySet<string>): Capabilities {
+  return { ...capabilities, engines: capabilities.engines.filter((e) => checked.has(e.name)) };
+}
+
 /** The engine strings a shard-ready for `job` may name, given the encoder's current capabilities. */
 export function allowedEngines(job: Job, capabilities: Capabilities | undefined): string[] {
   const codec = job.video?.codec ?? job.audio?.codec ?? '';

@@ -24,7 +24,21 @@ export interface ServerProcess {
 export async function spawnServer(dataDir: string, args: string[] = [], timeoutMs = 60_000): Promise<ServerProcess> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', path.join(ROOT, 'signaling/main.ts'), '--no-build', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, ...args],
+    [
+      '--import',
+      'tsx',
+      path.join(ROOT, 'signaling/main.ts'),
+      '--no-build',
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--data-dir',
+      dataDir,
+      '--schedule-unchecked-engines',
+      'true',
+      ...args,
+    ],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_ENV: 'test' } },
   );
   const proc: ServerProcess = { child, url: '', dataDir, stderr: [], tail: [], exit: undefined, exited: Promise.resolve() };

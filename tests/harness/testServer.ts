@@ -28,7 +28,21 @@ export const adminHeaders = (token = TEST_ADMIN_TOKEN): Record<string, string> =
 
 export async function startTestServer(overrides: ServerConfigOverrides = {}, dataDir?: string): Promise<TestServer> {
   const dir = dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'shardcast-test-'));
-  const config = loadConfig([], {}, { port: 0, host: '0.0.0.0', dataDir: dir, log: false, snapshotDelayMs: 50, adminToken: TEST_ADMIN_TOKEN, ...overrides });
+  const config = loadConfig(
+    [],
+    {},
+    {
+      port: 0,
+      host: '0.0.0.0',
+      dataDir: dir,
+      log: false,
+      snapshotDelayMs: 50,
+      adminToken: TEST_ADMIN_TOKEN,
+      ...overrides,
+      // Test encoders offer made-up engines ('test', 'ffmpeg-native'); a test of the default turns this off.
+      testHooks: { scheduleUncheckedEngines: true, ...overrides.testHooks },
+    },
+  );
   const s = await startServer(config);
   return Object.assign(s, {
     dataDir: dir,

@@ -1,7 +1,8 @@
 /**
  * Scheduling by engine: the pool names, in every job, the engine of the
  * encoder that finishes it soonest (the fastest that makes the codec), and
- * keeps the "engine@build" each accepted shard was made with.
+ * keeps the "engine@build" each accepted shard was made with; an engine no
+ * check covers is never given a job.
  */
 import fs from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -75,5 +76,31 @@ describe('scheduling by engine', () => {
     expect(engines).toEqual(new Set(['webcodecs@build-1', 'ffmpeg-wasm@build-1']));
     expect(map.shards.every((s) => s.renditions['vp9']!.engine === 'webcodecs@build-1')).toBe(true);
     expect(map.shards.every((s) => s.renditions['audio']!.engine === 'ffmpeg-wasm@build-1')).toBe(true);
+  });
+
+  it('never gives a job to an engine no check covers, however fast it says it is', async () => {
+    // The default: an engine in neither --verify-engines nor --verify-picture-engines makes shards nobody could compare.
+    server = await startTestServer({
+      heartbeatMs: 100,
+      heartbeatTimeoutMs: 2000,
+      ...BYTELESS,
+      testHooks: { verifyShardBytes: false, scheduleUncheckedEngines: false },
+    });
+    const rogue = await WsPeer.encoder(server.url, { capabilities: { engines: [{ name: 'turbo', codecs: ['h264', 'aac'], speed: 1000 }], maxJobs: 4 } });
+    const honest = await WsPeer.encoder(server.url, { capabilities: { engines: [{ name: 'ffmpeg-wasm', codecs: ['h264', 'aac'], speed: 1 }], maxJobs: 1 } });
+    peers.push(rogue, honest);
+    const jobsRogue: Job[] = [];
+    const jobsHonest: Job[] = [];
+    void autoEncode(rogue, jobsRogue, namedEngine);
+    void autoEncode(honest, jobsHonest, namedEngine);
+    const { json } = await upload(server.url, clip);
+    await waitFor(
+      async () => ((await (await fetch(`${server!.url}/api/contents/${json.id}`)).json()) as { status: string }).status === 'ready' || undefined,
+      'content ready',
+      30_000,
+    );
+    expect(jobsRogue).toEqual([]);
+    expect(jobsHonest.length).toBeGreaterThan(0);
+    expect(jobsHonest.every((j) => j.engine === 'ffmpeg-wasm')).toBe(true);
   });
 });

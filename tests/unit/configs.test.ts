@@ -18,7 +18,7 @@ describe('server config', () => {
       verifyEngines: 'ffmpeg-wasm',
     });
     expect(DEFAULT_CONFIG.dataDir).toBe(path.resolve('data'));
-    expect(DEFAULT_CONFIG.testHooks).toEqual({ verifyShardBytes: true });
+    expect(DEFAULT_CONFIG.testHooks).toEqual({ verifyShardBytes: true, scheduleUncheckedEngines: false });
     expect('verifyShardBytes' in DEFAULT_CONFIG).toBe(false);
     expect('idleShareForBackground' in DEFAULT_CONFIG).toBe(false);
     expect(SERVER_CONFIG.option('verifyShardBytes')).toMatchObject({ flag: '--verify-shard-bytes', env: 'SHARDCAST_VERIFY_SHARD_BYTES' });

@@ -48,6 +48,9 @@ function serverArgs(o: ChurnOptions, dataDir: string): string[] {
     // Nor bytes to check: the simulator-only knob that accepts shards on the encoder's word.
     '--verify-shard-bytes',
     'false',
+    // Its encoders offer a made-up engine ('sim') that no check covers.
+    '--schedule-unchecked-engines',
+    'true',
     // No cross-checks either: they re-assign accepted shards on purpose, which this simulation counts as duplicates.
     '--verify-sample-rate',
     '0',
