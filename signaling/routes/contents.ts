@@ -22,7 +22,18 @@ import type { PendingSource } from '../Mezzanine.ts';
 
 /** A source waiting for its mezzanine, as GET /api/contents lists it (no map yet: no shards). */
 function pendingSummary(p: PendingSource): ContentSummaryView {
-  return { id: p.id, name: p.name, status: 'normalizing', duration: p.duration ?? 0, shards: 0, renditions: [], ready: 0, total: 0, createdAt: p.createdAt, reason: p.reason };
+  return {
+    id: p.id,
+    name: p.name,
+    status: 'normalizing',
+    duration: p.duration ?? 0,
+    shards: 0,
+    renditions: [],
+    ready: 0,
+    total: 0,
+    createdAt: p.createdAt,
+    reason: p.reason,
+  };
 }
 
 /** The content with this id, or an unknown-content error. */
@@ -49,10 +60,10 @@ async function publish(ctx: EdgeContext, req: IncomingMessage, url: URL): Promis
       req,
       store,
       {
-      maxBytes: config.maxUploadBytes,
-      name: (req.headers['x-filename'] as string | undefined) ?? url.searchParams.get('name') ?? undefined,
-      shardDuration: url.searchParams.get('shardDuration') ?? (req.headers['x-shard-duration'] as string | undefined),
-      renditions: url.searchParams.get('renditions') ?? undefined,
+        maxBytes: config.maxUploadBytes,
+        name: (req.headers['x-filename'] as string | undefined) ?? url.searchParams.get('name') ?? undefined,
+        shardDuration: url.searchParams.get('shardDuration') ?? (req.headers['x-shard-duration'] as string | undefined),
+        renditions: url.searchParams.get('renditions') ?? undefined,
       },
       ctx.mezzanines,
     );

@@ -92,7 +92,10 @@ export function mezzanineRoutes(router: Router, ctx: EdgeContext, mezz: Mezzanin
         mezz.checkToken(p.id!, new URL(req.url ?? '/', 'http://x').searchParams.get('job'));
         const declared = Number(req.headers['content-length']);
         if (Number.isFinite(declared) && declared > mezz.options.maxBytes) {
-          throw new ShardcastError('too-large', `a mezzanine of ${declared} bytes exceeds the ${mezz.options.maxBytes}-byte limit (server option --mezzanine-max-bytes)`);
+          throw new ShardcastError(
+            'too-large',
+            `a mezzanine of ${declared} bytes exceeds the ${mezz.options.maxBytes}-byte limit (server option --mezzanine-max-bytes)`,
+          );
         }
       },
     );
