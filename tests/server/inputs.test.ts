@@ -83,23 +83,19 @@ const ACCEPTED: Sample[] = table('| container |').flatMap(([containers, videos, 
 const FIRST = new Map(
   table('| container |').flatMap(([cs, v, a]) => list(cs!).map((c) => [c, { video: v!.startsWith('none') ? undefined : list(v!)[0], audio: list(a!)[0] }])),
 );
-/** A refused track beside the container's first accepted codec of the other kind. */
-const REFUSED: Sample[] = table('| refused track |').flatMap(([codec, containers]) =>
-  list(containers!).map((c) =>
-    codec! in AUDIO
-      ? { container: c, ...(FIRST.get(c)?.video && { video: FIRST.get(c)!.video }), audio: codec! }
-      : { container: c, video: codec!, audio: FIRST.get(c)?.audio },
-  ),
-);
+/** Each row's track (a table of "| track | in |") beside the container's first accepted codec of the other kind. */
+const beside = (header: string): Sample[] =>
+  table(header).flatMap(([codec, containers]) =>
+    list(containers!).map((c) =>
+      codec! in AUDIO
+        ? { container: c, ...(FIRST.get(c)?.video && { video: FIRST.get(c)!.video }), audio: codec! }
+        : { container: c, video: codec!, audio: FIRST.get(c)?.audio },
+    ),
+  );
+const REFUSED = beside('| refused track |');
 
-/** A track only volunteers decode, beside the container's first accepted codec of the other kind: published `normalizing`. */
-const NORMALISED: Sample[] = table('| normalised track |').flatMap(([codec, containers]) =>
-  list(containers!).map((c) =>
-    codec! in AUDIO
-      ? { container: c, ...(FIRST.get(c)?.video && { video: FIRST.get(c)!.video }), audio: codec! }
-      : { container: c, video: codec!, audio: FIRST.get(c)?.audio },
-  ),
-);
+/** Tracks only volunteers decode: published `normalizing`. */
+const NORMALISED = beside('| normalised track |');
 
 let server: TestServer;
 let dir: string;
