@@ -226,6 +226,8 @@ export const poolSnapshotSchema = z.object({
   viewers: z.array(z.object({ contentId: z.string(), index: z.number() })).optional(),
   jobs: z.array(jobViewSchema),
   contents: z.array(contentHeatSchema).optional(),
+  /** Sources waiting for volunteers' mezzanine, with why (README "Accepted files"). */
+  normalizing: z.array(z.object({ id: z.string(), name: z.string(), reason: z.string() })).optional(),
   counters: z.record(z.string(), z.number()),
   trust: z.record(z.string(), z.number()).optional(),
   events: z.array(poolEventSchema),
