@@ -20,6 +20,7 @@ import { ShardcastError } from '../src/shared/errors.ts';
 import type { ContentStore } from './ContentStore.ts';
 import { storedFacts } from './ContentStore.ts';
 import { readJson, writeFileAtomic } from './fsutil.ts';
+import type { ProbeFacts } from '../src/shared/media.ts';
 import type { DeclaredTrack } from './media/census.ts';
 import { probeFile, type ProbeError } from './media/probe.ts';
 
@@ -87,6 +88,8 @@ export class Mezzanines {
   /** Job token -> claim; bounded by one claim per (volunteer, source). */
   private readonly claims = new Map<string, Claim>();
   private readonly dir: string;
+  /** Sources whose agreed mezzanine is being probed and published. */
+  private readonly publishing = new Set<string>();
 
   constructor(
     private readonly store: ContentStore,
@@ -239,33 +242,34 @@ export class Mezzanines {
 
   /** Probes the agreed mezzanine, checks it against the census and publishes it; a mismatch leaves the source waiting. */
   private async publish(p: PendingSource, sha256: string): Promise<{ status: 'normalizing' | 'published'; reason: string }> {
-    const file = this.candidatePath(p, sha256);
-    const mismatch = await this.mismatch(p, file);
-    if (mismatch) {
-      p.candidates = p.candidates.filter((c) => c.sha256 !== sha256);
-      await fsp.rm(file, { force: true });
-      p.reason = `the volunteers' mezzanine was refused: ${mismatch}; waiting for new ones`;
-      await this.save(p);
-      return { status: 'normalizing', reason: p.reason };
+    // Two agreeing uploads finishing at once: the first publishes.
+    if (this.publishing.has(p.id)) return { status: 'normalizing', reason: 'being published from an agreed mezzanine' };
+    this.publishing.add(p.id);
+    try {
+      const file = this.candidatePath(p, sha256);
+      const facts = await probeFile(file).catch((e: Error) => e);
+      const mismatch = facts instanceof Error ? `it cannot be read (${facts.message})` : this.mismatch(p, facts);
+      if (mismatch || facts instanceof Error) {
+        p.candidates = p.candidates.filter((c) => c.sha256 !== sha256);
+        await fsp.rm(file, { force: true });
+        p.reason = `the volunteers' mezzanine was refused: ${mismatch}; waiting for new ones`;
+        await this.save(p);
+        return { status: 'normalizing', reason: p.reason };
+      }
+      const map = buildShardMap({ contentId: p.id, facts, shardDuration: p.shardDuration, ...(p.renditions && { renditions: p.renditions }) });
+      await this.store.publish(file, { id: p.id, name: p.name, createdAt: p.createdAt, sourceFile: 'source.mp4', facts: storedFacts(facts) }, map);
+      this.pending.delete(p.id);
+      for (const [token, c] of this.claims) if (c.contentId === p.id) this.claims.delete(token);
+      await fsp.rm(path.join(this.dir, p.id), { recursive: true, force: true });
+      this.onPublished(p.id);
+      return { status: 'published', reason: 'published from the mezzanine' };
+    } finally {
+      this.publishing.delete(p.id);
     }
-    const facts = await probeFile(file);
-    const map = buildShardMap({ contentId: p.id, facts, shardDuration: p.shardDuration, ...(p.renditions && { renditions: p.renditions }) });
-    await this.store.publish(file, { id: p.id, name: p.name, createdAt: p.createdAt, sourceFile: 'source.mp4', facts: storedFacts(facts) }, map);
-    this.pending.delete(p.id);
-    for (const [token, c] of this.claims) if (c.contentId === p.id) this.claims.delete(token);
-    await fsp.rm(path.join(this.dir, p.id), { recursive: true, force: true });
-    this.onPublished(p.id);
-    return { status: 'published', reason: 'published from the mezzanine' };
   }
 
-  /** Why the mezzanine at `file` cannot stand for the source, or undefined when it can. */
-  private async mismatch(p: PendingSource, file: string): Promise<string | undefined> {
-    let facts;
-    try {
-      facts = await probeFile(file);
-    } catch (e) {
-      return `it cannot be read (${(e as Error).message})`;
-    }
+  /** Why a mezzanine with these facts cannot stand for the source, or undefined when it can. */
+  private mismatch(p: PendingSource, facts: ProbeFacts): string | undefined {
     if (facts.container !== 'mp4') return `it is ${facts.container}, not MP4`;
     for (const type of ['video', 'audio'] as const) {
       const want = p.declared.some((t) => t.type === type);
