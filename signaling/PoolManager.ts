@@ -24,9 +24,11 @@ import { Health } from './policy/Health.ts';
 import { Trust } from './policy/Trust.ts';
 import { AvailabilityIndex } from './pool/AvailabilityIndex.ts';
 import { CrossChecks } from './pool/CrossChecks.ts';
+import { engineClaimProblem } from './pool/EngineClaims.ts';
 import { buildJob, runIndices } from './pool/JobBuilder.ts';
 import { JobLedger } from './pool/JobLedger.ts';
 import { Replication } from './pool/Replication.ts';
+import { Reports } from './pool/Reports.ts';
 import { candidates, engineFor, plan, playheadTimes, type Candidate, type PlanInput } from './pool/Scheduler.ts';
 import { Sessions } from './pool/Sessions.ts';
 import { Stats } from './pool/Stats.ts';
@@ -63,6 +65,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
   readonly crossChecks: CrossChecks;
   readonly verification: Verification;
   readonly replication: Replication;
+  readonly reports: Reports;
   readonly stats: Stats;
   readonly views: Views;
   private readonly outbox: Outbox;
@@ -83,6 +86,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     this.health = new Health(config, now);
     this.demand = new Demand(config, now);
     this.trust = new Trust(config, random);
+    this.reports = new Reports(config, now);
     this.availability = new AvailabilityIndex(config.maxHoldingsPerEncoder);
     this.sessions = new Sessions({ jobsOf: (id) => this.ledger.jobsOf(id), holdingsOf: (id) => this.availability.heldBy(id) });
     this.outbox = { send: (id, msg) => this.sessions.get(id)?.conn.send(msg), emit: (type, detail) => this.emit(type, detail) };
@@ -137,6 +141,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
       demand: this.demand,
       stats: this.stats,
       checks: this.crossChecks,
+      reports: this.reports,
       isCached,
       now,
     });
@@ -253,6 +258,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     this.replication.peerLeft(peerId);
     this.verification.peerLeft(peerId);
     if (peer.role === 'viewer') this.demand.leave(peerId);
+    this.reports.forget(peerId);
     this.emit('peer-lost', { peerId, role: peer.role, reason, requeued });
     if (peer.role === 'encoder') this.schedule();
   }
@@ -323,20 +329,20 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     'verify-failed': (peer, msg) => this.verification.failed(peer.id, msg.verifyId, msg.reason),
   };
 
-  /** Reports of bad bytes already counted, "reporter key peer", so one viewer cannot count twice. */
-  private readonly reported = new Set<string>();
-
+  /**
+   * A peer says another served it bad bytes. Never a conviction: the report
+   * counts (once per reporter, key and peer, within the reporter's budget) only
+   * about a peer the server lists as a holder, and then puts that peer last in
+   * the reporter's own holder lists; where the accepted variant is the
+   * reported encoder's own and unverified, the server has it encoded again
+   * (a cross-check convicts, if anything does).
+   */
   private reportPeer(peer: Peer, msg: Msg<'report-peer'>): void {
-    // Only a report about a peer that claims the shard counts, and once per reporter and shard.
     const key = variantKeyString(msg.key);
-    const once = `${peer.id} ${key} ${msg.peerId}`;
-    if (!this.availability.holds(msg.peerId, key) || this.reported.has(once)) return;
-    this.reported.add(once);
-    if (this.reported.size > 100_000) this.reported.clear();
-    // The event says a report counted (the /pool page and tests read it that way): emitted only past the checks above.
-    this.emit('shard-rejected', { key: msg.key, peerId: msg.peerId, reason: `reported by ${peer.id}: ${msg.reason}`, reporter: peer.id });
-    this.removeHolder(msg.peerId, key);
-    this.noteInvalid(msg.peerId);
+    if (msg.peerId === peer.id || !this.availability.holds(msg.peerId, key)) return;
+    if (this.reports.consider(peer.id, key, msg.peerId) !== 'counted') return;
+    const recheck = this.trust.isUnverified(msg.peerId, key) && this.crossChecks.recheck(msg.peerId, msg.key);
+    this.emit('peer-reported', { key: msg.key, peerId: msg.peerId, reporter: peer.id, reason: msg.reason, recheck });
   }
 
   private jobDone(peer: Peer, jobId: string): void {
@@ -373,7 +379,7 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
         ? "not uploaded: PUT the shard with the job's upload token before shard-ready"
         : staged.sha256 !== msg.sha256 || staged.size !== msg.size || staged.lead !== msg.lead || staged.tail !== msg.tail
           ? 'the report differs from the uploaded bytes'
-          : undefined;
+          : engineClaimProblem(aj.job, peer.capabilities, msg.engine);
       if (why) {
         peer.conn.send({ type: 'shard-rejected', key: msg.key, reason: why });
         this.emit('shard-rejected', { key: msg.key, peerId: peer.id, reason: why });
@@ -402,6 +408,9 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
     } else {
       // A re-encode of an orphaned shard may differ byte for byte from the lost one: the new variant replaces it.
       if (!aj) throw new ProtocolError('not-assigned', `shard ${key} was not assigned to you`);
+      // The same bytes as another shard of the rendition: one shard passed off as another, or pictures that
+      // really repeat (a still). The server cannot tell which, so the job is cross-checked whatever the trust.
+      if (sameBytesElsewhere(content, msg.key, msg.sha256)) this.trust.suspect(peer.id);
       this.store.accept(msg.key.contentId, msg.key.rendition, msg.key.index, variant);
       this.availability.clearOrphan(key);
       peer.shardsEncoded++;
@@ -659,6 +668,10 @@ export class PoolManager extends TypedEmitter<PoolEvents> {
 
 function inJob(job: Job, key: VariantKey): boolean {
   return job.contentId === key.contentId && job.rendition === key.rendition && job.shards.some((s) => s.index === key.index);
+}
+
+function sameBytesElsewhere(c: Content, k: VariantKey, sha256: string): boolean {
+  return c.map.shards.some((s) => s.index !== k.index && s.renditions[k.rendition]?.sha256 === sha256);
 }
 
 function isComplete(c: Content): boolean {

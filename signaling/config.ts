@@ -98,6 +98,10 @@ const serverConfigSchema = z.object({
   verifyMaxTimeErrorSeconds: num(0.002, "Largest difference between a frame's time in the shard and in the source a verifier passes, seconds."),
   verifyTimeoutMs: num(120_000, 'How long a verifier has to answer a verification before another is asked, ms.'),
   verifyMaxAttempts: num(3, 'Verifiers asked in turn for one stage of a verification before its shards are counted unverifiable.'),
+  reportsPerMinute: num(
+    6,
+    "Reports about a holder (report-peer) one peer may have counted per minute. A report never convicts: it puts that holder last in the reporter's own holder lists and may have the shard encoded again (signaling/pool/Reports.ts).",
+  ),
 
   // Access control (signaling/auth.ts). See README "Security model".
   adminToken: str(

@@ -71,6 +71,8 @@ const STATUS: Record<ErrorCode, Status> = {
   'not-keyframe-first': 422,
   'wrong-duration': 422,
   'wrong-frames': 422,
+  'unexpected-box': 422,
+  'shard-too-large': 422,
 
   'export-too-large': 422,
   'nothing-to-export': 409,

@@ -56,6 +56,7 @@ export function renderMetrics(pool: PoolManager, store: ContentStore): string {
   metric('shardcast_replica_releases_total', 'counter', 'Replicas released after demand cooled.', [[{}, c.releases]]);
   metric('shardcast_preemptions_total', 'counter', 'Background jobs cancelled for live work.', [[{}, c.preemptions]]);
   metric('shardcast_quarantines_total', 'counter', 'Encoders put in quarantine.', [[{}, c.quarantines]]);
+  metric('shardcast_peer_reports_total', 'counter', 'Reports about holders that counted (never a conviction on their own).', [[{}, c.peerReports]]);
   metric('shardcast_orphaned_shards_total', 'counter', 'Shard variants whose last holder left.', [[{}, c.orphans]]);
   const { trust: t, checksWaiting } = views.policyCounters();
   metric('shardcast_intake_checks_total', 'counter', 'Uploaded shards checked (structure, hash, size) before acceptance.', [[{}, c.intakeChecks]]);

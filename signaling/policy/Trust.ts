@@ -11,6 +11,13 @@
  * - after that, with probability max(verifySampleRate, 1 / (1 + verifyTrustGrowth · n)),
  *   where n is the number of checks passed since then: the rate falls as trust grows.
  *
+ * - an encoder suspected of passing one shard's bytes off as another's (the
+ *   same bytes accepted under two keys): its next job, whatever its trust.
+ *
+ * A fresh identity starts with no record, so an encoder that reconnects without
+ * its resume secret (to leave a quarantine behind, say) is back on probation:
+ * every one of its first jobs is checked again.
+ *
  * The module is pure bookkeeping: which jobs to check, which accepted shards of
  * each encoder are not yet verified, and counters. PoolManager runs the checks.
  */
@@ -19,6 +26,9 @@ export interface TrustConfig {
   verifyNewEncoderJobs: number;
   verifyTrustGrowth: number;
 }
+
+/** Suspected encoders remembered at most. */
+const MAX_SUSPECTS = 10_000;
 
 export interface TrustRecord {
   /** Checks passed since the encoder joined or last failed one. */
@@ -31,6 +41,8 @@ export class Trust {
   private readonly records = new Map<string, TrustRecord>();
   /** encoder -> accepted shard variant keys of its that no check has covered yet. */
   private readonly unverified = new Map<string, Set<string>>();
+  /** Encoders whose next job is checked whatever their trust. */
+  private readonly suspects = new Set<string>();
   readonly counters = {
     /** Jobs chosen for a cross-check. */
     checksPlanned: 0,
@@ -70,9 +82,21 @@ export class Trust {
 
   /** Decides, once per finished job, whether it is cross-checked. */
   shouldCheck(peerId: string): boolean {
-    const yes = this.random() < this.rate(peerId);
+    const yes = this.suspects.delete(peerId) || this.random() < this.rate(peerId);
     if (yes) this.counters.checksPlanned++;
     return yes;
+  }
+
+  /** Something this encoder did calls for a check of its next job, whatever its trust. */
+  suspect(peerId: string): void {
+    this.suspects.add(peerId);
+    // Identities are cheap: the oldest suspicion goes first rather than the set growing without bound.
+    if (this.suspects.size > MAX_SUSPECTS) this.suspects.delete(this.suspects.values().next().value!);
+  }
+
+  /** Whether this encoder's accepted variant of `key` is still waiting to be verified. */
+  isUnverified(peerId: string, key: string): boolean {
+    return this.unverified.get(peerId)?.has(key) ?? false;
   }
 
   /** A shard variant of this encoder's was accepted and is not verified yet. */

@@ -3,7 +3,8 @@
  * encoder of the same engine make the same shards (verify); where the two
  * differ a third decides (decide); the encoder found in the wrong is
  * convicted and its unverified shards are taken back. Which jobs are sampled
- * is Trust's policy; this module runs the checks.
+ * is Trust's policy; this module runs the checks (shards of engines whose
+ * output differs run to run are verified by their pictures: Verification.ts).
  */
 import { isVideoRendition } from '../../src/shared/shardMap.ts';
 import { parseVariantKey, variantKeyString, type VariantKey } from '../../src/shared/variantKey.ts';
@@ -12,6 +13,7 @@ import type { Health } from '../policy/Health.ts';
 import type { Trust } from '../policy/Trust.ts';
 import type { AvailabilityIndex } from './AvailabilityIndex.ts';
 import type { JobLedger } from './JobLedger.ts';
+import { engineString } from './EngineClaims.ts';
 import type { ActiveJob, CrossCheck, Outbox, Peer, Reported } from './types.ts';
 
 export interface CrossCheckConfig {
@@ -72,14 +74,9 @@ export class CrossChecks {
       engine ??= st.engine;
     }
     if (expected.size === 0) return;
-    // An engine not known to be deterministic would be blamed for its own noise: not compared by hash.
-    if (
-      !engine ||
-      !this.config.verifyEngines
-        .split(',')
-        .map((e) => e.trim())
-        .includes(engine.split('@')[0]!)
-    ) {
+    // An engine not known to be deterministic would be blamed for its own noise by a hash comparison
+    // (the picture engines were offered to Verification first: PoolManager.jobDone).
+    if (!engine || !this.hashComparable(engine)) {
       this.trust.counters.unverifiable += expected.size;
       return;
     }
@@ -94,6 +91,37 @@ export class CrossChecks {
       expected,
       exclude: new Set([peer.id]),
     });
+  }
+
+  /** Whether shards of this engine string are compared by hash (--verify-engines names the deterministic ones). */
+  private hashComparable(engine: string): boolean {
+    return this.config.verifyEngines
+      .split(',')
+      .map((e) => e.trim())
+      .includes(engine.split('@')[0]!);
+  }
+
+  /**
+   * Has an accepted shard of `origin`'s encoded again by another encoder, as
+   * the server's own check of a viewer's report (a report alone convicts
+   * nobody; a failed check does). False when the shard cannot be checked by
+   * hash or a check of it is already waiting.
+   */
+  recheck(origin: string, k: VariantKey): boolean {
+    const st = this.store.get(k.contentId)?.map.shards[k.index]?.renditions[k.rendition];
+    if (st?.status !== 'ready' || !st.sha256 || !st.engine || !this.hashComparable(st.engine)) return false;
+    if (this.queue.some((c) => c.contentId === k.contentId && c.rendition === k.rendition && c.indices.includes(k.index))) return false;
+    this.enqueue({
+      stage: 'verify',
+      contentId: k.contentId,
+      rendition: k.rendition,
+      indices: [k.index],
+      engine: st.engine,
+      origin,
+      expected: new Map([[k.index, st.sha256]]),
+      exclude: new Set([origin]),
+    });
+    return true;
   }
 
   private enqueue(c: CrossCheck): void {
@@ -128,16 +156,11 @@ export class CrossChecks {
       const r = content!.map.renditions.find((x) => x.id === c.rendition)!;
       const codec = isVideoRendition(r) ? r.video.codec : r.audio.codec;
       const engineName = c.engine.split('@')[0];
+      // The verifier must make shards under the same engine string, or its hashes prove nothing either way.
+      const able = (p: Peer) => p.capabilities?.engines.some((e) => e.name === engineName && e.codecs.includes(codec) && engineString(e) === c.engine) ?? false;
       // A holder of one of the shards would overwrite the copy it serves with its re-encode: not asked.
       const holdsAny = (p: Peer) => indices.some((x) => this.index.holds(p.id, variantKeyString({ contentId: c.contentId, rendition: c.rendition, index: x })));
-      const slot = slots.find(
-        ({ peer: p, free }) =>
-          free > 0 &&
-          !c.exclude.has(p.id) &&
-          !this.health.isQuarantined(p.id) &&
-          !holdsAny(p) &&
-          (p.capabilities?.engines.some((e) => e.name === engineName && e.codecs.includes(codec)) ?? false),
-      );
+      const slot = slots.find(({ peer: p, free }) => free > 0 && !c.exclude.has(p.id) && !this.health.isQuarantined(p.id) && !holdsAny(p) && able(p));
       if (!slot) continue;
       this.queue.splice(i--, 1);
       c.indices = indices;
@@ -177,7 +200,7 @@ export class CrossChecks {
         return;
       }
       this.trust.counters.mismatches += differ.length;
-      this.enqueue({ ...c, stage: 'decide', indices: differ, verifier: peer.id, verifierResults: results, exclude: new Set([...c.exclude, peer.id]) });
+      this.enqueue({ ...c, stage: 'decide', disputed: differ, verifier: peer.id, verifierResults: results, exclude: new Set([...c.exclude, peer.id]) });
       return;
     }
     this.decide(peer, c, results, comparable);
@@ -192,6 +215,14 @@ export class CrossChecks {
       const mine = results.get(i);
       if (!comparable.includes(i) || !mine) {
         this.outbox.send(peer.id, { type: 'shard-rejected', key: k, reason: 'cross-check: not comparable' });
+        continue;
+      }
+      if (c.disputed && !c.disputed.includes(i)) {
+        // Not in dispute: the first two agreed. The decider's copy is one more holder if it agrees too.
+        if (mine.sha256 === c.expected.get(i)) {
+          this.host.addHolder(peer.id, variantKeyString(k));
+          this.outbox.send(peer.id, { type: 'shard-accepted', key: k, sha256: mine.sha256 });
+        } else this.outbox.send(peer.id, { type: 'shard-rejected', key: k, reason: 'cross-check: differs from the accepted variant' });
         continue;
       }
       if (mine.sha256 === c.expected.get(i)) {

@@ -24,6 +24,8 @@ export interface PoolCounters {
   intakeCheckMs: number;
   intakeBytes: number;
   intakeRefused: number;
+  /** Reports about holders that counted (signaling/pool/Reports.ts). */
+  peerReports: number;
 }
 
 /** Events kept in the recent log (for /api/pool and the /pool page), in the order they are listed there. */
@@ -49,10 +51,18 @@ export const LOGGED_EVENTS = [
   'verify-passed',
   'verify-convicted',
   'verify-cleared',
+  'peer-reported',
 ] as const satisfies readonly (keyof PoolEvents)[];
 
 /** How many recent events are kept. */
 export const RECENT_EVENTS = 200;
+
+/**
+ * Event types kept in the recent log at most this many times (the oldest of
+ * the type goes first): anonymous peers cause them, and many peers must not
+ * push the pool's own events out of the log.
+ */
+export const RECENT_CAPS: Partial<Record<keyof PoolEvents, number>> = { 'peer-reported': 10 };
 
 type Counting = { [K in keyof PoolEvents]?: (c: PoolCounters, e: PoolEvents[K]) => void };
 
@@ -64,8 +74,8 @@ const COUNTING: Counting = {
   'check-requeued': (c) => c.requeues++,
   // A variant that replaced another after a cross-check was not a fresh encode.
   'shard-accepted': (c, e) => void (e.replaced || c.shardsAccepted++),
-  // A viewer's report about a holder is not a rejection of an encoder's report.
-  'shard-rejected': (c, e) => void (e.reporter === undefined && c.shardsRejected++),
+  'shard-rejected': (c) => c.shardsRejected++,
+  'peer-reported': (c) => c.peerReports++,
   located: (c) => c.locates++,
   'bad-message': (c) => c.badMessages++,
   replicate: (c) => c.replications++,
@@ -100,7 +110,20 @@ export class Stats {
     intakeCheckMs: 0,
     intakeBytes: 0,
     intakeRefused: 0,
+    peerReports: 0,
   };
+  /**
+   * The last `n` logged events of uncapped types, with the capped ones (RECENT_CAPS) of that span
+   * besides, oldest first: what /api/pool shows, so capped events never take the pool's own out of view.
+   */
+  window(n: number): PoolEventRecord[] {
+    const own = this.recent.filter((e) => RECENT_CAPS[e.type] === undefined).slice(-n);
+    const since = own[0]?.at ?? -Infinity;
+    const capped = new Set(this.recent.filter((e) => RECENT_CAPS[e.type] !== undefined && e.at >= since));
+    const keep = new Set(own);
+    return this.recent.filter((e) => keep.has(e) || capped.has(e));
+  }
+
   /** The last RECENT_EVENTS logged events, oldest first; `at` in ms of the pool's clock. */
   readonly recent: PoolEventRecord[] = [];
 
@@ -110,7 +133,14 @@ export class Stats {
       events.on(type, (e) => count(this.counters, e));
     }
     for (const type of LOGGED_EVENTS) {
+      const cap = RECENT_CAPS[type];
       events.on(type, (detail) => {
+        if (cap !== undefined && this.recent.filter((r) => r.type === type).length >= cap) {
+          this.recent.splice(
+            this.recent.findIndex((r) => r.type === type),
+            1,
+          );
+        }
         this.recent.push({ at: now(), type, detail });
         if (this.recent.length > RECENT_EVENTS) this.recent.splice(0, this.recent.length - RECENT_EVENTS);
       });

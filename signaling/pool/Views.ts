@@ -11,6 +11,7 @@ import type { Trust } from '../policy/Trust.ts';
 import type { AvailabilityIndex } from './AvailabilityIndex.ts';
 import type { CrossChecks } from './CrossChecks.ts';
 import type { JobLedger } from './JobLedger.ts';
+import type { Reports } from './Reports.ts';
 import type { Sessions } from './Sessions.ts';
 
 /**
@@ -32,6 +33,7 @@ export interface ViewSources {
   demand: Demand;
   stats: Stats;
   checks: CrossChecks;
+  reports: Reports;
   isCached: (k: VariantKey) => boolean;
   now: () => number;
 }
@@ -63,10 +65,11 @@ export class Views {
   /**
    * The `holders` answer for shards [from, from + count) of a content: per
    * shard and rendition, the accepted hash, the peers holding it (quarantined
-   * ones and the asker left out, the least busy first) and whether the cache has it.
+   * ones and the asker left out, the least busy first, those the asker has
+   * reported for that shard last) and whether the cache has it.
    */
   holdersOf(content: Content, from: number, count: number, renditionIds: readonly string[] | undefined, asker: string): HolderEntry[] {
-    const { index, health, sessions, isCached } = this.s;
+    const { index, health, sessions, isCached, reports } = this.s;
     // Each rendition once however often it is named: a request must not multiply its own answer.
     const renditions = renditionIds ? [...new Set(renditionIds)] : content.map.renditions.map((r) => r.id);
     const shards: HolderEntry[] = [];
@@ -77,9 +80,11 @@ export class Views {
         const st = s.renditions[r];
         if (!st) continue;
         const k = { contentId: content.meta.id, rendition: r, index: i };
-        const peers = [...index.holdersOf(variantKeyString(k))]
+        const key = variantKeyString(k);
+        const rank = (p: string) => (reports.demoted(asker, key, p) ? 1e9 : 0) + (sessions.get(p)?.serving ?? 0);
+        const peers = [...index.holdersOf(key)]
           .filter((p) => p !== asker && !health.isQuarantined(p))
-          .sort((a, b) => (sessions.get(a)?.serving ?? 0) - (sessions.get(b)?.serving ?? 0))
+          .sort((a, b) => rank(a) - rank(b))
           .slice(0, MAX_LISTED_HOLDERS);
         shards.push({ index: i, rendition: r, ...(st.sha256 && { sha256: st.sha256 }), peers, cached: isCached(k) });
       }
@@ -184,7 +189,7 @@ export class Views {
       contents: this.heat(),
       counters: { ...stats.counters },
       trust: { ...trust.counters, checksWaiting: checks.queue.length },
-      events: stats.recent.slice(-50),
+      events: stats.window(50),
     };
   }
 }

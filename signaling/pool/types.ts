@@ -82,6 +82,12 @@ export interface CrossCheck {
   /** Stage 'decide': the second encoder and what it reported. */
   verifier?: string;
   verifierResults?: Map<number, Reported>;
+  /**
+   * Stage 'decide': the indices where the first two differ, the only ones judged. The
+   * decider encodes the whole run (`indices`): x264's rate control carries state from
+   * shard to shard, so a shard encoded in another run is other bytes.
+   */
+  disputed?: number[];
   /** Encoders that may not do this check. */
   exclude: Set<string>;
 }
@@ -99,8 +105,9 @@ export interface PoolEvents {
   'check-planned': { stage: 'verify' | 'decide'; origin: string; key: string; shards: number };
   'check-passed': { origin: string; verifier: string; key: string; shards: number };
   'encoder-convicted': { peerId: string; wrong: number; revoked: number };
-  /** `reporter`: a viewer's report about a peer's bytes (not a rejection of an encoder's own report). */
-  'shard-rejected': { key: VariantKey; peerId: string; reason: string; reporter?: string };
+  'shard-rejected': { key: VariantKey; peerId: string; reason: string };
+  /** A peer's report that `peerId` served it bad bytes, counted (signaling/pool/Reports.ts); `recheck`: the server has the shard encoded again. */
+  'peer-reported': { key: VariantKey; peerId: string; reporter: string; reason: string; recheck: boolean };
   /** `reason`: why it was given up (out of attempts, or the same failure on several encoders). */
   'shard-failed': { key: VariantKey; attempts: number; reason: string };
   'content-complete': { contentId: string };

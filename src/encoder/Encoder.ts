@@ -290,7 +290,13 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
   /** What hello and capabilities messages carry: the engine offer, one job at a time, the store's budget. */
   private capabilities(): Capabilities {
     return {
-      engines: this.state.engines.map((e) => ({ name: e.name, codecs: e.codecs, ...(e.speed !== undefined && { speed: e.speed }) })),
+      // The build goes with each engine: the pool accepts a shard-ready only with the declared one.
+      engines: this.state.engines.map((e) => ({
+        name: e.name,
+        build: e.build.slice(e.name.length + 1),
+        codecs: e.codecs,
+        ...(e.speed !== undefined && { speed: e.speed }),
+      })),
       maxJobs: 1,
       storageBytes: this.config.storeBudgetBytes,
     };

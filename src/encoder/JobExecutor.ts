@@ -47,7 +47,7 @@ export interface JobExecutorEvents {
   busy: { busy: boolean };
   log: { line: string };
   'job-finished': { jobId: string; ok: boolean; ms: number; shards: number };
-  /** The engine offer changed (WebCodecs H.264 dropped): the pool needs the new capabilities. */
+  /** The engine offer changed (WebCodecs H.264 dropped, or the ffmpeg.wasm build after a core fallback): the pool needs the new capabilities. */
   'offer-changed': Record<string, never>;
 }
 
@@ -176,7 +176,8 @@ export class JobExecutor extends TypedEmitter<JobExecutorEvents> {
         this.stats.fallbacks++;
         this.log(`job ${job.id.slice(0, 6)}: ${fallback}`);
       }
-      if (this.offer.afterJob(engine, fallback)) this.emit('offer-changed', {});
+      // A changed build (the single-thread core now) must reach the pool before shard-ready names it.
+      if (this.offer.afterJob(engine, fallback) || coreFallback) this.emit('offer-changed', {});
       if (this.cancelled.has(job.id)) return;
       if (!(await this.deliver(job, shards, engine, core))) return;
       this.send({ type: 'job-done', jobId: job.id });

@@ -65,6 +65,8 @@ export const ERROR_CODES = [
   'not-keyframe-first',
   'wrong-duration',
   'wrong-frames',
+  'unexpected-box',
+  'shard-too-large',
   // export
   'export-too-large',
   'nothing-to-export',

@@ -31,6 +31,11 @@ export const engineSchema = z
   .object({
     /** "ffmpeg-wasm", "webcodecs", ... */
     name: z.string().min(1).max(32),
+    /**
+     * The build its shards are made with: shard-ready's `engine` for them is "name@build"
+     * (the name alone when absent), and the pool refuses any other (signaling/pool/EngineClaims.ts).
+     */
+    build: z.string().min(1).max(95).optional(),
     /** Codecs this engine can produce: "h264", "aac", "vp9", ... */
     codecs: z.array(z.string().min(1).max(16)).max(16),
     /** Measured by the join benchmark: seconds of 360p output per wall second. */
@@ -151,7 +156,7 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
       sha256: sha256Schema,
       size: shardSizeSchema,
       /** The engine and its build that made the bytes ("name@build"): hashes are only comparable between identical builds. */
-      engine: z.string().min(1).max(64).optional(),
+      engine: z.string().min(1).max(128).optional(),
       /** Audio: samples in the file before the shard's start (priming, pre-roll) and after its end. */
       lead: z.number().int().nonnegative().max(480_000).optional(),
       tail: z.number().int().nonnegative().max(480_000).optional(),

@@ -65,7 +65,7 @@ export const shardRenditionStateSchema = z.object({
   sha256: sha256Schema.optional(),
   size: posInt.optional(),
   /** Encoder engine that made the accepted variant, e.g. "ffmpeg-wasm". */
-  engine: z.string().max(64).optional(),
+  engine: z.string().max(128).optional(),
   /** Audio only: exact start of the shard's first sample on the content timeline (s). */
   start: finite.optional(),
   /** Audio only: number of samples, always a whole number of AAC packets. */

@@ -100,6 +100,7 @@ export const SEVERITY: Record<string, Severity> = {
   'check-passed': 'ok',
   'shard-failed': 'bad',
   'shard-rejected': 'bad',
+  'peer-reported': 'warn',
   'peer-lost': 'warn',
   'job-requeued': 'warn',
   'shard-orphaned': 'warn',
@@ -122,6 +123,7 @@ export const EVENT_LABEL: Record<string, string> = {
   'check-passed': 'verified',
   'shard-failed': 'shard failed',
   'shard-rejected': 'rejected',
+  'peer-reported': 'reported',
   'peer-lost': 'peer lost',
   'job-requeued': 're-queued',
   'shard-orphaned': 'orphaned',
@@ -201,6 +203,8 @@ export function eventText(ev: PoolEvent, names: ReadonlyMap<string, string>): st
       return `encoder ${str(d.peerId)} failed a cross-check: ${plural(num(d.wrong), 'wrong shard')}, ${plural(num(d.revoked), 'unverified shard')} taken back`;
     case 'shard-revoked':
       return `${shard(d.key)} from ${str(d.peerId)} taken back: ${str(d.reason, 'no reason')}`;
+    case 'peer-reported':
+      return `${str(d.reporter)} reports ${shard(d.key)} from ${str(d.peerId)}: ${str(d.reason, 'no reason')}${d.recheck ? '; encoding it again to check' : ''}`;
     default:
       return `${ev.type} ${JSON.stringify(ev.detail)}`;
   }

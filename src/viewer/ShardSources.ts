@@ -36,6 +36,8 @@ export interface ShardSourcesEvents {
 export class ShardSources extends TypedEmitter<ShardSourcesEvents> {
   private readonly holders = new Map<string, HolderEntry>();
   private readonly transfers = new Map<string, ShardTransfer>();
+  /** Peers this tab caught sending bad bytes (and reported): tried last, as the pool lists them to us. */
+  private readonly reported = new Set<string>();
   private locating = false;
   private lastLocate = 0;
 
@@ -112,8 +114,9 @@ export class ShardSources extends TypedEmitter<ShardSourcesEvents> {
     for (const rendition of renditions) {
       const h = this.holders.get(`${rendition}/${index}`);
       if (!h?.sha256) continue;
-      // Spread load: connected peers first, then the others in random order.
-      const peers = [...h.peers].sort(() => Math.random() - 0.5).sort((a, b) => Number(this.transfers.has(b)) - Number(this.transfers.has(a)));
+      // Spread load: connected peers first, then the others in random order; peers that sent us bad bytes last.
+      const rank = (p: string) => (this.reported.has(p) ? 2 : 0) - Number(this.transfers.has(p));
+      const peers = [...h.peers].sort(() => Math.random() - 0.5).sort((a, b) => rank(a) - rank(b));
       for (const peerId of peers) {
         try {
           const t = await this.transferTo(peerId);
@@ -125,6 +128,7 @@ export class ShardSources extends TypedEmitter<ShardSourcesEvents> {
           failures.push(`${peerId.slice(0, 6)} ${rendition}: ${err.code ? `${err.code} (${err.message.slice(0, 100)})` : err.message}`);
           if (err.code === 'hash-mismatch') {
             this.emit('hash-failure', { source: peerId, rendition, index });
+            this.reported.add(peerId);
             this.pool.send({ type: 'report-peer', peerId, key: { contentId: this.contentId, rendition, index }, reason: 'hash mismatch' });
           }
           if (err.code === 'absent') h.peers = h.peers.filter((p) => p !== peerId);

@@ -99,6 +99,34 @@ export function firstSampleNotSync(shard: Uint8Array): Uint8Array {
   return out;
 }
 
+/** The shard with one more top-level box of `type` appended, holding `payload` zero bytes (padding a structure check must refuse). */
+export function withBoxAppended(shard: Uint8Array, type: string, payload: number): Uint8Array {
+  const out = new Uint8Array(shard.byteLength + 8 + payload);
+  out.set(shard);
+  new DataView(out.buffer).setUint32(shard.byteLength, 8 + payload);
+  out.set(new TextEncoder().encode(type), shard.byteLength + 4);
+  return out;
+}
+
+/**
+ * The shard with `extra` zero bytes appended inside its (first) mdat box, after
+ * the samples: every box still well formed, every sample where it was, and
+ * bytes no sample references hidden in the media data.
+ */
+export function withMdatPadding(shard: Uint8Array, extra: number): Uint8Array {
+  const dv = new DataView(shard.buffer, shard.byteOffset, shard.byteLength);
+  for (let at = 0; at + 8 <= shard.byteLength; at += dv.getUint32(at)) {
+    if (String.fromCharCode(...shard.subarray(at + 4, at + 8)) !== 'mdat') continue;
+    const end = at + dv.getUint32(at);
+    const out = new Uint8Array(shard.byteLength + extra);
+    out.set(shard.subarray(0, end));
+    out.set(shard.subarray(end), end + extra);
+    new DataView(out.buffer).setUint32(at, end - at + extra);
+    return out;
+  }
+  throw new Error('no mdat box in the shard');
+}
+
 /**
  * Encodes an audio job the way a tab does (ffmpeg's AAC encoder on the job's
  * source slice, then the tab's cutter on the packet grid). Returns the shards

@@ -18,8 +18,11 @@ import { WsPeer } from './wsPeer.ts';
 
 const run = promisify(execFile);
 
-/** 'sleeper': honest for its first SLEEPER_HONEST_JOBS jobs (long enough to earn trust), black after. */
-export type Honesty = 'honest' | 'black' | 'other' | 'sleeper';
+/**
+ * 'sleeper': honest for its first SLEEPER_HONEST_JOBS jobs (long enough to earn trust), black after.
+ * 'swap': honest pictures, but each job's second shard is its first shard's bytes (one shard passed off as another).
+ */
+export type Honesty = 'honest' | 'black' | 'other' | 'sleeper' | 'swap';
 export const SLEEPER_HONEST_JOBS = 3;
 
 /** The engine string these encoders report; cross-checks compare only equal engine strings. */
@@ -43,7 +46,9 @@ export async function encodeJob(base: string, job: Job, honesty: Exclude<Honesty
     if (honesty === 'black') args[vf] = `${args[vf]},drawbox=color=black:t=fill`;
     if (honesty === 'other') args[vf] = `${args[vf]},negate`;
     await run('ffmpeg', ['-v', 'error', ...args]);
-    return job.shards.map((_, i) => new Uint8Array(fs.readFileSync(path.join(dir, segmentName(i)))));
+    const shards = job.shards.map((_, i) => new Uint8Array(fs.readFileSync(path.join(dir, segmentName(i)))));
+    if (honesty === 'swap' && shards.length > 1) shards[1] = shards[0]!;
+    return shards;
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -63,11 +68,21 @@ export interface NativeEncoder {
  */
 export type UploadObserver = (what: string, answer: number | Error) => void;
 
-/** Joins as an encoder (of `engine`) and answers every job (cross-checks included) until stopped or disconnected. */
-export async function nativeEncoder(base: string, honesty: Honesty, engine = NATIVE_ENGINE, observe?: UploadObserver): Promise<NativeEncoder> {
+/**
+ * Joins as an encoder (of `engine`) and answers every job (cross-checks included) until stopped or disconnected.
+ * `claim`: the engine its shard-ready messages name (default `engine`; undefined leaves it out), for cheaters that lie about it.
+ */
+export async function nativeEncoder(
+  base: string,
+  honesty: Honesty,
+  engine = NATIVE_ENGINE,
+  observe?: UploadObserver,
+  claim: (job: Job) => string | undefined = () => engine,
+): Promise<NativeEncoder> {
   // A cheater can claim any engine: claiming the tabs' own gets its shards compared with theirs.
-  // `engine` may carry a build ("name@build"): the name is what it offers, the whole string what its shards claim.
-  const peer = await WsPeer.encoder(base, { capabilities: { engines: [{ name: engine.split('@')[0]!, codecs: ['h264'] }], maxJobs: 1 } });
+  // `engine` may carry a build ("name@build"): it offers that engine with that build, and its shards claim both.
+  const [name, build] = engine.split('@') as [string, string | undefined];
+  const peer = await WsPeer.encoder(base, { capabilities: { engines: [{ name, ...(build && { build }), codecs: ['h264'] }], maxJobs: 1 } });
   const me: NativeEncoder = { peer, made: new Map(), jobs: 0, stop: () => peer.close() };
   void (async () => {
     for (;;) {
@@ -97,7 +112,8 @@ export async function nativeEncoder(base: string, honesty: Honesty, engine = NAT
         if (!res?.ok) continue;
         const sha256 = createHash('sha256').update(bytes).digest('hex');
         me.made.set(`${key.contentId}/${key.rendition}/${key.index}`, sha256);
-        peer.send({ type: 'shard-ready', jobId: job.id, key, sha256, size: bytes.byteLength, engine });
+        const named = claim(job);
+        peer.send({ type: 'shard-ready', jobId: job.id, key, sha256, size: bytes.byteLength, ...(named !== undefined && { engine: named }) });
       }
       me.jobs++;
       peer.send({ type: 'job-done', jobId: job.id });

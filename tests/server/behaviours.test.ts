@@ -377,14 +377,16 @@ describe('README behaviours with real shards', () => {
       await WsPeer.encoder(s.url, {
         capabilities: {
           engines: [
-            { name: NATIVE_ENGINE, codecs: ['h264'], speed: 2 },
-            { name: 'webcodecs', codecs: ['h264'], speed: 20 },
+            { name: NATIVE_ENGINE, build: 'ffmpeg-test', codecs: ['h264'], speed: 2 },
+            { name: 'webcodecs', build: 'Chromium/1-test', codecs: ['h264'], speed: 20 },
           ],
           maxJobs: 1,
         },
       }),
     );
-    const plain = track(await WsPeer.encoder(s.url, { capabilities: nativeCaps(1, 2) }));
+    const plain = track(
+      await WsPeer.encoder(s.url, { capabilities: { ...nativeCaps(1, 2), engines: [{ ...nativeCaps(1, 2).engines[0]!, build: 'ffmpeg-test' }] } }),
+    );
     const id = await publish(s);
     const [{ job: jb }, { job: jp }] = await Promise.all([both.next('job'), plain.next('job')]);
     expect([jb.engine, jp.engine]).toEqual(['webcodecs', NATIVE_ENGINE]);

@@ -173,7 +173,7 @@ function table(selfId: string, rendition: string): Base[] {
       optional: [['engine'], ['lead'], ['tail']],
       strings: [
         [['jobId'], 64],
-        [['engine'], 64],
+        [['engine'], 128],
       ],
       numbers: [[['size'], 1, 256 * 2 ** 20, true], [['lead'], 0, 480_000, true], [['tail'], 0, 480_000, true], ...keyNums],
       ids: [['jobId'], ...keyIds],
@@ -237,15 +237,17 @@ function table(selfId: string, rendition: string): Base[] {
       hashes: [],
     },
     {
-      msg: { type: 'capabilities', capabilities: { engines: [{ name: 'fuzz', codecs: ['vp8'], speed: 2 }], maxJobs: 1 } },
+      msg: { type: 'capabilities', capabilities: { engines: [{ name: 'fuzz', build: 'b1', codecs: ['vp8'], speed: 2 }], maxJobs: 1 } },
       reply: { viewer: 'not-an-encoder', encoder: undefined },
       required: [['capabilities'], ['capabilities', 'engines'], ['capabilities', 'engines', 0, 'name'], ['capabilities', 'engines', 0, 'codecs']],
       optional: [
         ['capabilities', 'maxJobs'],
         ['capabilities', 'engines', 0, 'speed'],
+        ['capabilities', 'engines', 0, 'build'],
       ],
       strings: [
         [['capabilities', 'engines', 0, 'name'], 32],
+        [['capabilities', 'engines', 0, 'build'], 95],
         [['capabilities', 'engines', 0, 'codecs', 0], 16],
       ],
       numbers: [

@@ -15,7 +15,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AudioShardOut } from '../../src/encoder/audioCutter.ts';
 import type { Job } from '../../src/shared/protocol.ts';
 import type { ShardKey, ShardMap } from '../../src/shared/shardMap.ts';
-import { encodeAudioJob, ffmpegOn, firstSampleNotSync, firstSamples, muxedTogether, stretched } from '../harness/badShards.ts';
+import {
+  encodeAudioJob,
+  ffmpegOn,
+  firstSampleNotSync,
+  firstSamples,
+  muxedTogether,
+  stretched,
+  withBoxAppended,
+  withMdatPadding,
+} from '../harness/badShards.ts';
 import { fixture } from '../harness/fixtures.ts';
 import { encodeJob, NATIVE_ENGINE } from '../harness/nativeEncoder.ts';
 import { waitFor } from '../harness/poolKit.ts';
@@ -159,6 +168,35 @@ describe('the structure check refuses', () => {
       rendition: 'v',
       bytes: () => stretched(goodVideo[0]!, 2),
       reason: /expected 0\.30\d+ s \(within one frame\), got 0\.[56]\d+ s/,
+    },
+    {
+      // The size bound (rendition bitrate x duration with slack, validate.ts maxShardBytes) refuses it before any parsing.
+      what: 'an honest shard with an 8 MiB top-level free box appended',
+      code: 'shard-too-large',
+      rendition: 'v',
+      bytes: () => withBoxAppended(goodVideo[0]!, 'free', 8 * 2 ** 20),
+      reason: /\d+ bytes where a 0\.\d+ s shard at 400000 bit\/s may have at most \d+/,
+    },
+    {
+      what: 'an honest shard with a small free box appended',
+      code: 'unexpected-box',
+      rendition: 'v',
+      bytes: () => withBoxAppended(goodVideo[0]!, 'free', 512),
+      reason: /only ftyp, moov, moof, mdat, mfra boxes at top level; this one has 'free'/,
+    },
+    {
+      what: 'an honest shard with bytes no sample uses hidden at the end of its media data',
+      code: 'unexpected-box',
+      rendition: 'v',
+      bytes: () => withMdatPadding(goodVideo[0]!, 4096),
+      reason: /the media data has \d+ bytes where the samples take \d+/,
+    },
+    {
+      what: 'an honest audio shard with a uuid box appended',
+      code: 'unexpected-box',
+      rendition: 'audio',
+      bytes: () => withBoxAppended(aShard.bytes, 'uuid', 64),
+      reason: /this one has 'uuid'/,
     },
     { what: 'an audio shard for a video rendition', code: 'wrong-track', rendition: 'v', bytes: () => aShard.bytes, reason: /must hold a video track/ },
     {

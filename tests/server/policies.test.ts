@@ -189,7 +189,14 @@ describe('pool policies', () => {
         headers: { Authorization: `Bearer ${job.uploadToken}` },
       });
       expect(put.status, await put.text()).toBe(200);
-      origin.send({ type: 'shard-ready', jobId: job.id, key, sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.byteLength });
+      origin.send({
+        type: 'shard-ready',
+        jobId: job.id,
+        key,
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+        size: bytes.byteLength,
+        engine: job.engine!,
+      });
       await origin.next('shard-accepted', (m) => m.key.index === sh.index);
       await waitFor(() => s.pool.snapshot().contents[0]!.renditions.find((r) => r.id === job.rendition)!.cached[sh.index] === '1' || undefined, 'cached');
     }

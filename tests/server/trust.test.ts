@@ -6,45 +6,15 @@
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { ShardMap } from '../../src/shared/shardMap.ts';
+import { describe, expect, it } from 'vitest';
 import { fixture } from '../harness/fixtures.ts';
-import { encodeJob, nativeEncoder, NATIVE_ENGINE, SLEEPER_HONEST_JOBS, type Honesty, type NativeEncoder } from '../harness/nativeEncoder.ts';
+import { encodeJob, nativeEncoder, SLEEPER_HONEST_JOBS, type Honesty, type NativeEncoder } from '../harness/nativeEncoder.ts';
 import { waitFor } from '../harness/poolKit.ts';
-import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
+import { upload, type TestServer } from '../harness/testServer.ts';
+import { mapOf, trustSuite } from '../harness/trustKit.ts';
 import { WsPeer } from '../harness/wsPeer.ts';
 
-let clip: Uint8Array;
-const servers: TestServer[] = [];
-const closers: (() => void)[] = [];
-
-beforeAll(async () => {
-  clip = fs.readFileSync(await fixture('v-23976'));
-});
-afterEach(async () => {
-  for (const c of closers.splice(0)) c();
-  for (const s of servers.splice(0)) await s.destroy();
-});
-
-async function start(over: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
-  // The native encoders' engine is cross-checked like ffmpeg.wasm (native x264 with one thread is deterministic too).
-  const s = await startTestServer({ heartbeatMs: 200, heartbeatTimeoutMs: 2000, verifyEngines: `ffmpeg-wasm,${NATIVE_ENGINE}`, ...over });
-  servers.push(s);
-  return s;
-}
-
-/** One H.264 rendition: every job goes to the native encoders. */
-const LADDER = encodeURIComponent(JSON.stringify([{ id: 'v', video: { codec: 'h264', width: 320, height: 180, bitrate: 400_000 } }]));
-
-async function publish(s: TestServer): Promise<string> {
-  const r = await upload(s.url, clip, `?renditions=${LADDER}`);
-  expect(r.status, JSON.stringify(r.json)).toBe(201);
-  return r.json.id as string;
-}
-
-async function mapOf(s: TestServer, id: string): Promise<{ status: string; shardMap: ShardMap }> {
-  return (await (await fetch(`${s.url}/api/contents/${id}`)).json()) as { status: string; shardMap: ShardMap };
-}
+const { servers, closers, start, publish } = trustSuite();
 
 const put = (s: TestServer, key: { contentId: string; rendition: string; index: number }, body: Uint8Array, token?: string) =>
   fetch(`${s.url}/api/contents/${key.contentId}/shards/${key.rendition}/${key.index}`, {
@@ -87,12 +57,12 @@ describe('the structure check before acceptance', () => {
       expect(((await r.json()) as { sha256: string }).sha256).toBe(sha(b));
       // Claiming other bytes than those uploaded is lying: rejected.
       if (i === 0) {
-        e.send({ type: 'shard-ready', jobId: job.id, key: key(i), sha256: 'f'.repeat(64), size: b.byteLength, engine: NATIVE_ENGINE });
+        e.send({ type: 'shard-ready', jobId: job.id, key: key(i), sha256: 'f'.repeat(64), size: b.byteLength, engine: job.engine! });
         expect((await e.next('shard-rejected')).reason).toMatch(/differs from the uploaded bytes/);
         expect(s.pool.health.get(e.peerId).invalid).toBe(2);
         await put(s, key(i), b, job.uploadToken);
       }
-      e.send({ type: 'shard-ready', jobId: job.id, key: key(i), sha256: sha(b), size: b.byteLength, engine: NATIVE_ENGINE });
+      e.send({ type: 'shard-ready', jobId: job.id, key: key(i), sha256: sha(b), size: b.byteLength, engine: job.engine! });
       await e.next('shard-accepted', (m) => m.key.index === key(i).index);
     }
     const { shardMap } = await mapOf(s, id);

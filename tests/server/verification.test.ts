@@ -11,34 +11,23 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { fixture } from '../harness/fixtures.ts';
 import { meanLumaPsnr, psnrStatsName, verifyArgs, verifyShardName } from '../../src/encoder/verifyArgs.ts';
 import { encodeJob, nativeEncoder } from '../harness/nativeEncoder.ts';
 import { waitFor } from '../harness/poolKit.ts';
 import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
+import { LADDER, trustSuite } from '../harness/trustKit.ts';
 import { WsPeer } from '../harness/wsPeer.ts';
 
-let clip: Uint8Array;
-const servers: TestServer[] = [];
-const closers: (() => void)[] = [];
-
-beforeAll(async () => {
-  clip = fs.readFileSync(await fixture('v-23976'));
-});
-afterEach(async () => {
-  for (const c of closers.splice(0)) c();
-  for (const s of servers.splice(0)) await s.destroy();
-});
-
-const LADDER = encodeURIComponent(JSON.stringify([{ id: 'v', video: { codec: 'h264', width: 320, height: 180, bitrate: 400_000 } }]));
+const { servers, closers, publish } = trustSuite();
 
 /** A server where every job is verified, with the origin's content encoded and its verifications waiting. */
 async function encoded(over: Parameters<typeof startTestServer>[0] = {}) {
   const s = await startTestServer({ heartbeatMs: 200, heartbeatTimeoutMs: 2000, verifySampleRate: 1, ...over });
   servers.push(s);
-  const id = (await upload(s.url, clip, `?renditions=${LADDER}`)).json.id as string;
+  const id = await publish(s);
   const origin = await nativeEncoder(s.url, 'honest', 'webcodecs@Chromium/1');
   closers.push(origin.stop);
   const map = await waitFor(

@@ -46,6 +46,9 @@ describe('/pool view helpers', () => {
     expect(t('job-requeued', { jobId: 'abcdef123', peerId: 'p3', indices: [3, 4, 5], rendition: '90p', contentId: 'c1', reason: 'deadline passed' })).toBe(
       'job abcdef from p3 re-queued: 3 shards (3–5) 90p of clip.mp4 — deadline passed',
     );
+    expect(t('peer-reported', { key: 'c1/180p/7', peerId: 'p2', reporter: 'v1', reason: 'hash mismatch', recheck: true })).toBe(
+      'v1 reports shard 7 180p of clip.mp4 from p2: hash mismatch; encoding it again to check',
+    );
     expect(t('something-new', { x: 1 })).toBe('something-new {"x":1}');
   });
 

@@ -57,4 +57,15 @@ describe('Trust', () => {
     t.forgetPrefix('gone/');
     expect(t.failed('e')).toEqual(['kept/v/0']);
   });
+
+  it('checks the next job of a suspected encoder whatever its trust, once', () => {
+    const t = new Trust({ verifySampleRate: 0, verifyNewEncoderJobs: 0, verifyTrustGrowth: 0.5 }, draws(0.99));
+    t.suspect('e');
+    expect(t.shouldCheck('e')).toBe(true);
+    expect(t.shouldCheck('e')).toBe(false);
+    t.accepted('e', 'c/v/0');
+    expect(t.isUnverified('e', 'c/v/0')).toBe(true);
+    t.verified('e', 'c/v/0');
+    expect(t.isUnverified('e', 'c/v/0')).toBe(false);
+  });
 });

@@ -140,7 +140,7 @@ describe('Verification', () => {
     const slots = [
       { peer: peer('origin'), free: 1 },
       { peer: peer('h'), free: 1 },
-      { peer: peer('wc', [{ name: 'webcodecs', codecs: ['h264'], speed: 1 }]), free: 1 },
+      { peer: peer('wc', [{ name: 'webcodecs', build: 'x', codecs: ['h264'], speed: 1 }]), free: 1 },
       { peer: peer('busy'), free: 0 },
     ];
     s.v.take(slots);

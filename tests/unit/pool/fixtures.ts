@@ -76,7 +76,8 @@ export function fakeClock(t = 1_000_000) {
 
 export const key = (contentId: string, rendition: string, index: number): VariantKey => ({ contentId, rendition, index });
 
-export const H264 = [{ name: 'ffmpeg-wasm', codecs: ['h264', 'aac'], speed: 1 }];
+/** One ffmpeg.wasm engine of build "1": its shards claim 'ffmpeg-wasm@1'. */
+export const H264 = [{ name: 'ffmpeg-wasm', build: '1', codecs: ['h264', 'aac'], speed: 1 }];
 
 const tempDirs: string[] = [];
 
