@@ -1,7 +1,7 @@
 /// <reference types="vitest/config" />
 import path from 'node:path';
 import { svelte } from '@sveltejs/vite-plugin-svelte';
-import { defineConfig } from 'vite';
+import { build, defineConfig, type Plugin } from 'vite';
 
 const root = import.meta.dirname;
 
@@ -14,10 +14,38 @@ const isolation = {
   'Cross-Origin-Embedder-Policy': 'require-corp',
 };
 
+/**
+ * The hls.js loader plug-in (src/hlsLoader) as one self-contained ES module,
+ * dist/lib/shardcast-hlsjs.js, built after the app into the same output
+ * directory (whatever outDir the build was given), so other sites can import
+ * it from the shardcast server. hls.js itself is not in it: the page brings its own.
+ */
+function hlsjsPlugin(): Plugin {
+  let outDir = '';
+  return {
+    name: 'shardcast-hlsjs-lib',
+    apply: 'build',
+    configResolved: (c) => void (outDir = c.build.outDir),
+    async closeBundle() {
+      await build({
+        configFile: false,
+        logLevel: 'warn',
+        publicDir: false,
+        build: {
+          outDir: path.join(outDir, 'lib'),
+          emptyOutDir: false,
+          minify: true,
+          lib: { entry: path.join(root, 'src/hlsLoader/index.ts'), formats: ['es'], fileName: () => 'shardcast-hlsjs.js' },
+        },
+      });
+    },
+  };
+}
+
 export default defineConfig({
   root: path.join(root, 'src'),
   publicDir: path.join(root, 'public'),
-  plugins: [svelte()],
+  plugins: [svelte(), hlsjsPlugin()],
   build: {
     outDir: path.join(root, 'dist'),
     emptyOutDir: true,

@@ -9,11 +9,11 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { effectiveVideoSpec, isAudioRendition, shardKeyString, type ShardKey } from '../src/shared/shardMap.ts';
+import { isAudioRendition, shardKeyString, type ShardKey } from '../src/shared/shardMap.ts';
 import type { ContentStore } from './ContentStore.ts';
 import { writeFileAtomic } from './fsutil.ts';
 import { ShardcastError } from '../src/shared/errors.ts';
-import { checkShard, ShardCheckError } from './media/validate.ts';
+import { checkShard, ShardCheckError, videoShardExpectation } from './media/validate.ts';
 
 export class ShardCache {
   private readonly present = new Set<string>();
@@ -145,7 +145,7 @@ export class ShardCache {
         bytes,
         isAudioRendition(rendition)
           ? { kind: 'audio', spec: rendition.audio, samples: st.samples ?? 0, lead: st.lead ?? 0, tail: st.tail ?? 0 }
-          : { kind: 'video', spec: effectiveVideoSpec(content.map, shard, k.rendition), frames: shard.frames, duration: shard.duration },
+          : videoShardExpectation(content.map, shard, k.rendition),
       );
     } catch (e) {
       if (e instanceof ShardCheckError) throw new ShardCheckError(e.code, `shard ${shardKeyString(k)} refused: ${e.message}`);

@@ -9,10 +9,10 @@
  */
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { effectiveVideoSpec, isAudioRendition, type ShardKey } from '../src/shared/shardMap.ts';
+import { isAudioRendition, type ShardKey } from '../src/shared/shardMap.ts';
 import type { ContentStore } from './ContentStore.ts';
 import { ShardcastError } from '../src/shared/errors.ts';
-import { checkShard, ShardCheckError } from './media/validate.ts';
+import { checkShard, ShardCheckError, videoShardExpectation } from './media/validate.ts';
 import type { PoolManager } from './PoolManager.ts';
 
 export interface IntakeResult {
@@ -61,7 +61,7 @@ export class ShardIntake {
         bytes,
         isAudioRendition(rendition)
           ? { kind: 'audio', spec: rendition.audio, samples: st.samples ?? 0, lead: lead ?? 0, tail: tail ?? 0 }
-          : { kind: 'video', spec: effectiveVideoSpec(content.map, shard, k.rendition), frames: shard.frames, duration: shard.duration },
+          : videoShardExpectation(content.map, shard, k.rendition),
       );
     } catch (e) {
       if (!(e instanceof ShardCheckError)) throw e;

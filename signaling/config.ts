@@ -136,6 +136,10 @@ const serverConfigSchema = z.object({
     'Largest total of cached shard bytes one export (GET /api/contents/:id/export.mp4, built in memory) may use; more get 422 export-too-large.',
   ),
   exportMaxConcurrent: num(2, 'Distinct exports built at once; more get 503 busy with Retry-After.'),
+  hlsMaxConcurrentBuilds: num(
+    4,
+    'HLS/DASH init and media segments (GET /api/contents/:id/hls/..., each built in memory from about 2 s of cached shards) built at once; more get 503 busy with Retry-After.',
+  ),
   maxShardBytes: num(
     16 * 2 ** 20,
     'Largest shard upload (PUT /api/contents/:id/shards/...), bytes: refused by Content-Length before reading, or once the body passes it.',

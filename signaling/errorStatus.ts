@@ -76,6 +76,9 @@ const STATUS: Record<ErrorCode, Status> = {
 
   'export-too-large': 422,
   'nothing-to-export': 409,
+  'unknown-segment': 404,
+  // A shard that was accepted but cannot be copied into a segment: the server's fault, not the request's.
+  'segment-unusable': 500,
 
   'bad-json': 400,
   'bad-message': 400,

@@ -6,6 +6,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import Negotiator from 'negotiator';
 import { ShardcastError, type ErrorCode } from '../src/shared/errors.ts';
+import { compilePath } from '../src/shared/api.ts';
 import { httpStatus } from './errorStatus.ts';
 
 /**
@@ -28,6 +29,8 @@ export function baseHeaders(res: ServerResponse): void {
 export function allowFraming(res: ServerResponse): void {
   res.removeHeader('X-Frame-Options');
   res.setHeader('Content-Security-Policy', 'frame-ancestors *');
+  // A cross-origin-isolated page (COEP) may frame it too.
+  res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
 }
 
 /** JSON bodies below this are sent as they are: compressing them saves less than its headers cost. */
@@ -190,12 +193,8 @@ export class Router {
 
   /** Adds a route; `admit`, if given, runs on the request head before `handler` (and before any 100 Continue). */
   add(method: string, pathPattern: string, handler: Handler, admit?: Admit): this {
-    const keys: string[] = [];
-    const re = pathPattern.replace(/:([a-zA-Z]+)/g, (_, k: string) => {
-      keys.push(k);
-      return '([^/]+)';
-    });
-    this.routes.push({ method, pattern: new RegExp(`^${re}$`), keys, handler, admit });
+    const { re, keys } = compilePath(pathPattern);
+    this.routes.push({ method, pattern: re, keys, handler, admit });
     return this;
   }
 

@@ -22,6 +22,7 @@ import { loadAdminToken, splitList, type AdminToken } from './auth.ts';
 import { ClientSlots, Slots } from './limits.ts';
 import { contentRoutes } from './routes/contents.ts';
 import { exportRoutes } from './routes/export.ts';
+import { hlsRoutes } from './routes/hls.ts';
 import { poolRoutes } from './routes/pool.ts';
 import { shardRoutes } from './routes/shards.ts';
 import { sourceRoutes } from './routes/source.ts';
@@ -111,7 +112,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     log,
   };
   const router = new Router();
-  for (const routes of [contentRoutes, sourceRoutes, shardRoutes, exportRoutes, poolRoutes]) routes(router, ctx);
+  for (const routes of [contentRoutes, sourceRoutes, shardRoutes, exportRoutes, hlsRoutes, poolRoutes]) routes(router, ctx);
   mezzanineRoutes(router, ctx, ctx.mezzanines);
 
   const tokens = { adminToken: admin.token, joinToken: config.joinToken, viewerToken: config.viewerToken };

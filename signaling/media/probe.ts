@@ -81,6 +81,8 @@ async function videoFacts(track: InputVideoTrack, origin: number): Promise<Video
   if (!(lastDuration > 0)) lastDuration = median;
   const span = rel[rel.length - 1]! + lastDuration - rel[0]!;
   const bitrate = await track.getAverageBitrate().catch(() => null);
+  // getDisplayWidth/Height below are already rotated; the encoders must turn the pixels to match.
+  const rotation = await track.getRotation();
   return {
     codec,
     width: await track.getDisplayWidth(),
@@ -91,6 +93,7 @@ async function videoFacts(track: InputVideoTrack, origin: number): Promise<Video
     keyframeTimes: keys.map((t) => t - origin),
     variableFrameRate: vfr,
     ...(bitrate ? { bitrate: Math.round(bitrate) } : {}),
+    ...(rotation !== 0 && { rotation }),
   };
 }
 

@@ -2,13 +2,13 @@
  * Structural checks of a shard file from an (untrusted) encoder: it parses as
  * MP4, holds one track of the rendition's codec and size, starts with a key
  * frame, has the map's frame count, and lasts the map's duration within one
- * frame (audio: exactly the map's samples plus the declared lead and tail).
+ * frame (the shard's or the source's average, whichever is shorter) (audio: exactly the map's samples plus the declared lead and tail).
  * It also bounds what else a shard may carry: only the top-level boxes our
  * encoders write, media data holding nothing but the samples, and a size
  * bounded by the rendition's bitrate (see `maxShardBytes`).
  */
 import { BufferSource, EncodedPacketSink, Input, MP4, type EncodedPacket } from 'mediabunny';
-import { AAC_PACKET_SAMPLES, type AudioSpec, type VideoSpec } from '../../src/shared/shardMap.ts';
+import { AAC_PACKET_SAMPLES, effectiveVideoSpec, type AudioSpec, type Shard, type ShardMap, type VideoSpec } from '../../src/shared/shardMap.ts';
 import { ShardcastError } from '../../src/shared/errors.ts';
 
 export class ShardCheckError extends ShardcastError<
@@ -20,7 +20,18 @@ export class ShardCheckError extends ShardcastError<
 const VIDEO_CODEC: Record<VideoSpec['codec'], string> = { h264: 'avc', vp9: 'vp9', av1: 'av1' };
 
 export type ShardExpectation =
-  | { kind: 'video'; spec: VideoSpec; frames: number; duration: number }
+  | {
+      kind: 'video';
+      spec: VideoSpec;
+      frames: number;
+      duration: number;
+      /**
+       * The source's average frame duration (s). The shard must last its map duration within one frame, and a
+       * shard of one held frame (1.5 s) has no short frame of its own to measure by: without this bound a shard
+       * ending 1.5 s early, a hole that stalls viewers for good, passed.
+       */
+      frameDuration?: number;
+    }
   | { kind: 'audio'; spec: AudioSpec; samples: number; lead: number; tail: number };
 
 export interface ShardFacts {
@@ -106,6 +117,18 @@ function checkBoxes(bytes: Uint8Array): number {
   return mdat;
 }
 
+/** What a video shard of `renditionId` at `shard` must be: the rendition's spec with the shard's overrides, its frames and duration. */
+export function videoShardExpectation(map: ShardMap, shard: Shard, renditionId: string): ShardExpectation {
+  const fps = map.source.video?.fps;
+  return {
+    kind: 'video',
+    spec: effectiveVideoSpec(map, shard, renditionId),
+    frames: shard.frames,
+    duration: shard.duration,
+    ...(fps && { frameDuration: 1 / fps }),
+  };
+}
+
 export async function checkShard(bytes: Uint8Array, want: ShardExpectation): Promise<ShardFacts> {
   const bitrate = want.spec.bitrate;
   const seconds = want.kind === 'video' ? want.duration : (want.samples + want.lead + want.tail) / want.spec.sampleRate;
@@ -163,7 +186,7 @@ export async function checkShard(bytes: Uint8Array, want: ShardExpectation): Pro
       if (packets.length !== want.frames) {
         throw new ShardCheckError('wrong-frames', `expected ${want.frames} frames, got ${packets.length}`);
       }
-      const frame = want.duration / want.frames;
+      const frame = Math.min(want.duration / want.frames, want.frameDuration ?? Infinity);
       if (Math.abs(duration - want.duration) > frame + 1e-6) {
         throw new ShardCheckError('wrong-duration', `expected ${want.duration.toFixed(4)} s (within one frame), got ${duration.toFixed(4)} s`);
       }

@@ -82,6 +82,7 @@ export function buildJob(
     const lastAudio = map.shards.findLastIndex((s) => s.renditions[renditionId] !== undefined);
     tailPackets = last.index < lastAudio ? margin : 0;
   }
+  const rotation = content.meta.facts.video?.rotation;
   const q = new URLSearchParams({
     start: Math.max(0, start - leadPackets * packetSec).toFixed(6),
     end: (end + tailPackets * packetSec).toFixed(6),
@@ -93,6 +94,7 @@ export function buildJob(
     rendition: renditionId,
     kind,
     ...(isVideoRendition(r) && { video: effectiveVideoSpec(map, map.shards[indices[0]!]!, renditionId) }),
+    ...(isVideoRendition(r) && rotation && { rotation }),
     ...(isAudioRendition(r) && { audio: r.audio }),
     shards,
     sourceUrl: `/api/contents/${encodeURIComponent(map.contentId)}/source?${q.toString()}`,

@@ -17,6 +17,8 @@ const PAGE_ROUTES: { pattern: RegExp; frameable?: true }[] = [
   { pattern: /^\/encode\/?$/ },
   { pattern: /^\/pool\/?$/ },
   { pattern: /^\/watch\/[^/]+\/?$/ },
+  // The player alone, for other sites' iframes (src/ui/EmbedPage.svelte): it only plays, so framing it cannot trick a visitor into acting.
+  { pattern: /^\/embed\/[^/]+\/?$/, frameable: true },
 ];
 
 /** Serves a path no route matched from `distDir`; throws not-found, method-not-allowed or not-built. */

@@ -11,6 +11,7 @@ import { fetchUnlessBusy } from './busyRetry.ts';
 import { audioJobArgs, segmentName, videoJobArgs } from './ffmpegArgs.ts';
 import type { ExecResult, FfmpegCoreKind, FfmpegEngine } from './FfmpegEngine.ts';
 import { encodeVideoJobWebCodecs } from './WebCodecsEngine.ts';
+import { retimeSegment } from './videoShard.ts';
 import type { VideoSpec } from '../shared/shardMap.ts';
 
 export interface EncodedShard {
@@ -118,11 +119,7 @@ export async function runJob(
       videoJobArgs(job, sliceStart, `${dir}/in.mp4`, { preset: opts.preset, ...(threads && { threads }) }, `${dir}/shard_%04d.mp4`),
     );
     ({ execMs, core } = r);
-    shards = await hashed(
-      job,
-      job.shards.map((_, i) => r.files.get(segmentName(i))),
-      r.files.size,
-    );
+    shards = await hashed(job, await retimed(job, r.files), r.files.size);
   } else {
     const r = await ff.exec((dir) => audioJobArgs(job, sliceStart, `${dir}/in.mp4`, `${dir}/run.mp4`));
     ({ execMs, core } = r);
@@ -202,6 +199,24 @@ async function hashed(job: Job, files: (Uint8Array | undefined)[], written = fil
     shards.push({ index: job.shards[i]!.index, bytes: out, sha256: await sha256Hex(out) });
   }
   return shards;
+}
+
+/**
+ * ffmpeg's segment files in job order, each re-timed by the map (videoShard.ts: the segment muxer gives a
+ * shard's last frame one nominal frame, which cuts a held frame short). A missing file stays missing for
+ * hashed() to report; a file that cannot be re-timed throws JobError.
+ */
+async function retimed(job: Job, files: Map<string, Uint8Array>): Promise<(Uint8Array | undefined)[]> {
+  const out: (Uint8Array | undefined)[] = [];
+  for (const [i, shard] of job.shards.entries()) {
+    const f = files.get(segmentName(i));
+    try {
+      out.push(f?.byteLength ? await retimeSegment(f, shard) : f);
+    } catch (e) {
+      throw new JobError(`ffmpeg's ${segmentName(i)}: ${(e as Error).message}`);
+    }
+  }
+  return out;
 }
 
 /** An audio job's shards, cut from its one encoded run on the packet grid (audioCutter.ts), hashed. */

@@ -9,16 +9,17 @@
  * runs several times faster than ffmpeg.wasm's single-thread libx264 but
  * compresses worse, so it gets more bits (`h264BitrateScale`, see config.ts).
  * A job here: demux and decode the source slice (mediabunny), hand each
- * decoded frame as it is to ONE VideoEncoder for the run (Chromium's encoder
+ * decoded frame (turned by the job's rotation, frameRotation.ts) to ONE VideoEncoder for the run (Chromium's encoder
  * scales it to the configured size in YUV), forcing a key frame at every
  * shard boundary, and mux each
  * shard's packets into its own self-contained fMP4 whose time starts at 0,
  * exactly like the ffmpeg.wasm path writes them.
  */
 import { ALL_FORMATS, BufferSource, EncodedPacket, Input, VideoSampleSink } from 'mediabunny';
-import { muxFragment } from '../shared/fragment.ts';
 import type { Job } from '../shared/protocol.ts';
 import type { VideoSpec } from '../shared/shardMap.ts';
+import { rotateFrame } from './frameRotation.ts';
+import { muxVideoShard } from './videoShard.ts';
 
 const MEDIABUNNY_CODEC = { vp9: 'vp9', av1: 'av1', h264: 'avc' } as const;
 
@@ -152,15 +153,9 @@ export async function encodeVideoJobWebCodecs(job: Job, slice: Uint8Array, slice
   const { chunks, decoderConfig } = await encodeRun(job, slice, sliceStart, config, opts);
   const files: Uint8Array[] = [];
   for (let i = 0; i < job.shards.length; i++) {
-    files.push(
-      await muxShard(
-        job,
-        i,
-        MEDIABUNNY_CODEC[spec.codec],
-        decoderConfig,
-        chunks.filter((c) => c.shard === i),
-      ),
-    );
+    // Each frame at its source time; muxVideoShard rebases the shard to 0 and takes the last duration from the map.
+    const packets = chunks.filter((c) => c.shard === i).map((c) => EncodedPacket.fromEncodedChunk(c.chunk).clone({ timestamp: c.sourceTs }));
+    files.push(await muxVideoShard(job.shards[i]!, MEDIABUNNY_CODEC[spec.codec], decoderConfig, packets));
   }
   return { files, execMs: performance.now() - t0 };
 }
@@ -225,10 +220,12 @@ async function encodeRun(
           throw new WebCodecsError(`test hook: the encoder fails after ${opts.failAfterFrames} frames (failEngine)`);
         }
         const shard = shardOfFrame[n]!;
-        // The decoded frame goes to the encoder as it is: Chromium scales it to the configured size in YUV.
-        // Drawing it on a canvas first went through RGB with another colour matrix than the source's
-        // (measured: red bar luma 81 -> 94, PSNR 26 dB against the source for an otherwise exact copy).
-        const frame = sample.toVideoFrame();
+        // The decoded frame goes to the encoder as it is (turned by the job's rotation, in YUV):
+        // Chromium scales it to the configured size in YUV. Drawing it on a canvas first went through RGB
+        // with another colour matrix than the source's (measured: red bar luma 81 -> 94, PSNR 26 dB
+        // against the source for an otherwise exact copy).
+        const decoded = sample.toVideoFrame();
+        const frame = job.rotation ? await rotateFrame(decoded, job.rotation).finally(() => decoded.close()) : decoded;
         pending.push({ shard, sourceTs: sample.timestamp });
         encoder.encode(frame, { keyFrame: n === 0 || shardOfFrame[n - 1] !== shard });
         frame.close();
@@ -251,26 +248,6 @@ async function encodeRun(
   if (!decoderConfig) throw new WebCodecsError('the encoder gave no decoder configuration');
   if (chunks.length !== total) throw new WebCodecsError(`the encoder gave ${chunks.length} packets for ${total} frames`);
   return { chunks, decoderConfig };
-}
-
-/** Job shard `i`'s own fMP4 from its chunks, its time starting at 0. */
-async function muxShard(
-  job: Job,
-  i: number,
-  codec: (typeof MEDIABUNNY_CODEC)[keyof typeof MEDIABUNNY_CODEC],
-  decoderConfig: VideoDecoderConfig,
-  mine: RunChunk[],
-): Promise<Uint8Array> {
-  if (mine[0]?.chunk.type !== 'key') throw new WebCodecsError(`shard ${job.shards[i]!.index} does not start with a key frame`);
-  const base = mine[0].sourceTs;
-  const packets = mine.map((c, k) => {
-    // Durations from the frames' own spacing, the last one up to the shard's end: the slice's last
-    // sample may carry a longer duration than the map's frame (the cache refuses such a shard).
-    const next = mine[k + 1];
-    const duration = next ? next.sourceTs - c.sourceTs : Math.max(1e-4, job.shards[i]!.duration - (c.sourceTs - base));
-    return EncodedPacket.fromEncodedChunk(c.chunk).clone({ timestamp: c.sourceTs - base, duration });
-  });
-  return muxFragment({ kind: 'video', codec, decoderConfig }, packets);
 }
 
 /**

@@ -28,6 +28,26 @@ export function shardBoundaryFrames(job: Pick<Job, 'shards'>): number[] {
   return out;
 }
 
+/**
+ * The ffmpeg filter that turns a frame by `rotation` degrees clockwise (the
+ * job's display rotation), or '' for none. transpose and flips only move
+ * pixels (chroma planes too), so the WebCodecs path's plane rotation
+ * (frameRotation.ts) gives the very same picture. Checked against native
+ * ffmpeg's autorotation of a file with the matching display matrix.
+ */
+export function rotationFilter(rotation: Job['rotation']): string {
+  switch (rotation) {
+    case 90:
+      return 'transpose=clock,';
+    case 180:
+      return 'hflip,vflip,';
+    case 270:
+      return 'transpose=cclock,';
+    default:
+      return '';
+  }
+}
+
 const fmt = (t: number) => t.toFixed(6).replace(/\.?0+$/, '') || '0';
 
 export const SEGMENT_PATTERN = 'shard_%04d.mp4';
@@ -37,7 +57,8 @@ export const segmentName = (i: number) => `shard_${String(i).padStart(4, '0')}.m
  * Encodes a job's source slice into one self-contained fragmented MP4 per
  * shard: a key frame forced at every shard boundary, the segment muxer cutting
  * there, no B-frames (without an edit list B-frames put every shard 2 frames
- * late in MSE), source timestamps kept (variable frame rate survives).
+ * late in MSE), source timestamps kept (variable frame rate survives), the
+ * pixels turned by the job's rotation before scaling to the (rotated) size.
  */
 export function videoJobArgs(job: Job, sliceStart: number, input: string, settings: VideoEncodeSettings, outPattern = SEGMENT_PATTERN): string[] {
   const v = job.video;
@@ -61,6 +82,8 @@ export function videoJobArgs(job: Job, sliceStart: number, input: string, settin
   return [
     '-nostdin',
     '-y',
+    // The job's rotation is the one authority: never also apply a display matrix the slice might carry.
+    '-noautorotate',
     '-i',
     input,
     '-map',
@@ -73,7 +96,7 @@ export function videoJobArgs(job: Job, sliceStart: number, input: string, settin
     '-fps_mode',
     'passthrough',
     '-vf',
-    `${trim}scale=${v.width}:${v.height}:flags=bicubic,setsar=1`,
+    `${trim}${rotationFilter(job.rotation)}scale=${v.width}:${v.height}:flags=bicubic,setsar=1`,
     '-pix_fmt',
     'yuv420p',
     ...codecArgs,

@@ -5,6 +5,7 @@
  * filter graph and arithmetic are unit-tested.
  */
 import type { Job } from '../shared/protocol.ts';
+import { rotationFilter } from './ffmpegArgs.ts';
 
 const fmt = (t: number) => t.toFixed(6).replace(/\.?0+$/, '') || '0';
 
@@ -14,8 +15,8 @@ export const psnrStatsName = (i: number) => `psnr${i}.log`;
 
 /**
  * One ffmpeg exec for a whole verification: the source slice is decoded
- * once, trimmed to the job's first frame and scaled to the rendition as the
- * encoders do (ffmpegArgs.ts), split per shard, each branch cut to its
+ * once, trimmed to the job's first frame, turned by the job's rotation and
+ * scaled to the rendition as the encoders do (ffmpegArgs.ts), split per shard, each branch cut to its
  * shard's frames (by frame number, so rounding never shifts a boundary); each
  * shard is compared frame by frame (both sides renumbered, so pairing goes by
  * frame order, not time: times are checked apart) with the psnr filter, whose
@@ -32,7 +33,7 @@ export function verifyArgs(job: Job, sliceStart: number, dir: string): string[] 
   // Exact integers in an exact time base: setpts=N/(25*TB) rounds in a coarse stream time base, and pairs frames off by one.
   const byOrder = 'settb=1/25,setpts=N';
   const ref = [
-    `[0:v]${offset > 0 ? `trim=start=${fmt(offset)},setpts=PTS-STARTPTS,` : ''}trim=end_frame=${total},scale=${v.width}:${v.height}:flags=bicubic,setsar=1,format=yuv420p`,
+    `[0:v]${offset > 0 ? `trim=start=${fmt(offset)},setpts=PTS-STARTPTS,` : ''}trim=end_frame=${total},${rotationFilter(job.rotation)}scale=${v.width}:${v.height}:flags=bicubic,setsar=1,format=yuv420p`,
     n > 1 ? `,split=${n}${job.shards.map((_, i) => `[r${i}]`).join('')}` : '[r0]',
   ].join('');
   const branches = job.shards.map((s, i) => {
@@ -46,6 +47,8 @@ export function verifyArgs(job: Job, sliceStart: number, dir: string): string[] 
   return [
     '-nostdin',
     '-y',
+    // Turned by the job's rotation, as the encoders do (ffmpegArgs.ts), never also by a matrix in the slice.
+    '-noautorotate',
     '-i',
     `${dir}/in.mp4`,
     ...job.shards.flatMap((_, i) => ['-i', `${dir}/${verifyShardName(i)}`]),

@@ -23,12 +23,23 @@ export const API_PATHS = {
   mezzanine: '/api/mezzanine/:id',
   shard: '/api/contents/:id/shards/:rendition/:index',
   export: '/api/contents/:id/export.mp4',
+  hlsMaster: '/api/contents/:id/hls/master.m3u8',
+  hlsPlaylist: '/api/contents/:id/hls/:rendition/playlist.m3u8',
+  hlsInit: '/api/contents/:id/hls/:rendition/init-:n.mp4',
+  hlsSegment: '/api/contents/:id/hls/:rendition/seg-:n.m4s',
+  dash: '/api/contents/:id/dash/manifest.mpd',
   pool: '/api/pool',
   metrics: '/metrics',
   ws: '/ws',
 } as const;
 
-type ParamNames<P extends string> = P extends `${string}:${infer K}/${infer Rest}` ? K | ParamNames<Rest> : P extends `${string}:${infer K}` ? K : never;
+/** A parameter's name ends at the first character that is not a letter: `seg-:n.m4s` names `n`. */
+type NameOf<K extends string> = K extends `${infer A}.${string}` ? A : K;
+type ParamNames<P extends string> = P extends `${string}:${infer K}/${infer Rest}`
+  ? NameOf<K> | ParamNames<Rest>
+  : P extends `${string}:${infer K}`
+    ? NameOf<K>
+    : never;
 
 /** Fills a pattern's `:name` segments, each URI-encoded. */
 export function fillPath<P extends string>(pattern: P, params: Record<ParamNames<P>, string | number>): string {
@@ -40,6 +51,32 @@ function withQuery(path: string, query: Record<string, string | number | undefin
   for (const [k, v] of Object.entries(query)) if (v !== undefined) q.set(k, String(v));
   const s = q.toString();
   return s ? `${path}?${s}` : path;
+}
+
+/** A route pattern as a RegExp with one group per `:name` (the name ends at the first non-letter), and the names in order. */
+export function compilePath(pattern: string): { re: RegExp; keys: string[] } {
+  const keys: string[] = [];
+  const re = pattern
+    .split(/(:[a-zA-Z]+)/)
+    .map((part) => {
+      if (!part.startsWith(':')) return part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      keys.push(part.slice(1));
+      return '([^/]+?)';
+    })
+    .join('');
+  return { re: new RegExp(`^${re}$`), keys };
+}
+
+/** The `:name` values (URI-decoded) of `pathname` when it matches `pattern`; undefined when it does not, or is badly encoded. */
+export function matchPath(pattern: string, pathname: string): Record<string, string> | undefined {
+  const { re, keys } = compilePath(pattern);
+  const m = re.exec(pathname);
+  if (!m) return undefined;
+  try {
+    return Object.fromEntries(keys.map((k, i) => [k, decodeURIComponent(m[i + 1]!)]));
+  } catch {
+    return undefined;
+  }
 }
 
 export type SliceTracks = 'video' | 'audio' | 'both';
@@ -71,10 +108,37 @@ export const apiUrl = {
   cachedShard: (key: { contentId: string; rendition: string; index: number }, sha256: string): string =>
     withQuery(fillPath(API_PATHS.shard, { id: key.contentId, rendition: key.rendition, index: key.index }), { sha256 }),
   export: (id: string, rendition?: string): string => withQuery(fillPath(API_PATHS.export, { id }), { rendition }),
+  /** HLS master playlist of a content (video renditions as variant streams, audio as an alternate group). */
+  hlsMaster: (id: string): string => fillPath(API_PATHS.hlsMaster, { id }),
+  /** HLS media playlist of one rendition. */
+  hlsPlaylist: (id: string, rendition: string): string => fillPath(API_PATHS.hlsPlaylist, { id, rendition }),
+  /** CMAF init segment `n` (from 0) of a rendition. */
+  hlsInit: (id: string, rendition: string, n: number): string => fillPath(API_PATHS.hlsInit, { id, rendition, n }),
+  /** CMAF media segment with media sequence number `n` (from 0) of a rendition. */
+  hlsSegment: (id: string, rendition: string, n: number): string => fillPath(API_PATHS.hlsSegment, { id, rendition, n }),
+  /** DASH manifest over the same segments. */
+  dash: (id: string): string => fillPath(API_PATHS.dash, { id }),
   pool: (): string => API_PATHS.pool,
   metrics: (): string => API_PATHS.metrics,
   /** The pool WebSocket on the page's own origin. */
   ws: (loc: { protocol: string; host: string }): string => `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}${API_PATHS.ws}`,
+};
+
+/** The part of `path` after its last `/`. */
+const lastPart = (path: string) => path.slice(path.lastIndexOf('/') + 1);
+
+/**
+ * The HLS URIs as playlists write them: relative to the playlist that names
+ * them (a media playlist from the master, segments from their media
+ * playlist), so the output also works behind a proxy that mounts the API
+ * under another prefix. Same paths as apiUrl's builders.
+ */
+export const hlsRelative = {
+  playlist: (rendition: string): string => `${encodeURIComponent(rendition)}/${lastPart(apiUrl.hlsPlaylist('-', rendition))}`,
+  init: (n: number): string => lastPart(apiUrl.hlsInit('-', '-', n)),
+  segment: (n: number): string => lastPart(apiUrl.hlsSegment('-', '-', n)),
+  /** From the DASH manifest to a rendition's HLS directory. */
+  dashToRendition: (rendition: string): string => `../hls/${encodeURIComponent(rendition)}/`,
 };
 
 /** Response headers of a source slice: content seconds its t = 0 and its media end are at. */

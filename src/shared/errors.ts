@@ -70,6 +70,9 @@ export const ERROR_CODES = [
   // export
   'export-too-large',
   'nothing-to-export',
+  // HLS/DASH segments (src/shared/hls)
+  'unknown-segment',
+  'segment-unusable',
   // pool protocol
   'bad-json',
   'bad-message',

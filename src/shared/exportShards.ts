@@ -37,7 +37,7 @@ export interface AudioShard {
 export type Parsed = VideoShard | AudioShard | string | undefined;
 
 /** The one track of a shard file with its packets, or a reason it cannot be used. */
-async function parseShard(bytes: Uint8Array, kind: 'video' | 'audio'): Promise<VideoShard | AudioShard | string> {
+export async function parseShard(bytes: Uint8Array, kind: 'video' | 'audio'): Promise<VideoShard | AudioShard | string> {
   const input = new Input({ source: new BufferSource(bytes), formats: [MP4] });
   try {
     const track = kind === 'video' ? await input.getPrimaryVideoTrack() : await input.getPrimaryAudioTrack();

@@ -24,7 +24,16 @@ export interface VideoFacts {
   variableFrameRate: boolean;
   /** Average bitrate of the source track in bits/s, when known. */
   bitrate?: number;
+  /**
+   * Clockwise rotation (degrees) a player applies for display, from the track's
+   * display matrix (phones write 90/270). `width`/`height` are already the
+   * displayed (rotated) size; encoders rotate the pixels by this. Absent: 0.
+   */
+  rotation?: VideoRotation;
 }
+
+/** Clockwise display rotation in degrees (mediabunny's convention; ffprobe's `rotation` is the anticlockwise angle). */
+export type VideoRotation = 0 | 90 | 180 | 270;
 
 export interface AudioFacts {
   /** Mediabunny codec name, e.g. "aac", "opus", "mp3", "pcm-s16". */

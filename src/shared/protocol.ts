@@ -223,6 +223,12 @@ export const jobSchema = z
     rendition: renditionIdSchema,
     kind: z.enum(['video', 'audio']),
     video: videoSpecSchema.optional(),
+    /**
+     * Video jobs: clockwise rotation (degrees) to apply to the source's pixels,
+     * from its display matrix (probe). `video.width/height` are the rotated size.
+     * The slice carries no display matrix, so this is the one authority. Absent: 0.
+     */
+    rotation: z.union([z.literal(90), z.literal(180), z.literal(270)]).optional(),
     audio: audioSpecSchema.optional(),
     shards: z.array(jobShardSchema).min(1),
     /** Where to GET the job's source slice (a stream-copy remux from the previous key frame). */

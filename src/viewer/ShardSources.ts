@@ -47,6 +47,8 @@ export class ShardSources extends TypedEmitter<ShardSourcesEvents> {
     private readonly config: ViewerConfig,
     private readonly pool: PoolClient,
     private readonly peers: PeerManager,
+    /** Origin of the shardcast server for cache fetches ('' = this page's own), e.g. "https://shardcast.example". */
+    private readonly serverBase = '',
   ) {
     super();
     const count = () => this.emit('peers', { open: peers.links.filter((l) => l.open).length });
@@ -79,15 +81,20 @@ export class ShardSources extends TypedEmitter<ShardSourcesEvents> {
     this.locating = true;
     this.lastLocate = now;
     const count = Math.ceil(this.config.lookAheadSeconds / this.map.shardDuration) + 4;
-    this.pool
-      .locate(this.contentId, from, count)
-      .then((entries) => {
-        for (const e of entries) this.holders.set(`${e.rendition}/${e.index}`, e);
-      })
+    this.locate(from, count)
       .catch(() => {
         /* not connected yet; next tick */
       })
       .finally(() => (this.locating = false));
+  }
+
+  /**
+   * Asks the pool who holds shards [from, from + count) and remembers the
+   * answer. Rejects when the pool is not connected or does not answer.
+   */
+  async locate(from: number, count: number): Promise<void> {
+    const entries = await this.pool.locate(this.contentId, from, count);
+    for (const e of entries) this.holders.set(`${e.rendition}/${e.index}`, e);
   }
 
   /**
@@ -146,7 +153,7 @@ export class ShardSources extends TypedEmitter<ShardSourcesEvents> {
       try {
         const t0 = performance.now();
         // Addressed by hash: a browser-cached copy of a replaced variant is never reused.
-        const res = await fetch(apiUrl.cachedShard({ contentId: this.contentId, rendition, index }, sha), readInit());
+        const res = await fetch(this.serverBase + apiUrl.cachedShard({ contentId: this.contentId, rendition, index }, sha), readInit());
         if (!res.ok) {
           failures.push(`cache ${rendition}: ${res.status}`);
           continue;

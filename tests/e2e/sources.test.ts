@@ -17,7 +17,7 @@ import type { ShardMap } from '../../src/shared/shardMap.ts';
 import { launchBrowser, newPage, openEncoderTab, type TrackedPage } from '../harness/browser.ts';
 import { countFrames, ffprobeJson, fixture, type FixtureName } from '../harness/fixtures.ts';
 import { decodeErrors, pcm, streams } from '../harness/referee.ts';
-import { startTestServer, upload, type TestServer } from '../harness/testServer.ts';
+import { startTestServer, upload, waitCached, type TestServer } from '../harness/testServer.ts';
 
 interface Shape {
   name: string;
@@ -43,21 +43,6 @@ let dir: string;
 
 async function content(id: string): Promise<{ status: string; shardMap: ShardMap }> {
   return (await (await fetch(`${server.url}/api/contents/${id}`)).json()) as { status: string; shardMap: ShardMap };
-}
-
-/** Every variant of the content in the server cache (tabs upload before they report, but the test must not race the last PUT). */
-async function waitCached(id: string, map: ShardMap, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  const missing = new Set(map.shards.flatMap((s) => Object.keys(s.renditions).map((r) => `${r}/${s.index}`)));
-  while (missing.size) {
-    for (const k of [...missing]) {
-      const res = await fetch(`${server.url}/api/contents/${id}/shards/${k}`, { method: 'HEAD' });
-      if (res.status === 200) missing.delete(k);
-    }
-    if (missing.size === 0) return;
-    if (Date.now() > end) throw new Error(`shards of ${id} never reached the cache: ${[...missing].slice(0, 8).join(', ')}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 beforeAll(async () => {
@@ -153,7 +138,7 @@ describe.each(SHAPES)('$name', (shape) => {
     expect(played.fromPeers).toBe(map.shards.length * tracks);
     expect(played.currentTime).toBeGreaterThan(src.duration - 0.5);
 
-    await waitCached(id, map, 60_000);
+    await waitCached(server.url, id, map, 60_000);
     const res = await fetch(`${server.url}/api/contents/${id}/export.mp4`);
     const bytes = new Uint8Array(await res.arrayBuffer());
     expect(res.status, new TextDecoder().decode(bytes.subarray(0, 300))).toBe(200);

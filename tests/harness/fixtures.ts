@@ -42,6 +42,13 @@ const RECIPES = {
     ext: 'mp4',
     args: [...TESTSRC('320x180', '30', 4), '-vf', "select='lt(t,2)+gte(t,2)*not(mod(n,2))',setpts=N/FRAME_RATE/TB*0+PTS", '-fps_mode', 'vfr', ...X264(60)],
   },
+  /** 4 s at 30 fps whose frame at 0.967 s is held until 2.5 s (a paused screen recording; issue 17's command). */
+  hold: { ext: 'mp4', args: [...TESTSRC('320x180', '30', 4), '-vf', "select='not(between(t,1.0,2.4999))'", '-fps_mode', 'vfr', ...X264(60)] },
+  /** 3 s: 30 fps, a 233 ms hold from 0.8 s, then 15 fps from 1.5 s (a variable-rate capture). */
+  'rate-change': {
+    ext: 'mp4',
+    args: [...TESTSRC('320x180', '30', 3), '-vf', "select='not(between(t,0.83,1.0499))*(lt(t,1.5)+not(mod(n,2)))'", '-fps_mode', 'vfr', ...X264(45)],
+  },
   /** 5 s of 440 Hz AAC, audio only. */
   'a-only': { ext: 'm4a', args: [...SINE(5), '-c:a', 'aac', '-b:a', '96k', '-ac', '2'] },
   /** 4 s VP9 + Opus in WebM. */
@@ -75,13 +82,40 @@ const RECIPES = {
 } as const;
 
 type Recipe = keyof typeof RECIPES;
-export type FixtureName = Recipe | 'not-media' | 'truncated' | 'truncated-faststart' | 'empty';
+/** A 2 s 320x180 picture whose display matrix turns it by this many degrees (ffprobe's `rotation`, anticlockwise), as phones write. */
+export type RotatedFixture = 'rot90' | 'rot180' | 'rot270';
+export type FixtureName = Recipe | RotatedFixture | 'not-media' | 'truncated' | 'truncated-faststart' | 'empty';
+
+/**
+ * The display matrix is written by stream copy: `-display_rotation` (ffmpeg 6+) where there is one, else the
+ * `rotate` tag, which ffmpeg 5 turns into the matrix on stream copy. Checked with ffprobe, since either can be
+ * ignored silently.
+ */
+async function makeRotated(name: RotatedFixture, out: string): Promise<void> {
+  const deg = Number(name.slice(3));
+  const plain = `${out}.plain.mp4`;
+  try {
+    await run('ffmpeg', ['-v', 'error', '-y', ...TESTSRC('320x180', '30', 2), ...X264(30), plain]);
+    try {
+      await run('ffmpeg', ['-v', 'error', '-y', '-display_rotation', String(deg), '-i', plain, '-c', 'copy', '-f', 'mp4', out]);
+    } catch {
+      await run('ffmpeg', ['-v', 'error', '-y', '-i', plain, '-c', 'copy', '-metadata:s:v:0', `rotate=${deg}`, '-f', 'mp4', out]);
+    }
+  } finally {
+    fs.rmSync(plain, { force: true });
+  }
+  const j = await ffprobeJson(out, ['-select_streams', 'v:0', '-show_entries', 'stream_side_data=rotation']);
+  const got = Number(j.streams?.[0]?.side_data_list?.[0]?.rotation);
+  if ((((got - deg) % 360) + 360) % 360 !== 0) throw new Error(`${name}: ffmpeg wrote a display rotation of ${got}, not ${deg}`);
+}
 
 async function make(name: FixtureName, out: string): Promise<void> {
   if (name === 'not-media') {
     fs.writeFileSync(out, randomBytes(64 * 1024));
   } else if (name === 'empty') {
     fs.writeFileSync(out, '');
+  } else if (name === 'rot90' || name === 'rot180' || name === 'rot270') {
+    await makeRotated(name, out);
   } else if (name === 'truncated') {
     // moov at the end (ffmpeg's default): cutting the file loses the index, so nothing can be played.
     const whole = await fixture('av-2997');
@@ -105,7 +139,7 @@ const pending = new Map<string, Promise<string>>();
 
 /** The path of a fixture, made on first use. */
 export function fixture(name: FixtureName): Promise<string> {
-  const ext = name in RECIPES ? RECIPES[name as Recipe].ext : 'bin';
+  const ext = name in RECIPES ? RECIPES[name as Recipe].ext : name.startsWith('rot') ? 'mp4' : 'bin';
   const file = path.join(FIXTURE_DIR, `${name}.${ext}`);
   let p = pending.get(file);
   if (!p) {

@@ -11,6 +11,7 @@ import WebSocket from 'ws';
 import type { RunningServer } from '../../signaling/server.ts';
 import type { ShardKey } from '../../src/shared/shardMap.ts';
 import type { Capabilities, Job } from '../../src/shared/protocol.ts';
+import { encodeAudioJob } from './badShards.ts';
 import { encodeJob, NATIVE_ENGINE } from './nativeEncoder.ts';
 import { WsPeer } from './wsPeer.ts';
 
@@ -44,6 +45,45 @@ export async function completeJob(base: string, peer: WsPeer, job: Job, engine =
   }
   if (done) peer.send({ type: 'job-done', jobId: job.id });
   return out;
+}
+
+/** Encodes an audio job the way a tab does, PUTs every shard with its lead and tail (expecting 200), reports each, waits for every acceptance, then says `job-done`. */
+export async function completeAudioJob(base: string, peer: WsPeer, job: Job, engine = NATIVE_ENGINE): Promise<void> {
+  for (const c of await encodeAudioJob(base, job)) {
+    const key = { contentId: job.contentId, rendition: job.rendition, index: c.index };
+    const res = await fetch(`${base}/api/contents/${key.contentId}/shards/${key.rendition}/${key.index}?lead=${c.lead}&tail=${c.tail}`, {
+      method: 'PUT',
+      body: c.bytes as Uint8Array<ArrayBuffer>,
+      headers: { Authorization: `Bearer ${job.uploadToken}` },
+    });
+    if (res.status !== 200) throw new Error(`upload of audio ${key.index} refused: ${res.status} ${await res.text()}`);
+    const accepted = peer.next('shard-accepted', (m) => m.key.index === key.index && m.key.rendition === key.rendition, 30_000);
+    const sha256 = createHash('sha256').update(c.bytes).digest('hex');
+    peer.send({ type: 'shard-ready', jobId: job.id, key, sha256, size: c.bytes.byteLength, engine, lead: c.lead, tail: c.tail });
+    await accepted;
+  }
+  peer.send({ type: 'job-done', jobId: job.id });
+}
+
+/**
+ * Encodes every shard variant of a content natively (video and audio jobs, one at a time, as the pool hands them
+ * out) until the content is ready, calling `afterJob` after each job. Best with cross-checks off (verifySampleRate 0,
+ * verifyNewEncoderJobs 0), so every job is new work. Throws on any refusal.
+ */
+export async function encodeContent(base: string, contentId: string, afterJob?: (job: Job) => Promise<void>): Promise<void> {
+  const peer = await WsPeer.encoder(base, { capabilities: { engines: [{ name: NATIVE_ENGINE, codecs: ['h264', 'aac'] }], maxJobs: 1 } });
+  try {
+    for (;;) {
+      const content = (await (await fetch(`${base}/api/contents/${contentId}`)).json()) as { status: string };
+      if (content.status === 'ready') return;
+      const { job } = await peer.next('job', () => true, 60_000);
+      if (job.kind === 'audio') await completeAudioJob(base, peer, job);
+      else await completeJob(base, peer, job);
+      await afterJob?.(job);
+    }
+  } finally {
+    peer.close();
+  }
 }
 
 /** Joins as an encoder and keeps the `welcome` (its `resume` secret lets the same tab reconnect under its id). */

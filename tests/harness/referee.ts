@@ -4,6 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { BufferSource, EncodedPacketSink, Input, MP4 } from 'mediabunny';
 import { ffprobeJson } from './fixtures.ts';
 
 const run = promisify(execFile);
@@ -15,6 +16,23 @@ export async function streams(file: string) {
     audio: j.streams.find((s: { codec_type: string }) => s.codec_type === 'audio'),
     duration: Number(j.format.duration),
   };
+}
+
+/** [first timestamp, end of the last sample] of a shard file's one track, in seconds, as its MP4 says. */
+export async function shardSpan(bytes: Uint8Array): Promise<[number, number]> {
+  const input = new Input({ source: new BufferSource(bytes), formats: [MP4] });
+  try {
+    const track = (await input.getTracks())[0];
+    if (!track) throw new Error('the shard has no track');
+    let [start, end] = [Infinity, -Infinity];
+    for await (const p of new EncodedPacketSink(track).packets(undefined, undefined, { metadataOnly: true })) {
+      start = Math.min(start, p.timestamp);
+      end = Math.max(end, p.timestamp + p.duration);
+    }
+    return [start, end];
+  } finally {
+    input.dispose();
+  }
 }
 
 /** Decodes every frame; native ffmpeg prints nothing at -v error for a clean stream. */

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, type ServerConfigOverrides } from '../../signaling/config.ts';
 import { startServer, type RunningServer } from '../../signaling/server.ts';
+import type { ShardMap } from '../../src/shared/shardMap.ts';
 
 export interface TestServer extends RunningServer {
   dataDir: string;
@@ -50,4 +51,22 @@ export async function upload(base: string, body: Uint8Array, query = '', name = 
     headers: { 'Content-Type': 'application/octet-stream', 'X-Filename': name, ...adminHeaders() },
   });
   return { status: res.status, json: await res.json() };
+}
+
+/**
+ * Waits until every variant of the content is in the server cache (tabs upload before they report, but a test must
+ * not race the last PUT), or throws after `timeoutMs` naming the missing ones.
+ */
+export async function waitCached(base: string, id: string, map: ShardMap, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  const missing = new Set(map.shards.flatMap((s) => Object.keys(s.renditions).map((r) => `${r}/${s.index}`)));
+  while (missing.size) {
+    for (const k of [...missing]) {
+      const res = await fetch(`${base}/api/contents/${id}/shards/${k}`, { method: 'HEAD' });
+      if (res.status === 200) missing.delete(k);
+    }
+    if (missing.size === 0) return;
+    if (Date.now() > end) throw new Error(`shards of ${id} never reached the cache: ${[...missing].slice(0, 8).join(', ')}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }

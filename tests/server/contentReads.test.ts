@@ -92,13 +92,14 @@ describe('private content (viewer token)', () => {
       shard: apiUrl.shard(key),
       export: apiUrl.export(id),
       pool: apiUrl.pool(),
-      // A route added under /api/contents later (HLS, DASH) is behind the same guard before it exists.
-      later: `/api/contents/${id}/hls/master.m3u8`,
+      // Routes added under /api/contents later (HLS, DASH) are behind the same guard.
+      hls: apiUrl.hlsMaster(id),
+      dash: apiUrl.dash(id),
     };
     for (const [what, path] of Object.entries(reads)) {
       expect({ what, ...(await read(s.url, path, undefined)) }).toEqual({ what, status: 401, code: 'unauthorized' });
       expect({ what, ...(await read(s.url, path, 'wrong')) }).toEqual({ what, status: 403, code: 'forbidden' });
-      const expected = what === 'later' ? 404 : 200;
+      const expected = 200;
       for (const [token, how] of [
         [VIEWER, 'query'],
         [VIEWER, 'bearer'],
