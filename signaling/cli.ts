@@ -136,7 +136,7 @@ export async function publish(args: PublishArgs, onProgress?: (sent: number, tot
         } catch {
           return reject(new Error(`server answered ${res.statusCode} with non-JSON: ${text.slice(0, 200)}`));
         }
-        if (res.statusCode === 201) return resolve(body as PublishResponse);
+        if (res.statusCode === 201 || res.statusCode === 202) return resolve(body as PublishResponse);
         const err = (body as Partial<ErrorResponse>).error;
         if (res.statusCode === 401 || res.statusCode === 403) {
           return reject(
@@ -170,7 +170,11 @@ export async function run(argv: string[]): Promise<number> {
       const size = (await fs.promises.stat(args.file).catch(() => ({ size: 0 }))).size;
       const report = progressReporter(size);
       const r = await publish(args, (sent) => report(sent));
-      process.stderr.write(`published: ${r.shards} shards x ${r.renditions.length} renditions (${r.renditions.join(', ')})\n`);
+      process.stderr.write(
+        r.status === 'normalizing'
+          ? `published, normalizing: ${r.reason}\n`
+          : `published: ${r.shards} shards x ${r.renditions.length} renditions (${r.renditions.join(', ')})\n`,
+      );
       process.stderr.write(`watch: ${new URL(`/watch/${r.id}`, args.server).toString()}\n`);
       process.stdout.write(`${r.id}\n`);
       return 0;

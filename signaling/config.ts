@@ -26,6 +26,12 @@ const serverConfigSchema = z.object({
   dataDir: str(path.resolve('data'), 'Where contents, shard maps, the shard registry and the cache live.'),
   distDir: str(path.resolve('dist'), 'Directory of the built web app (vite build output).'),
   maxUploadBytes: num(2 * 2 ** 30, 'Largest accepted upload, bytes.'),
+  mezzanineMaxSourceBytes: num(
+    256 * 2 ** 20,
+    'Largest source with a track only volunteers decode (Theora, MPEG-2 video, FLAC in Ogg) that is normalised by them, bytes: each of two volunteers fetches it whole into its tab; larger ones get 415.',
+  ),
+  mezzanineMaxBytes: num(512 * 2 ** 20, 'Largest mezzanine a volunteer may upload, bytes; larger uploads get 413 too-large.'),
+  mezzanineDeadlineMs: num(30 * 60_000, 'Time a volunteer has for a mezzanine job before its token expires and another volunteer may take it, ms.'),
   heartbeatMs: num(2000, 'Expected heartbeat period of a tab, ms (sent to tabs in `welcome`).'),
   heartbeatTimeoutMs: num(6000, 'A tab that sends nothing for this long is lost and its work re-queued, ms.'),
   restartGraceMs: num(

@@ -10,6 +10,7 @@ import type { ShardIntake } from './ShardIntake.ts';
 import type { PoolManager } from './PoolManager.ts';
 import type { AdminToken } from './auth.ts';
 import type { ClientSlots, Slots } from './limits.ts';
+import type { Mezzanines } from './Mezzanine.ts';
 
 /** Requests refused by a limit or an access check, by kind (for tests and /metrics). */
 export type Refusals = Record<'rateLimited' | 'badOrigin' | 'tooManyConnections' | 'tooManyUploads' | 'badJoinToken' | 'slowReaders' | 'busySlices', number>;
@@ -26,6 +27,8 @@ export interface EdgeContext {
   cache: ShardCache;
   intake: ShardIntake;
   pool: PoolManager;
+  /** Sources waiting for volunteers' mezzanine. */
+  mezzanines: Mezzanines;
   admin: AdminToken;
   /** Uploads received or probed at once (--max-concurrent-uploads). */
   uploads: Slots;

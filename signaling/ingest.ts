@@ -14,8 +14,9 @@ import type { Content, ContentStore } from './ContentStore.ts';
 import { storedFacts } from './ContentStore.ts';
 import { ShardcastError } from '../src/shared/errors.ts';
 import { probeFile, ProbeError } from './media/probe.ts';
+import type { Mezzanines, PendingSource } from './Mezzanine.ts';
 
-const EXT_BY_CONTAINER: Record<string, string> = { mp4: '.mp4', mov: '.mov', webm: '.webm', matroska: '.mkv', mkv: '.mkv' };
+export const EXT_BY_CONTAINER: Record<string, string> = { mp4: '.mp4', mov: '.mov', webm: '.webm', matroska: '.mkv', mkv: '.mkv' };
 
 /** Stripped from uploaded file names: they would corrupt logs and pages. */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this matches.
@@ -64,7 +65,33 @@ function parseLadder(raw: string | undefined): Rendition[] | undefined {
   return r.data;
 }
 
-export async function ingestUpload(req: IncomingMessage, store: ContentStore, opts: IngestOptions): Promise<Content> {
+/**
+ * Streams a request body into a new file `file`, never holding it in memory.
+ * @throws ShardcastError too-large (over `maxBytes`, named by `option`), upload-aborted, empty.
+ */
+export async function receiveToFile(req: IncomingMessage, file: string, maxBytes: number, what: string, option: string): Promise<number> {
+  let received = 0;
+  const limiter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      received += chunk.length;
+      if (received > maxBytes) cb(new ShardcastError('too-large', `the ${what} exceeds the ${maxBytes}-byte limit (server option ${option})`));
+      else cb(null, chunk);
+    },
+  });
+  try {
+    await pipeline(req, limiter, fs.createWriteStream(file, { flags: 'wx' }));
+  } catch (e) {
+    if (e instanceof ShardcastError) throw e;
+    throw new ShardcastError('upload-aborted', `the ${what} did not arrive whole (${(e as Error).message})`);
+  }
+  if (received === 0) throw new ShardcastError('empty', `the ${what} is empty: send the media file as the request body`);
+  return received;
+}
+
+/** What publishing gave: a content, or a source waiting for a volunteer's mezzanine (Mezzanine.ts). */
+export type Ingested = { content: Content } | { normalizing: PendingSource };
+
+export async function ingestUpload(req: IncomingMessage, store: ContentStore, opts: IngestOptions, mezz?: Mezzanines): Promise<Ingested> {
   const shardDuration = checkShardDuration(opts.shardDuration ?? undefined);
   const ladder = parseLadder(opts.renditions);
   const declared = Number(req.headers['content-length']);
@@ -73,27 +100,17 @@ export async function ingestUpload(req: IncomingMessage, store: ContentStore, op
   }
   const tmp = store.newUploadPath();
   try {
-    let received = 0;
-    const limiter = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        received += chunk.length;
-        if (received > opts.maxBytes) {
-          cb(new ShardcastError('too-large', `upload exceeds the ${opts.maxBytes}-byte limit (server option --max-upload-bytes)`));
-        } else cb(null, chunk);
-      },
-    });
-    try {
-      await pipeline(req, limiter, fs.createWriteStream(tmp, { flags: 'wx' }));
-    } catch (e) {
-      if (e instanceof ShardcastError) throw e;
-      throw new ShardcastError('upload-aborted', `the upload did not arrive whole (${(e as Error).message})`);
-    }
-    if (received === 0) throw new ShardcastError('empty', 'the upload is empty: send the media file as the request body');
+    await receiveToFile(req, tmp, opts.maxBytes, 'upload', '--max-upload-bytes');
 
     let facts;
     try {
       facts = await probeFile(tmp);
     } catch (e) {
+      // A track only a volunteer's engine decodes: the source waits for its mezzanine instead of being refused.
+      if (e instanceof ProbeError && mezz?.takes(e.undecoded)) {
+        const pending = await mezz.add(tmp, e.undecoded, { name: cleanName(opts.name), shardDuration, ...(ladder && { renditions: ladder }) }, e);
+        return { normalizing: pending };
+      }
       if (e instanceof ProbeError) throw e;
       throw new ShardcastError('corrupt', `the file could not be read as media: ${(e as Error).message}`);
     }
@@ -101,7 +118,7 @@ export async function ingestUpload(req: IncomingMessage, store: ContentStore, op
     // Throws a ShardMapError (no-media, a ladder the source cannot fill).
     const map = buildShardMap({ contentId: id, facts, shardDuration, ...(ladder && { renditions: ladder }) });
     const name = cleanName(opts.name);
-    return await store.publish(
+    const content = await store.publish(
       tmp,
       {
         id,
@@ -112,6 +129,7 @@ export async function ingestUpload(req: IncomingMessage, store: ContentStore, op
       },
       map,
     );
+    return { content };
   } finally {
     await fsp.rm(tmp, { force: true });
   }

@@ -26,6 +26,8 @@ import { hlsRoutes } from './routes/hls.ts';
 import { poolRoutes } from './routes/pool.ts';
 import { shardRoutes } from './routes/shards.ts';
 import { sourceRoutes } from './routes/source.ts';
+import { mezzanineRoutes } from './routes/mezzanine.ts';
+import { Mezzanines } from './Mezzanine.ts';
 import { attachPoolSocket } from './ws.ts';
 
 export interface RunningServer {
@@ -44,7 +46,7 @@ export interface RunningServer {
 }
 
 /** Builds the pool's parts over `config.dataDir` and wires the pool's events to the log and the cache. */
-async function buildCore(config: ServerConfig, log: Log): Promise<Pick<EdgeContext, 'store' | 'cache' | 'pool' | 'intake'>> {
+async function buildCore(config: ServerConfig, log: Log): Promise<Pick<EdgeContext, 'store' | 'cache' | 'pool' | 'intake' | 'mezzanines'>> {
   const store = new ContentStore(config.dataDir, config.snapshotDelayMs);
   const opened = await store.open();
   for (const s of opened.skipped) log(`skipped unreadable content ${s}`);
@@ -66,7 +68,13 @@ async function buildCore(config: ServerConfig, log: Log): Promise<Pick<EdgeConte
   pool.on('shard-revoked', (e) => cache.forget(e.key));
   pool.on('encoder-convicted', (e) => log(`encoder ${e.peerId} failed a cross-check: ${e.wrong} wrong, ${e.revoked} unverified shards revoked`));
   const intake = new ShardIntake(store, pool, config.cacheEnabled);
-  return { store, cache, pool, intake };
+  const mezzanines = new Mezzanines(
+    store,
+    { maxSourceBytes: config.mezzanineMaxSourceBytes, maxBytes: config.mezzanineMaxBytes, deadlineMs: config.mezzanineDeadlineMs },
+    (id) => log(`content ${id} published from its mezzanine`),
+  );
+  await mezzanines.open();
+  return { store, cache, pool, intake, mezzanines };
 }
 
 function logStartup(log: Log, config: ServerConfig, admin: AdminToken, shownHost: string, port: number): void {
@@ -105,6 +113,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   };
   const router = new Router();
   for (const routes of [contentRoutes, sourceRoutes, shardRoutes, exportRoutes, hlsRoutes, poolRoutes]) routes(router, ctx);
+  mezzanineRoutes(router, ctx, ctx.mezzanines);
 
   const tokens = { adminToken: admin.token, joinToken: config.joinToken, viewerToken: config.viewerToken };
   const edge = { router, corsOrigins: splitList(config.corsOrigins), distDir: config.distDir, tokens };

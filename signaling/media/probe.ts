@@ -7,12 +7,14 @@ import { ALL_FORMATS, EncodedPacketSink, FilePathSource, Input, type InputAudioT
 import type { AudioFacts, ProbeFacts, VideoFacts } from '../../src/shared/media.ts';
 import { ShardcastError } from '../../src/shared/errors.ts';
 import { AAC_PACKET_SAMPLES } from '../../src/shared/shardMap.ts';
-import { declaredTracks } from './census.ts';
+import { declaredTracks, type DeclaredTrack } from './census.ts';
 
 export type ProbeErrorCode = 'empty' | 'not-media' | 'no-tracks' | 'unsupported-codec' | 'corrupt';
 
 export class ProbeError extends ShardcastError<ProbeErrorCode> {
   override name = 'ProbeError';
+  /** With 'unsupported-codec' from the census: every declared track the demuxer did not read (a volunteer may decode them). */
+  undecoded: DeclaredTrack[] = [];
 }
 
 /** Frame intervals differing from the median by more than this share make a source variable-frame-rate. */
@@ -131,7 +133,11 @@ async function audioFacts(track: InputAudioTrack, origin: number): Promise<Audio
   };
 }
 
-export async function probeFile(path: string): Promise<ProbeFacts> {
+/**
+ * @param opts.readableOnly probe the tracks the demuxer reads and ignore the declared ones it skips (the facts of a
+ *   source waiting for its mezzanine); by default such a track is a ProbeError 'unsupported-codec'.
+ */
+export async function probeFile(path: string, opts: { readableOnly?: boolean } = {}): Promise<ProbeFacts> {
   const st = await fs.stat(path);
   if (st.size === 0) throw new ProbeError('empty', 'the file is empty');
   const input = new Input({ source: new FilePathSource(path), formats: ALL_FORMATS });
@@ -149,7 +155,7 @@ export async function probeFile(path: string): Promise<ProbeFacts> {
     try {
       const video = await input.getPrimaryVideoTrack();
       const audio = await input.getPrimaryAudioTrack();
-      await checkNothingDropped(path, containerName(format.name), { video: video !== null, audio: audio !== null });
+      if (!opts.readableOnly) await checkNothingDropped(path, containerName(format.name), { video: video !== null, audio: audio !== null });
       if (!video && !audio) {
         throw new ProbeError('no-tracks', 'no video or audio track could be read: the file has none, or it is truncated (an MP4 cut short loses its index)');
       }
@@ -184,14 +190,16 @@ export async function probeFile(path: string): Promise<ProbeFacts> {
  * instead (415 'unsupported-codec', naming the track and its codec).
  */
 async function checkNothingDropped(path: string, container: string, read: { video: boolean; audio: boolean }): Promise<void> {
-  for (const t of await declaredTracks(path, container)) {
-    if (read[t.type]) continue;
-    throw new ProbeError(
-      'unsupported-codec',
-      `the ${t.type} track (${t.codec} in ${container}) cannot be read by shardcast, and the file would publish without it; ` +
-        `convert it first, e.g. ffmpeg -i in -c:v libx264 -c:a aac out.mp4 (accepted: see the README, "Accepted files")`,
-    );
-  }
+  const undecoded = (await declaredTracks(path, container)).filter((t) => !read[t.type]);
+  const t = undecoded[0];
+  if (!t) return;
+  const e = new ProbeError(
+    'unsupported-codec',
+    `the ${t.type} track (${t.codec} in ${container}) cannot be read by shardcast, and the file would publish without it; ` +
+      `convert it first, e.g. ffmpeg -i in -c:v libx264 -c:a aac out.mp4 (accepted: see the README, "Accepted files")`,
+  );
+  e.undecoded = undecoded;
+  throw e;
 }
 
 function containerName(formatName: string): string {

@@ -76,6 +76,12 @@ export class Sessions {
     return { peer, resume: secret };
   }
 
+  /** The connected peer `id` when `secret` is its current resume secret (the proof a tab gives over HTTP), else undefined. */
+  authenticate(id: string, secret: string | undefined): Peer | undefined {
+    const peer = this.connected.get(id);
+    return peer && this.resumes(id, secret) ? peer : undefined;
+  }
+
   private resumes(id: string, secret: string | undefined): boolean {
     const known = this.resumeSecrets.get(id);
     if (!known || !secret || known.length !== secret.length) return false;

@@ -14,7 +14,12 @@ export function poolRoutes(router: Router, ctx: EdgeContext): void {
     .add('GET', API_PATHS.health, (_req, res) =>
       sendJson(res, 200, { ok: true, contents: store.all().length, peers: pool.peers.size } satisfies HealthResponse),
     )
-    .add('GET', API_PATHS.pool, (_req, res) => sendJson(res, 200, pool.snapshot() satisfies PoolSnapshot))
+    .add('GET', API_PATHS.pool, (_req, res) =>
+      sendJson(res, 200, {
+        ...pool.snapshot(),
+        normalizing: ctx.mezzanines.all().map((p) => ({ id: p.id, name: p.name, reason: p.reason })),
+      } satisfies PoolSnapshot),
+    )
     .add('GET', API_PATHS.metrics, (_req, res) => {
       const text = renderMetrics(pool, store);
       res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Cache-Control': 'no-store' });

@@ -6,6 +6,7 @@
  * (engines, builds, benchmarks), JobExecutor (queue, job runs, upload,
  * shard-ready), Replicator (copies the pool asks for) and the ShardStore.
  */
+import { MezzanineJobs } from './MezzanineJobs.ts';
 import { TypedEmitter } from '../shared/events.ts';
 import { PeerManager } from '../net/PeerManager.ts';
 import { PoolClient, poolUrl } from '../net/PoolClient.ts';
@@ -111,6 +112,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
   private readonly pool: PoolClient;
   private readonly peers: PeerManager;
   private readonly limiter: ServeLimiter;
+  private readonly mezzanines: MezzanineJobs;
 
   constructor(
     private readonly config: EncoderConfig,
@@ -134,6 +136,14 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
     this.replicator.on('log', ({ line }) => this.logLine(line));
     this.verifier = new Verifier(this.engine, this.peers, send, config.replicateTimeoutMs, base);
     this.verifier.on('log', ({ line }) => this.logLine(line));
+    this.mezzanines = new MezzanineJobs(
+      this.engine,
+      this.pool,
+      () => this.jobs.busy,
+      (l) => this.logLine(l),
+      config.mezzaninePollMs,
+      base,
+    );
     this.watchVisibility();
   }
 
@@ -294,6 +304,7 @@ export class Encoder extends TypedEmitter<EncoderEvents> {
 
   stop(): void {
     this.state.phase = 'stopped';
+    this.mezzanines.stop();
     this.pool.close();
     this.peers.closeAll();
     this.engine.terminate();

@@ -27,6 +27,7 @@ const encoderConfigSchema = z.object({
   maxPeers: num(16, 'Peers connected at once; the least recently used is closed past this.'),
   persist: bool(true, 'Persist shards to IndexedDB so a reload keeps serving them.'),
   benchmark: bool(true, 'Run the join benchmark (a short encode) before asking for work.'),
+  mezzaninePollMs: num(5000, 'How often an idle tab asks the server for a mezzanine job (a source with a track only ffmpeg.wasm decodes), ms; 0: never.'),
   reconnectMs: num(1000, 'Delay between reconnect attempts to the pool, ms.'),
   replicateTimeoutMs: num(10_000, 'Give up copying a shard from one holder after this long, ms.'),
   engines: z

@@ -46,6 +46,11 @@ export class PoolClient extends TypedEmitter<PoolClientEvents> {
     });
   }
 
+  /** Our peer id and resume secret while connected: what proves this tab over HTTP (a mezzanine claim). */
+  get credentials(): { peerId: string; resume: string } | undefined {
+    return this.state === 'open' && this.peerId && this.resume ? { peerId: this.peerId, resume: this.resume } : undefined;
+  }
+
   connect(): void {
     this.stopped = false;
     this.setState('connecting');

@@ -18,6 +18,9 @@ export const API_PATHS = {
   contents: '/api/contents',
   content: '/api/contents/:id',
   source: '/api/contents/:id/source',
+  mezzanineClaim: '/api/mezzanine/claim',
+  mezzanineSource: '/api/mezzanine/:id/source',
+  mezzanine: '/api/mezzanine/:id',
   shard: '/api/contents/:id/shards/:rendition/:index',
   export: '/api/contents/:id/export.mp4',
   hlsMaster: '/api/contents/:id/hls/master.m3u8',
@@ -86,6 +89,10 @@ export const apiUrl = {
   publish: (q: { shardDuration?: number | string | undefined; name?: string | undefined; renditions?: string | undefined } = {}): string =>
     withQuery(API_PATHS.contents, q),
   content: (id: string): string => fillPath(API_PATHS.content, { id }),
+  mezzanineClaim: (): string => API_PATHS.mezzanineClaim,
+  /** The whole source a mezzanine job transcodes; `job` is the claim's token. */
+  mezzanineSource: (id: string, job: string): string => `${fillPath(API_PATHS.mezzanineSource, { id })}?job=${encodeURIComponent(job)}`,
+  mezzanine: (id: string, job: string): string => `${fillPath(API_PATHS.mezzanine, { id })}?job=${encodeURIComponent(job)}`,
   /** A source slice: content seconds [start, end), as the pool writes them (6 decimals). */
   source: (id: string, q: { start: number; end: number; tracks: SliceTracks }): string =>
     withQuery(fillPath(API_PATHS.source, { id }), { start: q.start.toFixed(6), end: q.end.toFixed(6), tracks: q.tracks }),
@@ -153,7 +160,8 @@ export const errorResponseSchema = z.object({ error: z.object({ code: z.enum(ERR
 
 export const healthResponseSchema = z.object({ ok: z.literal(true), contents: z.number().int(), peers: z.number().int() });
 
-export const contentStatusSchema = z.enum(['encoding', 'ready', 'failed']);
+/** `normalizing`: waiting for volunteers' mezzanine (a track only ffmpeg.wasm decodes; README "Accepted files"). */
+export const contentStatusSchema = z.enum(['normalizing', 'encoding', 'ready', 'failed']);
 
 /** One content in GET /api/contents. */
 export const contentSummarySchema = z.object({
@@ -169,6 +177,8 @@ export const contentSummarySchema = z.object({
   total: z.number().int(),
   /** ISO 8601. */
   createdAt: z.string(),
+  /** Why a `normalizing` content waits. */
+  reason: z.string().optional(),
 });
 
 export const contentsResponseSchema = z.object({ contents: z.array(contentSummarySchema) });
@@ -183,7 +193,14 @@ export const contentResponseSchema = z.object({
 });
 
 /** POST /api/contents (201). */
-export const publishResponseSchema = z.object({ id: z.string(), shards: z.number().int(), renditions: z.array(z.string()) });
+/** 201 with the map's size; 202 with `status: normalizing` and its `reason` when the source waits for a mezzanine. */
+export const publishResponseSchema = z.object({
+  id: z.string(),
+  shards: z.number().int(),
+  renditions: z.array(z.string()),
+  status: z.literal('normalizing').optional(),
+  reason: z.string().optional(),
+});
 
 /** DELETE /api/contents/:id. */
 export const deleteResponseSchema = z.object({ deleted: z.string() });
@@ -273,6 +290,8 @@ export const poolSnapshotSchema = z.object({
   viewers: z.array(z.object({ contentId: z.string(), index: z.number() })).optional(),
   jobs: z.array(jobViewSchema),
   contents: z.array(contentHeatSchema).optional(),
+  /** Sources waiting for volunteers' mezzanine, with why (README "Accepted files"). */
+  normalizing: z.array(z.object({ id: z.string(), name: z.string(), reason: z.string() })).optional(),
   counters: z.record(z.string(), z.number()),
   trust: z.record(z.string(), z.number()).optional(),
   events: z.array(poolEventSchema),

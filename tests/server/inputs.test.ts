@@ -83,14 +83,19 @@ const ACCEPTED: Sample[] = table('| container |').flatMap(([containers, videos, 
 const FIRST = new Map(
   table('| container |').flatMap(([cs, v, a]) => list(cs!).map((c) => [c, { video: v!.startsWith('none') ? undefined : list(v!)[0], audio: list(a!)[0] }])),
 );
-/** A refused track beside the container's first accepted codec of the other kind. */
-const REFUSED: Sample[] = table('| refused track |').flatMap(([codec, containers]) =>
-  list(containers!).map((c) =>
-    codec! in AUDIO
-      ? { container: c, ...(FIRST.get(c)?.video && { video: FIRST.get(c)!.video }), audio: codec! }
-      : { container: c, video: codec!, audio: FIRST.get(c)?.audio },
-  ),
-);
+/** Each row's track (a table of "| track | in |") beside the container's first accepted codec of the other kind. */
+const beside = (header: string): Sample[] =>
+  table(header).flatMap(([codec, containers]) =>
+    list(containers!).map((c) =>
+      codec! in AUDIO
+        ? { container: c, ...(FIRST.get(c)?.video && { video: FIRST.get(c)!.video }), audio: codec! }
+        : { container: c, video: codec!, audio: FIRST.get(c)?.audio },
+    ),
+  );
+const REFUSED = beside('| refused track |');
+
+/** Tracks only volunteers decode: published `normalizing`. */
+const NORMALISED = beside('| normalised track |');
 
 let server: TestServer;
 let dir: string;
@@ -134,6 +139,7 @@ describe('README "Accepted files"', () => {
   it('lists containers and codecs this test can make', () => {
     expect(ACCEPTED.length).toBeGreaterThan(20);
     expect(REFUSED.length).toBeGreaterThanOrEqual(4);
+    expect(NORMALISED.length).toBeGreaterThanOrEqual(3);
   });
 
   it.each(ACCEPTED.map((s) => [label(s), s] as const))('publishes %s with every track in its map', async (_l, s) => {
@@ -145,8 +151,21 @@ describe('README "Accepted files"', () => {
     expect(shardMap.source.audio?.codec).toBe(AUDIO[s.audio!]!.mapped);
   });
 
+  it.each(NORMALISED.map((s) => [label(s), s] as const))('accepts %s as normalizing, naming the track volunteers decode', async (_l, s) => {
+    const file = await make(s);
+    const r = await upload(server.url, fs.readFileSync(file), '', path.basename(file));
+    expect(r.status, JSON.stringify(r.json)).toBe(202);
+    const { contents } = (await (await fetch(`${server.url}/api/contents`)).json()) as { contents: { id: string; status: string; reason: string }[] };
+    const c = contents.find((x) => x.id === r.json.id);
+    expect(c?.status).toBe('normalizing');
+    const codec = { Theora: /theora/, 'MPEG-2 video': /mpeg2video/, FLAC: /flac/ }[
+      s.video && !(s.video === FIRST.get(s.container)?.video) ? s.video : s.audio!
+    ];
+    expect(c?.reason).toMatch(codec!);
+  });
+
   it.each(REFUSED.map((s) => [label(s), s] as const))('refuses %s with 415 naming the track and its codec, and keeps nothing', async (_l, s) => {
-    const before = ((await (await fetch(`${server.url}/api/contents`)).json()) as unknown[]).length;
+    const before = ((await (await fetch(`${server.url}/api/contents`)).json()) as { contents: unknown[] }).contents.length;
     const file = await make(s);
     const r = await upload(server.url, fs.readFileSync(file), '', path.basename(file));
     expect(r.status, JSON.stringify(r.json)).toBe(415);
@@ -154,6 +173,6 @@ describe('README "Accepted files"', () => {
     const word = { Theora: /theora/i, 'MPEG-2 video': /mpeg2video/i, 'MPEG-4 Part 2': /mp4v|V_MPEG4/i, FLAC: /flac/i, MP3: /mp3/i }[refused]!;
     expect(JSON.stringify(r.json)).toMatch(refused === s.audio ? /audio/ : /video/);
     expect(JSON.stringify(r.json)).toMatch(word);
-    expect(((await (await fetch(`${server.url}/api/contents`)).json()) as unknown[]).length).toBe(before);
+    expect(((await (await fetch(`${server.url}/api/contents`)).json()) as { contents: unknown[] }).contents.length).toBe(before);
   });
 });
