@@ -55,3 +55,36 @@ export async function watchToEnd(t: TrackedPage, timeoutMs = 120_000): Promise<V
   expect(r.state).toBe('ended');
   return r;
 }
+
+/** A `waiting` of the video element: the playhead (s), how much was buffered from it on (s), and the buffered ranges. */
+export interface Wait {
+  t: number;
+  ahead: number;
+  buffered: string;
+}
+
+/** Records every `waiting` of the page's video element in `window.__waits`. */
+export async function recordWaits(t: TrackedPage): Promise<void> {
+  await t.page.addInitScript(() => {
+    const waits: Wait[] = ((window as any).__waits = []);
+    document.addEventListener(
+      'waiting',
+      (e) => {
+        const v = e.target as HTMLVideoElement;
+        const r = Array.from({ length: v.buffered.length }, (_, i) => [v.buffered.start(i), v.buffered.end(i)] as const);
+        const at = r.find(([a, b]) => a <= v.currentTime + 1e-3 && v.currentTime < b);
+        waits.push({ t: v.currentTime, ahead: at ? at[1] - v.currentTime : 0, buffered: r.map(([a, b]) => `${a.toFixed(3)}-${b.toFixed(3)}`).join(' ') });
+      },
+      true,
+    );
+  });
+}
+
+/**
+ * The `waiting`s recorded by recordWaits with less than 0.1 s buffered from the playhead on: stalls for want of media
+ * (a hole, a missing shard). A wait with media buffered is the decoder starved of CPU on a loaded machine, not a fault.
+ */
+export async function stallsForWantOfMedia(t: TrackedPage): Promise<Wait[]> {
+  const waits = (await t.page.evaluate(() => (window as any).__waits)) as Wait[];
+  return waits.filter((w) => w.ahead < 0.1);
+}
