@@ -63,14 +63,18 @@ export interface Wait {
   buffered: string;
 }
 
-/** Records every `waiting` of the page's video element in `window.__waits`. */
+/** Records every `waiting` of the page's video element after its first frame played, in `window.__waits`. */
 export async function recordWaits(t: TrackedPage): Promise<void> {
   await t.page.addInitScript(() => {
     const waits: Wait[] = ((window as any).__waits = []);
+    // Waits before the first frame plays are the start-up (the first shards on their way), not stalls.
+    let started = false;
+    document.addEventListener('playing', () => (started = true), true);
     document.addEventListener(
       'waiting',
       (e) => {
         const v = e.target as HTMLVideoElement;
+        if (!started) return;
         const r = Array.from({ length: v.buffered.length }, (_, i) => [v.buffered.start(i), v.buffered.end(i)] as const);
         const at = r.find(([a, b]) => a <= v.currentTime + 1e-3 && v.currentTime < b);
         waits.push({ t: v.currentTime, ahead: at ? at[1] - v.currentTime : 0, buffered: r.map(([a, b]) => `${a.toFixed(3)}-${b.toFixed(3)}`).join(' ') });
