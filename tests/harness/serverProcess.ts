@@ -21,26 +21,17 @@ export interface ServerProcess {
   exited: Promise<void>;
 }
 
+/** Node's arguments that run the server (signaling/main.ts) on a free port of 127.0.0.1 with its data in `dataDir`, unbuilt. */
+export function serverCommand(dataDir: string): string[] {
+  return ['--import', 'tsx', path.join(ROOT, 'signaling/main.ts'), '--no-build', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir];
+}
+
 export async function spawnServer(dataDir: string, args: string[] = [], timeoutMs = 60_000): Promise<ServerProcess> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      path.join(ROOT, 'signaling/main.ts'),
-      '--no-build',
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-      '--data-dir',
-      dataDir,
-      '--schedule-unchecked-engines',
-      'true',
-      ...args,
-    ],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_ENV: 'test' } },
-  );
+  const child = spawn(process.execPath, [...serverCommand(dataDir), '--schedule-unchecked-engines', 'true', ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_ENV: 'test' },
+  });
   const proc: ServerProcess = { child, url: '', dataDir, stderr: [], tail: [], exit: undefined, exited: Promise.resolve() };
   proc.exited = new Promise((resolve) =>
     child.once('exit', (code, signal) => {

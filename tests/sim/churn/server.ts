@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { serverCommand } from '../../harness/serverProcess.ts';
 import type { ChurnOptions } from './options.ts';
 import { sleep } from './util.ts';
 
@@ -28,16 +29,7 @@ export const SIM_ADMIN_TOKEN = 'churn-sim-admin-token';
 function serverArgs(o: ChurnOptions, dataDir: string): string[] {
   return [
     ...o.serverNodeArgs,
-    '--import',
-    'tsx',
-    path.join(ROOT, 'signaling/main.ts'),
-    '--no-build',
-    '--port',
-    '0',
-    '--host',
-    '127.0.0.1',
-    '--data-dir',
-    dataDir,
+    ...serverCommand(dataDir),
     '--heartbeat-ms',
     String(o.heartbeatMs),
     '--heartbeat-timeout-ms',
